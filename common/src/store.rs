@@ -1,0 +1,750 @@
+//! The durable store of a node: one sled database with group commit.
+//!
+//! # Durability
+//! Writes go to sled's in-memory state at once; [`Store::commit`] then returns a [`Persisted`]
+//! proof only after a flush that began *after* the caller's writes has completed. One committer
+//! thread serves every caller: while one flush (an fsync) runs, new callers queue up, and the next
+//! flush covers all of them (group commit). Code that acknowledges something to a peer or a
+//! broker takes a `Persisted`, so "ack before fsync" cannot be written.
+//!
+//! # Keyspace (one sled tree, prefixed keys, atomic multi-key updates by transaction)
+//! - `e/<envelope id>`: the envelope (protobuf)
+//! - `d/<envelope id>`: SHA-256 of its signed content (dedup and replay detection)
+//! - `q/<neighbour>\0<class><seq>`: per-neighbour outbound queue; class 0 leaves first
+//! - `i/<agency>\0<seq>`: local inbox entries; `x/<agency>\0<envelope id>`: inbox index
+//! - `r/<receipt id>`: a receipt frame; `R/<envelope id>\0<seq>`: receipts of an envelope
+//! - `c/<sha256><offset>`: attachment chunks, content-addressed; `a/<sha256>`: bytes held
+//! - `m/<name>`: small metadata values
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+
+use lienthong_proto::v1::{Envelope, Priority};
+use prost::Message;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::oneshot;
+
+/// Queue class of an envelope: express documents leave first, then very urgent, urgent, normal.
+pub fn queue_class(priority: i32) -> u8 {
+    match Priority::try_from(priority) {
+        Ok(Priority::Express | Priority::ExpressTimed) => 0,
+        Ok(Priority::VeryUrgent) => 1,
+        Ok(Priority::Urgent) => 2,
+        _ => 3,
+    }
+}
+
+/// Store failures.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// sled reported an error (I/O, corruption).
+    #[error("store at {path}: {reason}")]
+    Sled {
+        /// The database directory.
+        path: PathBuf,
+        /// sled's message.
+        reason: String,
+    },
+    /// The committer thread is gone (the store is shutting down).
+    #[error("store is closed")]
+    Closed,
+    /// A stored value does not decode.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// The key, printable.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Proof that everything written before [`Store::commit`] was called is on disk.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a Persisted proof is what allows an acknowledgement"]
+pub struct Persisted {
+    _private: (),
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// A node's store. Cheap to clone; all clones share one database and one committer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    committer: mpsc::Sender<Waiter>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+/// What an outbound queue entry refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueItem {
+    /// An envelope, for the listed recipients reached through this neighbour.
+    Envelope {
+        /// Envelope id.
+        id: String,
+        /// Recipients routed over this neighbour.
+        recipients: Vec<String>,
+    },
+    /// A receipt frame (status receipt or transport event) by id.
+    Receipt {
+        /// Receipt id.
+        id: String,
+    },
+}
+
+impl QueueItem {
+    /// The id of the item, as used in hop acks.
+    pub fn id(&self) -> &str {
+        match self {
+            QueueItem::Envelope { id, .. } | QueueItem::Receipt { id } => id,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            QueueItem::Envelope { id, recipients } => {
+                let mut v = vec![b'E'];
+                v.extend_from_slice(id.as_bytes());
+                for r in recipients {
+                    v.push(0);
+                    v.extend_from_slice(r.as_bytes());
+                }
+                v
+            }
+            QueueItem::Receipt { id } => {
+                let mut v = vec![b'R'];
+                v.extend_from_slice(id.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let (kind, rest) = b.split_first()?;
+        let text = std::str::from_utf8(rest).ok()?;
+        match kind {
+            b'E' => {
+                let mut parts = text.split('\0');
+                let id = parts.next()?.to_owned();
+                Some(QueueItem::Envelope {
+                    id,
+                    recipients: parts.map(str::to_owned).collect(),
+                })
+            }
+            b'R' => Some(QueueItem::Receipt {
+                id: text.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An entry of a neighbour's outbound queue, with the key that removes it.
+#[derive(Debug, Clone)]
+pub struct QueuedEntry {
+    /// Position in the queue (opaque).
+    pub key: Vec<u8>,
+    /// What to send.
+    pub item: QueueItem,
+}
+
+/// An inbox entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Arrival order within the agency's inbox.
+    pub seq: u64,
+    /// The envelope.
+    pub envelope_id: String,
+    /// Whether the DMS or staff acknowledged it.
+    pub acknowledged: bool,
+}
+
+fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn queue_prefix(neighbour: &str) -> Vec<u8> {
+    let mut k = b"q/".to_vec();
+    k.extend_from_slice(neighbour.as_bytes());
+    k.push(0);
+    k
+}
+
+fn chunk_key(sha: &[u8], offset: u64) -> Vec<u8> {
+    let mut k = b"c/".to_vec();
+    k.extend_from_slice(sha);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// Outcome of offering an envelope to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// Stored for the first time (and queued as asked).
+    New,
+    /// The same envelope (same id, same content) was already stored.
+    Duplicate,
+    /// The id is known with different content: a replay or a forgery.
+    Conflict,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| StoreError::Sled {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let flusher = db.clone();
+        let path = dir.to_owned();
+        thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || commit_loop(&flusher, &rx))
+            .map_err(|e| StoreError::Sled {
+                path: path.clone(),
+                reason: format!("cannot start committer thread: {e}"),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: dir.to_owned(),
+                db,
+                committer: tx,
+            }),
+        })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Sled {
+            path: self.inner.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn tree(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// Waits until every write made before this call is durable.
+    pub async fn commit(&self) -> Result<Persisted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .committer
+            .send(tx)
+            .map_err(|_| StoreError::Closed)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(Persisted { _private: () }),
+            Ok(Err(reason)) => Err(StoreError::Sled {
+                path: self.inner.path.clone(),
+                reason,
+            }),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Blocking form of [`Store::commit`], for threads outside the async runtime.
+    pub fn commit_blocking(&self) -> Result<Persisted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .committer
+            .send(tx)
+            .map_err(|_| StoreError::Closed)?;
+        match rx.blocking_recv() {
+            Ok(Ok(())) => Ok(Persisted { _private: () }),
+            Ok(Err(reason)) => Err(StoreError::Sled {
+                path: self.inner.path.clone(),
+                reason,
+            }),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// A fresh, monotonically increasing sequence number (survives restarts).
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        self.tree().generate_id().map_err(|e| self.err(e))
+    }
+
+    /// Sets a raw metadata value (not durable until the next commit).
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.tree()
+            .insert(key(b"m/", &[name.as_bytes()]), value)
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reads a metadata value.
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree()
+            .get(key(b"m/", &[name.as_bytes()]))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Stores `env` (if its id is new) and queues it for each `(neighbour, recipients)` pair,
+    /// atomically. `content_digest` identifies its signed content for replay detection.
+    pub fn offer_envelope(
+        &self,
+        env: &Envelope,
+        content_digest: &[u8],
+        queue_for: &[(String, Vec<String>)],
+    ) -> Result<Offer, StoreError> {
+        let ekey = key(b"e/", &[env.id.as_bytes()]);
+        let dkey = key(b"d/", &[env.id.as_bytes()]);
+        let bytes = env.encode_to_vec();
+        let class = queue_class(env.other_info.as_ref().map(|o| o.priority).unwrap_or(0));
+        let mut entries = Vec::with_capacity(queue_for.len());
+        for (n, recipients) in queue_for {
+            let mut k = queue_prefix(n);
+            k.push(class);
+            k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+            let item = QueueItem::Envelope {
+                id: env.id.clone(),
+                recipients: recipients.clone(),
+            };
+            entries.push((k, item.encode()));
+        }
+        let res = self.tree().transaction(|t| {
+            if let Some(d) = t.get(&dkey)? {
+                return Ok(if d.as_ref() == content_digest {
+                    Offer::Duplicate
+                } else {
+                    Offer::Conflict
+                });
+            }
+            t.insert(ekey.as_slice(), bytes.as_slice())?;
+            t.insert(dkey.as_slice(), content_digest)?;
+            for (k, v) in &entries {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(Offer::New)
+        });
+        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// Replaces the stored copy of an envelope (e.g. to record trace times). Does not queue.
+    pub fn update_envelope(&self, env: &Envelope) -> Result<(), StoreError> {
+        self.tree()
+            .insert(key(b"e/", &[env.id.as_bytes()]), env.encode_to_vec())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reads an envelope by id.
+    pub fn envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError> {
+        let k = key(b"e/", &[id.as_bytes()]);
+        match self.tree().get(&k).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => Envelope::decode(v.as_ref())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: format!("e/{id}"),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// True if an envelope with this id was ever stored.
+    pub fn has_envelope(&self, id: &str) -> Result<bool, StoreError> {
+        self.tree()
+            .contains_key(key(b"d/", &[id.as_bytes()]))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Queues an item for a neighbour at the given class.
+    pub fn enqueue(&self, neighbour: &str, class: u8, item: &QueueItem) -> Result<(), StoreError> {
+        let mut k = queue_prefix(neighbour);
+        k.push(class);
+        k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+        self.tree()
+            .insert(k, item.encode())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The first `limit` entries of a neighbour's queue, in sending order, skipping `after`.
+    pub fn outbound(&self, neighbour: &str, limit: usize) -> Result<Vec<QueuedEntry>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(queue_prefix(neighbour)) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let item = QueueItem::decode(&v).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "bad queue item".into(),
+            })?;
+            out.push(QueuedEntry {
+                key: k.to_vec(),
+                item,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of entries queued for a neighbour.
+    pub fn queue_depth(&self, neighbour: &str) -> usize {
+        self.tree().scan_prefix(queue_prefix(neighbour)).count()
+    }
+
+    /// Removes a queue entry (after the neighbour acknowledged or refused it).
+    pub fn dequeue(&self, entry_key: &[u8]) -> Result<(), StoreError> {
+        self.tree().remove(entry_key).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Adds an envelope to an agency's inbox unless it is already there. Returns true if added.
+    pub fn add_to_inbox(&self, agency: &str, envelope_id: &str) -> Result<bool, StoreError> {
+        let xkey = key(b"x/", &[agency.as_bytes(), envelope_id.as_bytes()]);
+        let seq = self.next_seq()?;
+        let ikey = key(b"i/", &[agency.as_bytes(), &seq.to_be_bytes()]);
+        let mut val = vec![0u8];
+        val.extend_from_slice(envelope_id.as_bytes());
+        let res = self.tree().transaction(|t| {
+            if t.get(&xkey)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(xkey.as_slice(), &seq.to_be_bytes()[..])?;
+            t.insert(ikey.as_slice(), val.as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// An agency's inbox, in arrival order.
+    pub fn inbox(&self, agency: &str) -> Result<Vec<InboxEntry>, StoreError> {
+        let prefix = key(b"i/", &[agency.as_bytes(), b""]);
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let seq_bytes: [u8; 8] =
+                k[prefix.len()..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        reason: "bad inbox key".into(),
+                    })?;
+            let (flag, id) = v.split_first().ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "empty inbox entry".into(),
+            })?;
+            out.push(InboxEntry {
+                seq: u64::from_be_bytes(seq_bytes),
+                envelope_id: String::from_utf8_lossy(id).into_owned(),
+                acknowledged: *flag == 1,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks an inbox entry acknowledged. Returns false if the envelope is not in that inbox.
+    pub fn acknowledge(&self, agency: &str, envelope_id: &str) -> Result<bool, StoreError> {
+        let xkey = key(b"x/", &[agency.as_bytes(), envelope_id.as_bytes()]);
+        let Some(seq) = self.tree().get(&xkey).map_err(|e| self.err(e))? else {
+            return Ok(false);
+        };
+        let ikey = key(b"i/", &[agency.as_bytes(), seq.as_ref()]);
+        let mut val = vec![1u8];
+        val.extend_from_slice(envelope_id.as_bytes());
+        self.tree().insert(ikey, val).map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    /// Stores a receipt frame under its id and indexes it by envelope. Returns false if the id
+    /// was already stored (a duplicate).
+    pub fn put_receipt(
+        &self,
+        receipt_id: &str,
+        envelope_id: &str,
+        frame: &[u8],
+    ) -> Result<bool, StoreError> {
+        let rkey = key(b"r/", &[receipt_id.as_bytes()]);
+        let seq = self.next_seq()?;
+        let ikey = key(b"R/", &[envelope_id.as_bytes(), &seq.to_be_bytes()]);
+        let res = self.tree().transaction(|t| {
+            if t.get(&rkey)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(rkey.as_slice(), frame)?;
+            t.insert(ikey.as_slice(), receipt_id.as_bytes())?;
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// A receipt frame by id.
+    pub fn receipt(&self, receipt_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree()
+            .get(key(b"r/", &[receipt_id.as_bytes()]))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every receipt frame about an envelope, in arrival order.
+    pub fn receipts_for(&self, envelope_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = key(b"R/", &[envelope_id.as_bytes(), b""]);
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(&prefix) {
+            let (_, id) = kv.map_err(|e| self.err(e))?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(f) = self.receipt(&id)? {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes of an attachment held contiguously from offset 0.
+    pub fn attachment_held(&self, sha: &[u8]) -> Result<u64, StoreError> {
+        match self
+            .tree()
+            .get(key(b"a/", &[sha]))
+            .map_err(|e| self.err(e))?
+        {
+            None => Ok(0),
+            Some(v) => {
+                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: format!("a/{}", hex::encode(sha)),
+                    reason: "bad length".into(),
+                })?;
+                Ok(u64::from_be_bytes(b))
+            }
+        }
+    }
+
+    /// Appends a chunk at `offset`, which must equal the bytes already held (chunks arrive in
+    /// order). Returns the new number of bytes held. A chunk at an offset already held is
+    /// ignored (a resend).
+    pub fn append_chunk(&self, sha: &[u8], offset: u64, data: &[u8]) -> Result<u64, StoreError> {
+        let held = self.attachment_held(sha)?;
+        if offset < held {
+            return Ok(held);
+        }
+        if offset > held {
+            return Err(StoreError::Corrupt {
+                key: format!("a/{}", hex::encode(sha)),
+                reason: format!("chunk at {offset} but only {held} bytes held"),
+            });
+        }
+        let new_held = held + data.len() as u64;
+        let mut batch = sled::Batch::default();
+        batch.insert(chunk_key(sha, offset), data);
+        batch.insert(key(b"a/", &[sha]), &new_held.to_be_bytes()[..]);
+        self.tree().apply_batch(batch).map_err(|e| self.err(e))?;
+        Ok(new_held)
+    }
+
+    /// Reads the chunks of an attachment from `from` on, in order, calling `f` for each.
+    /// Memory use is one chunk at a time.
+    pub fn for_each_chunk(
+        &self,
+        sha: &[u8],
+        from: u64,
+        mut f: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let start = chunk_key(sha, 0);
+        let prefix_len = 2 + sha.len();
+        for kv in self.tree().range(start.clone()..) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            if k.len() != prefix_len + 8 || k[..prefix_len] != start[..prefix_len] {
+                break;
+            }
+            let off_bytes: [u8; 8] =
+                k[prefix_len..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt {
+                        key: "chunk".into(),
+                        reason: "bad key".into(),
+                    })?;
+            let off = u64::from_be_bytes(off_bytes);
+            if off + v.len() as u64 <= from {
+                continue;
+            }
+            if !f(off, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Raw access for benchmarks and crash tests: insert a key/value (not durable until commit).
+    pub fn put_raw(&self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.tree().insert(k, v).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Raw read.
+    pub fn get_raw(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree()
+            .get(k)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Checks the store by reading every record (sled verifies checksums as it reads).
+    pub fn check(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.tree().iter() {
+            kv.map_err(|e| self.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn commit_loop(db: &sled::Db, rx: &mpsc::Receiver<Waiter>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(id: &str, priority: i32) -> Envelope {
+        Envelope {
+            id: id.into(),
+            other_info: Some(lienthong_proto::v1::OtherInfo {
+                priority,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn express_leaves_first_and_fifo_within_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let q = |n: &str| vec![(n.to_string(), vec!["r".to_string()])];
+        for (id, p) in [("a", 0), ("b", 3), ("c", 0), ("d", 1), ("e", 4)] {
+            assert_eq!(
+                s.offer_envelope(&env(id, p), id.as_bytes(), &q("n1"))
+                    .unwrap(),
+                Offer::New
+            );
+        }
+        let _ = s.commit().await.unwrap();
+        let order: Vec<String> = s
+            .outbound("n1", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.item.id().to_owned())
+            .collect();
+        assert_eq!(order, ["b", "e", "d", "a", "c"]);
+        assert_eq!(s.queue_depth("n1"), 5);
+        assert_eq!(s.queue_depth("n2"), 0);
+    }
+
+    #[tokio::test]
+    async fn dedup_and_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let q = vec![("n".to_string(), vec![])];
+        assert_eq!(
+            s.offer_envelope(&env("x", 0), b"d1", &q).unwrap(),
+            Offer::New
+        );
+        assert_eq!(
+            s.offer_envelope(&env("x", 0), b"d1", &q).unwrap(),
+            Offer::Duplicate
+        );
+        assert_eq!(
+            s.offer_envelope(&env("x", 0), b"d2", &q).unwrap(),
+            Offer::Conflict
+        );
+        assert_eq!(s.queue_depth("n"), 1);
+    }
+
+    #[tokio::test]
+    async fn inbox_once_and_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.add_to_inbox("A", "e1").unwrap());
+        assert!(!s.add_to_inbox("A", "e1").unwrap());
+        assert!(s.add_to_inbox("A", "e2").unwrap());
+        assert!(s.acknowledge("A", "e1").unwrap());
+        assert!(!s.acknowledge("A", "nope").unwrap());
+        let inbox = s.inbox("A").unwrap();
+        assert_eq!(inbox.len(), 2);
+        assert!(inbox[0].acknowledged && inbox[0].envelope_id == "e1");
+        assert!(!inbox[1].acknowledged);
+        assert!(s.inbox("AB").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn chunks_resume_and_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let sha = [9u8; 32];
+        assert_eq!(s.append_chunk(&sha, 0, b"hello ").unwrap(), 6);
+        assert_eq!(s.append_chunk(&sha, 0, b"hello ").unwrap(), 6);
+        assert!(s.append_chunk(&sha, 10, b"x").is_err());
+        assert_eq!(s.append_chunk(&sha, 6, b"world").unwrap(), 11);
+        let mut got = Vec::new();
+        s.for_each_chunk(&sha, 0, |_, d| {
+            got.extend_from_slice(d);
+            true
+        })
+        .unwrap();
+        assert_eq!(got, b"hello world");
+        let mut offs = Vec::new();
+        s.for_each_chunk(&sha, 6, |o, _| {
+            offs.push(o);
+            true
+        })
+        .unwrap();
+        assert_eq!(offs, [6]);
+    }
+
+    #[tokio::test]
+    async fn receipts_dedup_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.put_receipt("r1", "e1", b"one").unwrap());
+        assert!(!s.put_receipt("r1", "e1", b"one").unwrap());
+        assert!(s.put_receipt("r2", "e1", b"two").unwrap());
+        assert_eq!(
+            s.receipts_for("e1").unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
+    }
+}

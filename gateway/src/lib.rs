@@ -1,0 +1,1 @@
+//! lienthong gateway.
