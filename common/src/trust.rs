@@ -71,7 +71,10 @@ impl From<webpki::Error> for CertError {
     fn from(e: webpki::Error) -> Self {
         use webpki::Error as E;
         match e {
-            E::UnknownIssuer | E::CaUsedAsEndEntity => CertError::UnknownIssuer,
+            // A foreign CA with the same name as ours shows up as a bad issuer signature.
+            E::UnknownIssuer | E::CaUsedAsEndEntity | E::InvalidSignatureForPublicKey => {
+                CertError::UnknownIssuer
+            }
             E::CertExpired { .. } => CertError::Expired,
             E::CertNotValidYet { .. } => CertError::NotYetValid,
             E::CertRevoked => CertError::Revoked,
