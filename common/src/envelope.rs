@@ -488,7 +488,8 @@ pub(crate) mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(Box<dyn Fn(&mut Envelope)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Envelope)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|e| e.from = None), "from"),
             (
                 Box::new(|e| e.from.as_mut().unwrap().code = "bad code".into()),
