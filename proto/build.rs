@@ -11,7 +11,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["."])?;
-    tonic_prost_build::configure()
+    let mut builder = tonic_prost_build::configure()
+        // JSON forms for the local HTTP API: every message is serde, missing fields default.
+        .type_attribute(
+            ".lienthong.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
+        .message_attribute(".lienthong.v1", "#[serde(default)]");
+    for field in [
+        "AttachmentManifest.sha256",
+        "AttachmentChunk.sha256",
+        "ChunkRequest.sha256",
+        "Signature.value",
+        "AttachmentChunk.data",
+        "SubmitAttachment.data",
+    ] {
+        builder = builder.field_attribute(
+            format!(".lienthong.v1.{field}"),
+            "#[serde(with = \"crate::hex_bytes\")]",
+        );
+    }
+    builder = builder.field_attribute(
+        ".lienthong.v1.Signature.certificate_chain",
+        "#[serde(with = \"crate::hex_bytes_list\")]",
+    );
+    builder
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

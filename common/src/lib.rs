@@ -2,21 +2,25 @@
 //!
 //! # Layout
 //! - [`agency`]: agency codes (mã định danh), their hierarchy and subtree test.
+//! - [`config`]: node configuration (TOML + `LT_*` overrides), raw and resolved.
 //! - [`envelope`]: structural validation of envelopes and receipts, size limits.
 //! - [`pki`]: the development certificate authority behind `lt-relay pki`.
 //! - [`trust`]: the interchange CA and CRL; the one certificate-chain check.
 //! - [`signing`]: signing bytes, agency signers, verification into `Verified<T>`.
 //! - [`store`]: the sled store with group commit and the `Persisted` proof.
+//! - [`tls`]: rustls configurations for the mutual-TLS 1.3 link.
 //! - [`telemetry`]: logging configuration from `LT_LOG` / `LT_LOG_FORMAT`.
 
 #![warn(missing_docs)]
 
 pub mod agency;
+pub mod config;
 pub mod envelope;
 pub mod pki;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod trust;
 
 pub use lienthong_proto as proto;

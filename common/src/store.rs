@@ -36,6 +36,10 @@ pub fn queue_class(priority: i32) -> u8 {
     }
 }
 
+/// Queue class of receipts: after express documents, before the others (they are small and
+/// senders wait for them).
+pub const RECEIPT_CLASS: u8 = 1;
+
 /// Store failures.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -308,6 +312,17 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
+    /// Names of metadata values starting with `prefix`, with the prefix removed.
+    pub fn meta_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let p = key(b"m/", &[prefix.as_bytes()]);
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(&p) {
+            let (k, _) = kv.map_err(|e| self.err(e))?;
+            out.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
     /// Stores `env` (if its id is new) and queues it for each `(neighbour, recipients)` pair,
     /// atomically. `content_digest` identifies its signed content for replay detection.
     pub fn offer_envelope(
@@ -477,23 +492,43 @@ impl Store {
         Ok(true)
     }
 
-    /// Stores a receipt frame under its id and indexes it by envelope. Returns false if the id
-    /// was already stored (a duplicate).
+    /// Stores a receipt frame under its id, indexes it by envelope and, if `queue_to` is given,
+    /// queues it for that neighbour, atomically. Returns false if the id was already stored (a
+    /// duplicate: nothing is changed).
     pub fn put_receipt(
         &self,
         receipt_id: &str,
         envelope_id: &str,
         frame: &[u8],
+        queue_to: Option<&str>,
     ) -> Result<bool, StoreError> {
         let rkey = key(b"r/", &[receipt_id.as_bytes()]);
         let seq = self.next_seq()?;
         let ikey = key(b"R/", &[envelope_id.as_bytes(), &seq.to_be_bytes()]);
+        let qentry = match queue_to {
+            Some(n) => {
+                let mut k = queue_prefix(n);
+                k.push(RECEIPT_CLASS);
+                k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+                Some((
+                    k,
+                    QueueItem::Receipt {
+                        id: receipt_id.to_owned(),
+                    }
+                    .encode(),
+                ))
+            }
+            None => None,
+        };
         let res = self.tree().transaction(|t| {
             if t.get(&rkey)?.is_some() {
                 return Ok(false);
             }
             t.insert(rkey.as_slice(), frame)?;
             t.insert(ikey.as_slice(), receipt_id.as_bytes())?;
+            if let Some((k, v)) = &qentry {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
             Ok::<_, ConflictableTransactionError<()>>(true)
         });
         res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
@@ -560,6 +595,21 @@ impl Store {
         batch.insert(key(b"a/", &[sha]), &new_held.to_be_bytes()[..]);
         self.tree().apply_batch(batch).map_err(|e| self.err(e))?;
         Ok(new_held)
+    }
+
+    /// Drops every chunk of an attachment (after a digest mismatch).
+    pub fn discard_attachment(&self, sha: &[u8]) -> Result<(), StoreError> {
+        let mut offsets = Vec::new();
+        self.for_each_chunk(sha, 0, |off, _| {
+            offsets.push(off);
+            true
+        })?;
+        let mut batch = sled::Batch::default();
+        for off in offsets {
+            batch.remove(chunk_key(sha, off));
+        }
+        batch.remove(key(b"a/", &[sha]));
+        self.tree().apply_batch(batch).map_err(|e| self.err(e))
     }
 
     /// Reads the chunks of an attachment from `from` on, in order, calling `f` for each.
@@ -739,9 +789,10 @@ mod tests {
     async fn receipts_dedup_and_index() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        assert!(s.put_receipt("r1", "e1", b"one").unwrap());
-        assert!(!s.put_receipt("r1", "e1", b"one").unwrap());
-        assert!(s.put_receipt("r2", "e1", b"two").unwrap());
+        assert!(s.put_receipt("r1", "e1", b"one", Some("n")).unwrap());
+        assert!(!s.put_receipt("r1", "e1", b"one", Some("n")).unwrap());
+        assert!(s.put_receipt("r2", "e1", b"two", None).unwrap());
+        assert_eq!(s.queue_depth("n"), 1);
         assert_eq!(
             s.receipts_for("e1").unwrap(),
             vec![b"one".to_vec(), b"two".to_vec()]

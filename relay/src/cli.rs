@@ -1,6 +1,10 @@
 //! Command-line interface of `lt-relay`.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use lienthong_common::config::NodeConfig;
 
 use crate::pki_cmd::PkiCommand;
 
@@ -23,14 +27,69 @@ pub enum Command {
     /// Manage a development PKI (interchange CA, node certificates, CRL).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Run a whole local network (root, ministry, two provinces with a district and a commune
+    /// each) as real processes, exchange documents and statuses, print what happened, stop.
+    /// Exits 0 only if every document and receipt arrived.
+    Demo(crate::demo::DemoArgs),
+    /// Run a node: the link listener for children, the link to the parent, the local API.
+    ///
+    /// Stops cleanly on SIGTERM or SIGINT (stops accepting, finishes in-flight items, flushes).
+    /// A bad configuration exits with code 64 before any port is bound.
+    Serve {
+        /// Node configuration (TOML; see docs/configuration.md). `LT_*` variables override it.
+        #[arg(long, env = "LT_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// Exit code for a bad configuration: the process stops before binding any port.
 pub const EXIT_CONFIG: u8 = 64;
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a parsed command line and says how the process should exit.
+pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Pki(cmd) => crate::pki_cmd::run(cmd),
+        Command::Pki(cmd) => report(crate::pki_cmd::run(cmd)),
+        Command::Demo(args) => match crate::demo::run(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("lt-relay: demo: not everything arrived; rerun with --keep and read the node logs");
+                ExitCode::FAILURE
+            }
+            Err(e) => report(Err(e)),
+        },
+        Command::Serve { config } => {
+            let config = match NodeConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("lt-relay: configuration error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return report(Err(e.into())),
+            };
+            match rt.block_on(crate::serve::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e @ crate::serve::ServeError::Config(_)) => {
+                    eprintln!("lt-relay: configuration error: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(e) => report(Err(e.into())),
+            }
+        }
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lt-relay: error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

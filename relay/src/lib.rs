@@ -3,6 +3,22 @@
 //! # Layout
 //! - [`cli`]: the command line and its dispatch.
 //! - [`pki_cmd`]: `lt-relay pki`, the development certificate authority.
+//! - [`serve`]: `lt-relay serve`: listeners, parent link, drain on SIGTERM.
+//! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
+//! - [`route`]: the routing table (hierarchy, announcements, configured routes).
+//! - [`link`]: the parent–child link protocol (one bidirectional gRPC stream over mTLS).
+//! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics).
+//! - [`topology`]: a local network of real processes (demo, tests, benchmark).
+//! - [`demo`]: `lt-relay demo`.
+//! - [`metrics`]: the Prometheus registry.
 
+pub mod api;
 pub mod cli;
+pub mod demo;
+pub mod link;
+pub mod metrics;
+pub mod node;
 pub mod pki_cmd;
+pub mod route;
+pub mod serve;
+pub mod topology;

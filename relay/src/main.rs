@@ -9,11 +9,5 @@ fn main() -> ExitCode {
     lienthong_common::telemetry::init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lt-relay: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::run(cli)
 }

@@ -1,0 +1,450 @@
+//! Node configuration (docs/configuration.md), in two stages: [`RawConfig`] is what the TOML file
+//! and `LT_*` environment variables say; [`NodeConfig`] is the checked, resolved form (parsed
+//! agency codes and addresses, paths made absolute). A bad file fails in [`NodeConfig::load`]
+//! with a message naming the key, before anything is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::agency::AgencyCode;
+
+/// A configuration problem, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// The offending key (`section.key`), or `file`.
+    pub key: String,
+    /// What is wrong and, where it helps, what to do.
+    pub reason: String,
+}
+
+/// The TOML file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[node]`
+    #[serde(default)]
+    pub node: RawNode,
+    /// `[listen]`
+    #[serde(default)]
+    pub listen: RawListen,
+    /// `[parent]`, absent on the root.
+    pub parent: Option<RawParent>,
+    /// `[tls]`
+    #[serde(default)]
+    pub tls: RawTls,
+    /// `[[child]]`
+    #[serde(default)]
+    pub child: Vec<RawChild>,
+    /// `[[route]]`
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+    /// `[[local]]`
+    #[serde(default)]
+    pub local: Vec<RawLocal>,
+    /// `[link]`
+    #[serde(default)]
+    pub link: RawLink,
+}
+
+/// `[node]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// This node's agency code.
+    pub agency: Option<String>,
+    /// Its name.
+    pub name: Option<String>,
+    /// Store directory.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `[listen]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    /// mTLS link listener for children.
+    pub grpc: Option<String>,
+    /// Local HTTP API.
+    pub api: Option<String>,
+}
+
+/// `[parent]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParent {
+    /// `https://host:port`
+    pub endpoint: Option<String>,
+    /// The parent's agency code.
+    pub agency: Option<String>,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Interchange CA certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PKCS#8 PEM).
+    pub key: Option<PathBuf>,
+    /// The CA's revocation list.
+    pub crl: Option<PathBuf>,
+}
+
+/// `[[child]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChild {
+    /// A child agency the code hierarchy does not make a child.
+    pub agency: String,
+}
+
+/// `[[route]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Destination agency (and everything below it).
+    pub agency: String,
+    /// Neighbour (parent or child) to send it to.
+    pub via: String,
+}
+
+/// `[[local]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocal {
+    /// Another agency served by this node's local API.
+    pub agency: String,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its certificate (signs its documents and receipts).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+/// `[link]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    /// Items in flight per link, awaiting the neighbour's hop ack.
+    pub window: Option<usize>,
+    /// Seconds between heartbeats.
+    pub heartbeat_secs: Option<u64>,
+    /// Cap of the reconnect backoff, seconds.
+    pub max_backoff_secs: Option<u64>,
+}
+
+/// The parent link.
+#[derive(Debug, Clone)]
+pub struct ParentConfig {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The original endpoint text.
+    pub endpoint: String,
+    /// The agency the parent's certificate must name.
+    pub agency: AgencyCode,
+}
+
+/// Certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsPaths {
+    /// CA.
+    pub ca: PathBuf,
+    /// Node certificate.
+    pub cert: PathBuf,
+    /// Node key.
+    pub key: PathBuf,
+    /// CRL, if any.
+    pub crl: Option<PathBuf>,
+}
+
+/// Another agency served locally.
+#[derive(Debug, Clone)]
+pub struct LocalAgency {
+    /// Code.
+    pub agency: AgencyCode,
+    /// Name.
+    pub name: String,
+    /// Certificate.
+    pub cert: PathBuf,
+    /// Key.
+    pub key: PathBuf,
+}
+
+/// Link tuning.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// Items in flight per link.
+    pub window: usize,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Reconnect backoff cap.
+    pub max_backoff: Duration,
+}
+
+/// Default in-flight window per link.
+pub const DEFAULT_WINDOW: usize = 64;
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// This node's agency.
+    pub agency: AgencyCode,
+    /// Its name.
+    pub name: String,
+    /// Store directory.
+    pub data_dir: PathBuf,
+    /// Link listener (absent: no children, as on a gateway).
+    pub grpc: Option<SocketAddr>,
+    /// Local API listener.
+    pub api: Option<SocketAddr>,
+    /// Parent link (absent on the root).
+    pub parent: Option<ParentConfig>,
+    /// Certificates.
+    pub tls: TlsPaths,
+    /// Extra children.
+    pub children: Vec<AgencyCode>,
+    /// Extra routes: destination → neighbour.
+    pub routes: Vec<(AgencyCode, AgencyCode)>,
+    /// Extra locally served agencies.
+    pub local: Vec<LocalAgency>,
+    /// Link tuning.
+    pub link: LinkSettings,
+}
+
+impl NodeConfig {
+    /// Reads, overrides from the environment (`LT_*`), checks and resolves `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err("file", e.to_string()))?;
+        let mut raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| err("file", e.message().to_owned() + &span_note(&text, e.span())))?;
+        apply_env(&mut raw, |k| std::env::var(k).ok());
+        Self::resolve(path, raw)
+    }
+
+    /// Resolves a raw configuration read from `path` (relative paths are taken from its folder).
+    pub fn resolve(path: &Path, raw: RawConfig) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let code = |key: &str, s: &str| AgencyCode::parse(s).map_err(|e| err(key, e.to_string()));
+        let addr = |key: &str, s: &str| {
+            s.parse::<SocketAddr>().map_err(|e| {
+                err(
+                    key,
+                    format!("{s:?} is not an address like 127.0.0.1:7480 ({e})"),
+                )
+            })
+        };
+
+        let agency = code(
+            "node.agency",
+            raw.node
+                .agency
+                .as_deref()
+                .ok_or_else(|| err("node.agency", "required".into()))?,
+        )?;
+        let name = raw.node.name.unwrap_or_else(|| agency.to_string());
+        let data_dir = abs(raw
+            .node
+            .data_dir
+            .ok_or_else(|| err("node.data_dir", "required".into()))?);
+        let grpc = raw
+            .listen
+            .grpc
+            .as_deref()
+            .map(|s| addr("listen.grpc", s))
+            .transpose()?;
+        let api = raw
+            .listen
+            .api
+            .as_deref()
+            .map(|s| addr("listen.api", s))
+            .transpose()?;
+
+        let parent = match raw.parent {
+            None => None,
+            Some(p) => {
+                let endpoint = p.endpoint.ok_or_else(|| {
+                    err(
+                        "parent.endpoint",
+                        "required when [parent] is present".into(),
+                    )
+                })?;
+                let address = endpoint
+                    .strip_prefix("https://")
+                    .ok_or_else(|| {
+                        err(
+                            "parent.endpoint",
+                            format!("{endpoint:?} must start with https://"),
+                        )
+                    })?
+                    .trim_end_matches('/')
+                    .to_owned();
+                if !address.contains(':') {
+                    return Err(err(
+                        "parent.endpoint",
+                        format!("{endpoint:?} needs a port, e.g. https://host:7443"),
+                    ));
+                }
+                let agency = code(
+                    "parent.agency",
+                    p.agency.as_deref().ok_or_else(|| {
+                        err("parent.agency", "required when [parent] is present".into())
+                    })?,
+                )?;
+                Some(ParentConfig {
+                    address,
+                    endpoint,
+                    agency,
+                })
+            }
+        };
+        if let Some(p) = &parent {
+            if p.agency == agency {
+                return Err(err(
+                    "parent.agency",
+                    "a node cannot be its own parent".into(),
+                ));
+            }
+        }
+
+        let file = |key: &str, p: Option<PathBuf>| -> Result<PathBuf, ConfigError> {
+            let p = abs(p.ok_or_else(|| err(key, "required".into()))?);
+            if !p.exists() {
+                return Err(err(key, format!("{} does not exist", p.display())));
+            }
+            Ok(p)
+        };
+        let tls = TlsPaths {
+            ca: file("tls.ca", raw.tls.ca)?,
+            cert: file("tls.cert", raw.tls.cert)?,
+            key: file("tls.key", raw.tls.key)?,
+            crl: raw.tls.crl.map(|c| file("tls.crl", Some(c))).transpose()?,
+        };
+
+        let children = raw
+            .child
+            .iter()
+            .map(|c| code("child.agency", &c.agency))
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = raw
+            .route
+            .iter()
+            .map(|r| Ok((code("route.agency", &r.agency)?, code("route.via", &r.via)?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        for (dest, via) in &routes {
+            let is_parent = parent.as_ref().is_some_and(|p| &p.agency == via);
+            let is_child =
+                children.contains(via) || via.administrative_parent().as_ref() == Some(&agency);
+            if !is_parent && !is_child {
+                return Err(err(
+                    "route.via",
+                    format!("route to {dest} goes via {via}, which is neither the parent nor a child of {agency}"),
+                ));
+            }
+        }
+        let local = raw
+            .local
+            .into_iter()
+            .map(|l| {
+                Ok(LocalAgency {
+                    agency: code("local.agency", &l.agency)?,
+                    name: l.name.unwrap_or_else(|| l.agency.clone()),
+                    cert: file("local.cert", Some(l.cert))?,
+                    key: file("local.key", Some(l.key))?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+
+        let window = raw.link.window.unwrap_or(DEFAULT_WINDOW);
+        if window == 0 || window > 10_000 {
+            return Err(err("link.window", format!("{window} is outside 1..=10000")));
+        }
+        let link = LinkSettings {
+            window,
+            heartbeat: Duration::from_secs(raw.link.heartbeat_secs.unwrap_or(10).max(1)),
+            max_backoff: Duration::from_secs(raw.link.max_backoff_secs.unwrap_or(30).max(1)),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            agency,
+            name,
+            data_dir,
+            grpc,
+            api,
+            parent,
+            tls,
+            children,
+            routes,
+            local,
+            link,
+        })
+    }
+}
+
+fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(s) => {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+/// Applies `LT_*` environment overrides (documented in docs/configuration.md).
+pub fn apply_env(raw: &mut RawConfig, get: impl Fn(&str) -> Option<String>) {
+    if let Some(v) = get("LT_NODE_AGENCY") {
+        raw.node.agency = Some(v);
+    }
+    if let Some(v) = get("LT_NODE_NAME") {
+        raw.node.name = Some(v);
+    }
+    if let Some(v) = get("LT_NODE_DATA_DIR") {
+        raw.node.data_dir = Some(v.into());
+    }
+    if let Some(v) = get("LT_LISTEN_GRPC") {
+        raw.listen.grpc = Some(v);
+    }
+    if let Some(v) = get("LT_LISTEN_API") {
+        raw.listen.api = Some(v);
+    }
+    if let Some(v) = get("LT_PARENT_ENDPOINT") {
+        raw.parent.get_or_insert_with(Default::default).endpoint = Some(v);
+    }
+    if let Some(v) = get("LT_PARENT_AGENCY") {
+        raw.parent.get_or_insert_with(Default::default).agency = Some(v);
+    }
+    if let Some(v) = get("LT_TLS_CA") {
+        raw.tls.ca = Some(v.into());
+    }
+    if let Some(v) = get("LT_TLS_CERT") {
+        raw.tls.cert = Some(v.into());
+    }
+    if let Some(v) = get("LT_TLS_KEY") {
+        raw.tls.key = Some(v.into());
+    }
+    if let Some(v) = get("LT_TLS_CRL") {
+        raw.tls.crl = Some(v.into());
+    }
+}

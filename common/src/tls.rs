@@ -1,0 +1,196 @@
+//! rustls configurations for the relay link: mutual TLS, TLS 1.3 only, ring provider.
+//!
+//! - A parent (server) requires a client certificate chained to the interchange CA, valid,
+//!   with clientAuth, not on the CRL. Which agency the child may be is decided after the
+//!   handshake, from the certificate ([`peer_agency`]).
+//! - A child (client) checks the parent's certificate through [`TrustStore::verify_chain`] and
+//!   requires it to name the configured parent agency. Host names are not used: the agency
+//!   code in the certificate is the identity.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+
+use crate::agency::AgencyCode;
+use crate::trust::{self, CertError, TrustStore, Usage};
+
+/// ALPN for gRPC over HTTP/2.
+const ALPN_H2: &[u8] = b"h2";
+
+/// TLS setup failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// Certificate or key files.
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+    /// Key file.
+    #[error("{path}: {reason}")]
+    Key {
+        /// File.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// This node's certificate chain and key, loaded once.
+#[derive(Debug)]
+pub struct Identity {
+    /// Chain, end entity first.
+    pub chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl Identity {
+    /// Loads a PEM chain and PEM key.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, TlsError> {
+        let chain = trust::load_certs(cert)?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+            path: key.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { chain, key })
+    }
+}
+
+/// Server (parent) side: client certificates required, TLS 1.3 only.
+pub fn server_config(trust: &TrustStore, id: &Identity) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(trust.ca().clone())
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .with_crls(trust.crl_ders().iter().cloned())
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Client (child) side: presents `id`, accepts only a server certificate naming `parent`.
+pub fn client_config(
+    trust: Arc<TrustStore>,
+    parent: AgencyCode,
+    id: &Identity,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let verifier = Arc::new(AgencyServerVerifier {
+        trust,
+        expected: parent,
+        provider: provider(),
+    });
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The agency a TLS peer's (already chain-checked) certificate names.
+pub fn peer_agency(certs: &[CertificateDer<'_>]) -> Result<AgencyCode, CertError> {
+    let end = certs.first().ok_or(CertError::NoCertificate)?;
+    Ok(trust::inspect(end)?.0)
+}
+
+/// Checks the parent's certificate: chain, validity, EKU, CRL through the trust store, then the
+/// agency it names.
+#[derive(Debug)]
+struct AgencyServerVerifier {
+    trust: Arc<TrustStore>,
+    expected: AgencyCode,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AgencyServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = vec![end_entity.clone()];
+        chain.extend(intermediates.iter().cloned());
+        let certified = self
+            .trust
+            .verify_chain(&chain, Usage::TlsServer, now)
+            .map_err(|e| rustls::Error::General(format!("parent certificate: {e}")))?;
+        if certified.agency != self.expected {
+            return Err(rustls::Error::General(format!(
+                "parent certificate: {}",
+                CertError::AgencyMismatch {
+                    expected: self.expected.clone(),
+                    certificate: certified.agency,
+                }
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,742 @@
+//! The local HTTP API of a node (docs/api.md, docs/openapi.yaml): how a DMS or staff tool on
+//! the embedded default submits documents, reads its inbox, posts statuses and tracks what it
+//! sent; plus `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::envelope::{self, EnvelopeError, MAX_CHUNK_BYTES, STATUS_CODES_TEXT};
+use lienthong_common::now_unix_ms;
+use lienthong_common::store::StoreError;
+use lienthong_proto::v1::{
+    receipt_frame, AttachmentManifest, Envelope, ReceiptFrame, ReceiptResponseFor, StaffInfo,
+    StatusCode as Status, StatusReceipt, SubmitRequest, SubmitResponse, TraceEntry, TransportEvent,
+    TransportState,
+};
+use prost::Message;
+use rustls_pki_types::UnixTime;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio_stream::StreamExt;
+use tracing::{info, warn};
+
+use crate::node::{Node, NodeError};
+
+/// Largest JSON request body (a submit with inline attachments).
+pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+/// An API error: HTTP status and a message naming the problem.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            warn!(status = %self.status, cause = %self.message, "API request failed");
+        } else {
+            info!(status = %self.status, cause = %self.message, "API request refused");
+        }
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
+    }
+}
+
+impl From<EnvelopeError> for ApiError {
+    fn from(e: EnvelopeError) -> Self {
+        Self::bad(e.to_string())
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Refused(r) => Self::bad(r.reason),
+            NodeError::Store(s) => s.into(),
+            NodeError::Signing(s) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, s),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router for `node`.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/v1/attachments",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/documents", post(submit))
+        .route("/v1/documents/{id}", get(document))
+        .route("/v1/documents/{id}/attachments/{sha256}", get(attachment))
+        .route("/v1/documents/{id}/status", post(post_status))
+        .route("/v1/documents/{id}/track", get(track))
+        .route("/v1/inbox", get(inbox))
+        .route("/v1/inbox/{id}/ack", post(ack))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .with_state(node)
+}
+
+async fn healthz(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
+    let routes = node.routes();
+    let children: Vec<String> = routes
+        .announcements()
+        .keys()
+        .map(|c| c.to_string())
+        .collect();
+    let link_up = |n: &AgencyCode| {
+        node.metrics
+            .link_up
+            .get_or_create(&crate::metrics::NeighbourLabel {
+                neighbour: n.to_string(),
+            })
+            .get()
+            == 1
+    };
+    let parent = routes
+        .parent()
+        .map(|p| serde_json::json!({ "agency": p.to_string(), "up": link_up(p) }));
+    let linked: Vec<String> = routes
+        .announcements()
+        .keys()
+        .filter(|c| link_up(c))
+        .map(|c| c.to_string())
+        .collect();
+    Json(serde_json::json!({
+        "status": "ok",
+        "agency": node.agency().to_string(),
+        "serves": routes.serves().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "parent": parent,
+        "children": children,
+        "children_up": linked,
+    }))
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    for n in node.neighbours() {
+        let depth = node.store.queue_depth(n.as_str());
+        node.metrics
+            .queue_depth
+            .get_or_create(&crate::metrics::NeighbourLabel {
+                neighbour: n.to_string(),
+            })
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        node.metrics.encode(),
+    )
+}
+
+/// Answer of an upload.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Uploaded {
+    /// SHA-256 of the bytes, hex: put it in the attachment manifest.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Streams a request body into the store as content-addressed chunks. Memory use is one chunk.
+async fn upload(State(node): State<Arc<Node>>, body: Body) -> ApiResult<Json<Uploaded>> {
+    let dir = node.config.data_dir.join("uploads");
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", dir.display()),
+        )
+    })?;
+    let path = dir.join(uuid::Uuid::new_v4().simple().to_string());
+    let result = async {
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut size = 0u64;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad(format!("upload interrupted: {e}")))?;
+            size += chunk.len() as u64;
+            if size > envelope::MAX_ATTACHMENT_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "attachment exceeds {} bytes",
+                        envelope::MAX_ATTACHMENT_BYTES
+                    ),
+                ));
+            }
+            ctx.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let sha = ctx.finish().as_ref().to_vec();
+        let store = node.store.clone();
+        let p = path.clone();
+        let sha2 = sha.clone();
+        tokio::task::spawn_blocking(move || import_file(&store, &p, &sha2))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        let _persisted = node.store.commit().await?;
+        Ok(Uploaded {
+            sha256: hex::encode(sha),
+            size,
+        })
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    let up = result?;
+    info!(sha256 = %up.sha256, size = up.size, "attachment uploaded");
+    Ok(Json(up))
+}
+
+fn import_file(
+    store: &lienthong_common::store::Store,
+    path: &std::path::Path,
+    sha: &[u8],
+) -> ApiResult<()> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let held = store.attachment_held(sha)?;
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; MAX_CHUNK_BYTES];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = f
+                .read(&mut buf[filled..])
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        if offset >= held {
+            store.append_chunk(sha, offset, &buf[..filled])?;
+        }
+        offset += filled as u64;
+    }
+}
+
+fn store_inline(store: &lienthong_common::store::Store, data: &[u8]) -> ApiResult<Vec<u8>> {
+    let sha = ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .to_vec();
+    let held = store.attachment_held(&sha)?;
+    let mut offset = 0u64;
+    for piece in data.chunks(MAX_CHUNK_BYTES) {
+        if offset >= held {
+            store.append_chunk(&sha, offset, piece)?;
+        }
+        offset += piece.len() as u64;
+    }
+    Ok(sha)
+}
+
+async fn submit(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<SubmitRequest>,
+) -> ApiResult<Json<SubmitResponse>> {
+    let mut env = req
+        .envelope
+        .ok_or_else(|| ApiError::bad("envelope is required"))?;
+    for a in req.attachments {
+        let mut m = a.manifest.unwrap_or_default();
+        if !a.data.is_empty() {
+            m.sha256 = store_inline(&node.store, &a.data)?;
+            m.size = a.data.len() as u64;
+        }
+        env.attachments.push(m);
+    }
+    let (envelope_id, document_id) = submit_envelope(&node, env).await?;
+    Ok(Json(SubmitResponse {
+        envelope_id,
+        document_id,
+    }))
+}
+
+/// Accepts a document from the local side: fills id and document id, checks it, signs it with
+/// the sending agency's key, stores and queues it, and waits until it is durable.
+pub async fn submit_envelope(node: &Arc<Node>, mut env: Envelope) -> ApiResult<(String, String)> {
+    let from = env.from.get_or_insert_with(Default::default);
+    if from.code.is_empty() {
+        from.code = node.agency().to_string();
+    }
+    let sender =
+        AgencyCode::parse(&from.code).map_err(|e| ApiError::bad(format!("from.code: {e}")))?;
+    let signer = node.signer(&sender).cloned().ok_or_else(|| {
+        ApiError::bad(format!(
+            "from.code: {sender} is not served on this node (it serves {})",
+            join(&node.local_agencies())
+        ))
+    })?;
+    if from.name.is_empty() {
+        from.name = if &sender == node.agency() {
+            node.config.name.clone()
+        } else {
+            sender.to_string()
+        };
+    }
+    if env.id.is_empty() {
+        env.id = uuid::Uuid::new_v4().to_string();
+    }
+    if env.document_id.is_empty() {
+        env.document_id = envelope::document_id_for(&env);
+    }
+    env.trace.clear();
+    envelope::validate_envelope(
+        &env,
+        envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+    )?;
+    for a in &env.attachments {
+        let held = node.store.attachment_held(&a.sha256)?;
+        if held != a.size {
+            return Err(ApiError::bad(format!(
+                "attachments: {} ({}) is not uploaded: the node holds {held} of its {} bytes; POST it to /v1/attachments first",
+                a.name,
+                hex::encode(&a.sha256),
+                a.size
+            )));
+        }
+    }
+    signer
+        .sign_envelope(&mut env, now_unix_ms())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let verified = node
+        .verifier
+        .verify_envelope(env, UnixTime::now())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("own signature does not verify: {e}"),
+            )
+        })?;
+    let recipients: Vec<AgencyCode> = verified
+        .to
+        .iter()
+        .filter_map(|t| AgencyCode::parse(&t.code).ok())
+        .collect();
+    let recips: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+    let id = verified.id.clone();
+    let doc = verified.document_id.clone();
+    let copy: Envelope = (*verified).clone();
+    node.accept(verified, &recipients, None)?;
+    node.record_local_event(&copy, &recips, TransportState::TransportQueued, None)?;
+    let _persisted = node.store.commit().await?;
+    node.metrics.submitted.inc();
+    info!(envelope = %id, document = %doc, recipients = recips.len(), "document accepted from local side");
+    Ok((id, doc))
+}
+
+fn join(codes: &[AgencyCode]) -> String {
+    codes
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn document(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Envelope>> {
+    node.store.envelope(&id)?.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!("no document with envelope id {id} on this node"))
+    })
+}
+
+async fn attachment(
+    State(node): State<Arc<Node>>,
+    Path((id, sha)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let env = node
+        .store
+        .envelope(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no document {id}")))?;
+    let sha_bytes = hex::decode(&sha).map_err(|_| ApiError::bad("sha256 must be hex"))?;
+    let m: AttachmentManifest = env
+        .attachments
+        .iter()
+        .find(|a| a.sha256 == sha_bytes)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("document {id} has no attachment {sha}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let store = node.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let res = store.for_each_chunk(&sha_bytes, 0, |_, d| {
+            tx.blocking_send(Ok(d.to_vec())).is_ok()
+        });
+        if let Err(e) = res {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                if m.content_type.is_empty() {
+                    "application/octet-stream".to_owned()
+                } else {
+                    m.content_type.clone()
+                },
+            ),
+            (header::CONTENT_LENGTH, m.size.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Which agency's inbox.
+#[derive(Debug, Deserialize)]
+struct AgencyQuery {
+    agency: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+fn agency_param(node: &Node, q: Option<&str>) -> ApiResult<AgencyCode> {
+    let a = match q {
+        None | Some("") => node.agency().clone(),
+        Some(s) => AgencyCode::parse(s).map_err(|e| ApiError::bad(format!("agency: {e}")))?,
+    };
+    if node.signer(&a).is_none() {
+        return Err(ApiError::bad(format!(
+            "agency: {a} is not served on this node (it serves {})",
+            join(&node.local_agencies())
+        )));
+    }
+    Ok(a)
+}
+
+/// One inbox entry in JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// Arrival order.
+    pub seq: u64,
+    /// Acknowledged by the DMS or staff.
+    pub acknowledged: bool,
+    /// The document.
+    pub envelope: Envelope,
+}
+
+async fn inbox(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<AgencyQuery>,
+) -> ApiResult<Json<Vec<InboxItem>>> {
+    let agency = agency_param(&node, q.agency.as_deref())?;
+    let mut out = Vec::new();
+    for e in node.store.inbox(agency.as_str())? {
+        if e.acknowledged && !q.all {
+            continue;
+        }
+        if let Some(env) = node.store.envelope(&e.envelope_id)? {
+            out.push(InboxItem {
+                seq: e.seq,
+                acknowledged: e.acknowledged,
+                envelope: env,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn ack(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Query(q): Query<AgencyQuery>,
+) -> ApiResult<StatusCode> {
+    let agency = agency_param(&node, q.agency.as_deref())?;
+    if !node.store.acknowledge(agency.as_str(), &id)? {
+        return Err(ApiError::not_found(format!(
+            "{id} is not in the inbox of {agency}"
+        )));
+    }
+    let _persisted = node.store.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of a status post.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StatusPost {
+    /// Reporting agency (default: the local recipient of the document; for 13 its sender).
+    pub agency: Option<String>,
+    /// Status code: 2–6, 13, 15, 16.
+    pub status: i32,
+    /// Reason (required for 02 and 16).
+    pub description: String,
+    /// Who handles it.
+    pub staff: Option<StaffInfo>,
+}
+
+/// Statuses that can be posted through the API (01 is sent automatically on arrival).
+pub const POSTABLE_STATUSES: &str = "02, 03, 04, 05, 06, 13, 15, 16";
+
+async fn post_status(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Json(p): Json<StatusPost>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let status = match Status::try_from(p.status) {
+        Ok(Status::StatusUnspecified | Status::StatusArrived) | Err(_) => {
+            return Err(ApiError::bad(format!(
+                "status: {} is not a status that can be posted; valid: {POSTABLE_STATUSES} (of {STATUS_CODES_TEXT}; 01 is sent automatically on arrival)",
+                p.status
+            )))
+        }
+        Ok(s) => s,
+    };
+    let env = node.store.envelope(&id)?.ok_or_else(|| {
+        ApiError::not_found(format!("no document with envelope id {id} on this node"))
+    })?;
+    let sender = env
+        .from
+        .as_ref()
+        .map(|f| f.code.clone())
+        .unwrap_or_default();
+    let mut ids = Vec::new();
+    if status == Status::StatusRecallRequested {
+        let agency = agency_param(&node, Some(p.agency.as_deref().unwrap_or(&sender)))?;
+        if agency.as_str() != sender {
+            return Err(ApiError::bad(format!(
+                "status 13 (recall) is sent by the document's sender {sender}, not {agency}"
+            )));
+        }
+        for to in &env.to {
+            let r = receipt(&env, &agency, &to.code, &to.code, status, &p);
+            ids.push(r.id.clone());
+            node.post_receipt(r)?;
+        }
+    } else {
+        let agency = match p.agency.as_deref() {
+            Some(a) => agency_param(&node, Some(a))?,
+            None => env
+                .to
+                .iter()
+                .filter_map(|t| AgencyCode::parse(&t.code).ok())
+                .find(|c| node.signer(c).is_some())
+                .ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "agency: no recipient of {id} is served on this node"
+                    ))
+                })?,
+        };
+        if !node
+            .store
+            .inbox(agency.as_str())?
+            .iter()
+            .any(|e| e.envelope_id == id)
+        {
+            return Err(ApiError::bad(format!(
+                "agency: {id} is not in the inbox of {agency}"
+            )));
+        }
+        let r = receipt(&env, &agency, &sender, agency.as_str(), status, &p);
+        ids.push(r.id.clone());
+        node.post_receipt(r)?;
+    }
+    let _persisted = node.store.commit().await?;
+    info!(envelope = %id, status = p.status, "status posted");
+    Ok(Json(serde_json::json!({ "receipt_ids": ids })))
+}
+
+fn receipt(
+    env: &Envelope,
+    reporter: &AgencyCode,
+    to: &str,
+    recipient: &str,
+    status: Status,
+    p: &StatusPost,
+) -> StatusReceipt {
+    StatusReceipt {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        from: Some(lienthong_proto::v1::Organization {
+            code: reporter.to_string(),
+            name: reporter.to_string(),
+            ..Default::default()
+        }),
+        response_for: Some(ReceiptResponseFor {
+            organ_id: env
+                .from
+                .as_ref()
+                .map(|f| f.code.clone())
+                .unwrap_or_default(),
+            code: env
+                .code
+                .as_ref()
+                .map(|c| format!("{}/{}", c.number, c.notation))
+                .unwrap_or_default(),
+            document_id: env.document_id.clone(),
+            envelope_id: env.id.clone(),
+        }),
+        staff: p.staff.clone(),
+        status: status as i32,
+        description: p.description.clone(),
+        timestamp_unix_ms: now_unix_ms(),
+        signature: None,
+        to: to.to_owned(),
+        recipient: recipient.to_owned(),
+    }
+}
+
+/// Per-recipient view of a sent document.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecipientView {
+    /// Recipient agency.
+    pub recipient: String,
+    /// Latest business status code (0: none yet).
+    pub status: i32,
+    /// When it was reported (unix ms).
+    pub status_at: i64,
+    /// Its description.
+    pub description: String,
+    /// Every business status received for this recipient, in order: (code, unix ms).
+    pub history: Vec<(i32, i64)>,
+    /// Due date passed and not done.
+    pub overdue: bool,
+    /// Hop trace as it reached the recipient.
+    pub trace: Vec<TraceEntry>,
+}
+
+/// Track view of a document.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TrackView {
+    /// Envelope id.
+    pub envelope_id: String,
+    /// Document id.
+    pub document_id: String,
+    /// Subject.
+    pub subject: String,
+    /// Sender.
+    pub from: String,
+    /// Due date.
+    pub due_date: String,
+    /// Per recipient.
+    pub recipients: Vec<RecipientView>,
+    /// Transport events, in arrival order.
+    pub events: Vec<TransportEvent>,
+}
+
+/// Builds the track view of a document from this node's store.
+pub fn track_view(node: &Node, id: &str) -> ApiResult<TrackView> {
+    let env = node.store.envelope(id)?.ok_or_else(|| {
+        ApiError::not_found(format!("no document with envelope id {id} on this node"))
+    })?;
+    let mut statuses: Vec<StatusReceipt> = Vec::new();
+    let mut events = Vec::new();
+    for bytes in node.store.receipts_for(id)? {
+        match ReceiptFrame::decode(bytes.as_slice())
+            .ok()
+            .and_then(|f| f.item)
+        {
+            Some(receipt_frame::Item::Status(s)) => statuses.push(s),
+            Some(receipt_frame::Item::Transport(t)) => events.push(t),
+            None => {}
+        }
+    }
+    let today = envelope::format_date(envelope::today_in_vietnam(time::OffsetDateTime::now_utc()));
+    let recipients = env
+        .to
+        .iter()
+        .map(|to| {
+            let mut mine: Vec<&StatusReceipt> = statuses
+                .iter()
+                .filter(|s| {
+                    s.recipient == to.code && s.status != Status::StatusRecallRequested as i32
+                })
+                .collect();
+            mine.sort_by_key(|s| s.timestamp_unix_ms);
+            let latest = mine.last();
+            let status = latest.map(|s| s.status).unwrap_or(0);
+            let trace = events
+                .iter()
+                .find(|e| {
+                    e.recipient == to.code && e.state == TransportState::TransportDelivered as i32
+                })
+                .map(|e| e.trace.clone())
+                .unwrap_or_default();
+            RecipientView {
+                recipient: to.code.clone(),
+                status,
+                status_at: latest.map(|s| s.timestamp_unix_ms).unwrap_or(0),
+                description: latest.map(|s| s.description.clone()).unwrap_or_default(),
+                history: mine
+                    .iter()
+                    .map(|s| (s.status, s.timestamp_unix_ms))
+                    .collect(),
+                overdue: !env.due_date.is_empty()
+                    && env.due_date < today
+                    && status != Status::StatusDone as i32,
+                trace,
+            }
+        })
+        .collect();
+    Ok(TrackView {
+        envelope_id: env.id.clone(),
+        document_id: env.document_id.clone(),
+        subject: env.subject.clone(),
+        from: env
+            .from
+            .as_ref()
+            .map(|f| f.code.clone())
+            .unwrap_or_default(),
+        due_date: env.due_date.clone(),
+        recipients,
+        events,
+    })
+}
+
+async fn track(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TrackView>> {
+    Ok(Json(track_view(&node, &id)?))
+}

@@ -1,0 +1,944 @@
+//! The relay link: one long-lived bidirectional gRPC stream per parent–child pair.
+//!
+//! Both ends run the same [`Session`]: a sender loop drains this node's outbound queue for the
+//! peer (bounded in-flight window; an item leaves the queue only on the peer's hop ack or hop
+//! refusal), and a receiver loop handles the peer's frames (envelopes, attachment chunks,
+//! receipts, acks). Attachment bytes move only when the receiver asks for them with a
+//! `ChunkRequest` from the offset it already holds, so a cut transfer resumes where it stopped.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::envelope::MAX_CHUNK_BYTES;
+use lienthong_common::now_unix_ms;
+use lienthong_common::signing::Verified;
+use lienthong_common::store::{QueueItem, QueuedEntry};
+use lienthong_common::tls::{self, Identity};
+use lienthong_proto::v1::relay_link_client::RelayLinkClient;
+use lienthong_proto::v1::relay_link_server::RelayLink;
+use lienthong_proto::v1::{
+    link_frame::Frame, AttachmentChunk, ChunkRequest, Envelope, EnvelopeHeader, Heartbeat, Hello,
+    HopAck, HopRefusal, LinkFrame, ReceiptFrame, RefusalCode, TransportState,
+};
+use prost::Message;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::metrics::NeighbourLabel;
+use crate::node::{Node, NodeError, Refusal};
+
+/// Frames buffered toward a peer before the sender waits.
+pub const OUTBOUND_FRAMES: usize = 64;
+/// Largest gRPC message accepted on a link (an envelope header plus framing).
+pub const MAX_FRAME_BYTES: usize =
+    lienthong_common::envelope::MAX_ENVELOPE_HEADER_BYTES + 64 * 1024;
+/// How long the first frame (Hello) may take.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors that end a link session.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Transport or gRPC failure.
+    #[error("{0}")]
+    Transport(String),
+    /// The peer broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// No frame for too long.
+    #[error("peer silent for {0:?}")]
+    Idle(Duration),
+    /// Local store failure.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+struct InFlight {
+    key: Vec<u8>,
+    item: QueueItem,
+    sent_at: Instant,
+}
+
+struct Pending {
+    env: Verified<Envelope>,
+    recipients: Vec<AgencyCode>,
+    missing: HashSet<Vec<u8>>,
+}
+
+/// One side of a link.
+pub struct Session {
+    node: Arc<Node>,
+    peer: AgencyCode,
+    peer_is_child: bool,
+    out: mpsc::Sender<LinkFrame>,
+    /// Touched by both loops for microseconds at a time, never across an await: std Mutex.
+    inflight: Mutex<HashMap<String, InFlight>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    window: Semaphore,
+    cancel: CancellationToken,
+}
+
+fn frame(f: Frame) -> LinkFrame {
+    LinkFrame { frame: Some(f) }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Session {
+    /// Runs a session until the peer goes away, falls silent, or `cancel` fires.
+    pub async fn run(
+        node: Arc<Node>,
+        peer: AgencyCode,
+        peer_is_child: bool,
+        mut inbound: Streaming<LinkFrame>,
+        out: mpsc::Sender<LinkFrame>,
+        cancel: CancellationToken,
+    ) -> Result<(), LinkError> {
+        let label = NeighbourLabel {
+            neighbour: peer.to_string(),
+        };
+        node.metrics.link_up.get_or_create(&label).set(1);
+        let window = node.config.link.window;
+        let heartbeat = node.config.link.heartbeat;
+        let s = Arc::new(Session {
+            node: node.clone(),
+            peer: peer.clone(),
+            peer_is_child,
+            out,
+            inflight: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            window: Semaphore::new(window),
+            cancel: cancel.clone(),
+        });
+        let sender = tokio::spawn(s.clone().send_loop().in_current_span());
+        let beats = tokio::spawn(s.clone().heartbeat_loop(heartbeat).in_current_span());
+        let idle = heartbeat * 3;
+        let result = loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => break Ok(()),
+                n = tokio::time::timeout(idle, inbound.message()) => n,
+            };
+            match next {
+                Err(_) => break Err(LinkError::Idle(idle)),
+                Ok(Err(status)) => break Err(LinkError::Transport(status.to_string())),
+                Ok(Ok(None)) => break Ok(()),
+                Ok(Ok(Some(f))) => {
+                    if let Err(e) = s.handle(f).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        cancel.cancel();
+        sender.abort();
+        beats.abort();
+        node.metrics.link_up.get_or_create(&label).set(0);
+        result
+    }
+
+    async fn send(&self, f: Frame) -> Result<(), LinkError> {
+        self.out
+            .send(frame(f))
+            .await
+            .map_err(|_| LinkError::Transport("link closed".into()))
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if self
+                .send(Frame::Heartbeat(Heartbeat {
+                    at_unix_ms: now_unix_ms(),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    async fn send_loop(self: Arc<Self>) {
+        let waker = self.node.waker(&self.peer);
+        let batch = self.node.config.link.window * 2;
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let entries = match self.node.store.outbound(self.peer.as_str(), batch) {
+                Ok(e) => e,
+                Err(e) => {
+                    error!(cause = %e, "cannot read outbound queue");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut sent = 0usize;
+            for e in entries {
+                if lock(&self.inflight).contains_key(e.item.id()) {
+                    continue;
+                }
+                let permit = tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    p = self.window.acquire() => p,
+                };
+                match permit {
+                    Ok(p) => p.forget(),
+                    Err(_) => return,
+                }
+                if let Err(err) = self.send_item(e).await {
+                    debug!(cause = %err, "sender stopping");
+                    return;
+                }
+                sent += 1;
+            }
+            if sent == 0 {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = waker.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+
+    async fn send_item(&self, e: QueuedEntry) -> Result<(), LinkError> {
+        let id = e.item.id().to_owned();
+        let f = match &e.item {
+            QueueItem::Envelope { id, recipients } => {
+                let Some(mut env) = self
+                    .node
+                    .store
+                    .envelope(id)
+                    .map_err(|e| LinkError::Store(e.to_string()))?
+                else {
+                    warn!(envelope = %id, "queued envelope missing from store; dropping queue entry");
+                    let _ = self.node.store.dequeue(&e.key);
+                    self.window.add_permits(1);
+                    return Ok(());
+                };
+                let now = now_unix_ms();
+                if let Some(t) = env
+                    .trace
+                    .iter_mut()
+                    .rev()
+                    .find(|t| t.agency == self.node.agency().as_str())
+                {
+                    t.forwarded_unix_ms = now;
+                }
+                Frame::Envelope(EnvelopeHeader {
+                    envelope: Some(env),
+                    recipients: recipients.clone(),
+                })
+            }
+            QueueItem::Receipt { id } => {
+                let Some(bytes) = self
+                    .node
+                    .store
+                    .receipt(id)
+                    .map_err(|e| LinkError::Store(e.to_string()))?
+                else {
+                    let _ = self.node.store.dequeue(&e.key);
+                    self.window.add_permits(1);
+                    return Ok(());
+                };
+                let rf = ReceiptFrame::decode(bytes.as_slice())
+                    .map_err(|e| LinkError::Store(e.to_string()))?;
+                Frame::Receipt(rf)
+            }
+        };
+        lock(&self.inflight).insert(
+            id,
+            InFlight {
+                key: e.key,
+                item: e.item,
+                sent_at: Instant::now(),
+            },
+        );
+        self.send(f).await
+    }
+
+    async fn handle(self: &Arc<Self>, f: LinkFrame) -> Result<(), LinkError> {
+        match f.frame {
+            Some(Frame::Envelope(h)) => self.on_envelope(h).await,
+            Some(Frame::Chunk(c)) => self.on_chunk(c).await,
+            Some(Frame::ChunkRequest(r)) => {
+                self.on_chunk_request(r);
+                Ok(())
+            }
+            Some(Frame::Ack(a)) => {
+                self.on_settled(&a.item_id, None);
+                Ok(())
+            }
+            Some(Frame::Refusal(r)) => {
+                self.on_settled(&r.item_id.clone(), Some(r));
+                Ok(())
+            }
+            Some(Frame::Receipt(r)) => self.on_receipt(r).await,
+            Some(Frame::Hello(h)) => {
+                if self.peer_is_child {
+                    apply_hello(&self.node, &self.peer, &h);
+                }
+                Ok(())
+            }
+            Some(Frame::Heartbeat(_)) => Ok(()),
+            None => Err(LinkError::Protocol("empty frame".into())),
+        }
+    }
+
+    async fn refuse(&self, item_id: &str, r: &Refusal) -> Result<(), LinkError> {
+        warn!(peer = %self.peer, item = %item_id, reason = r.class(), cause = %r.reason, "refused");
+        self.node.metrics.refuse(r.class());
+        self.send(Frame::Refusal(HopRefusal {
+            item_id: item_id.to_owned(),
+            code: r.code as i32,
+            reason: r.reason.clone(),
+        }))
+        .await
+    }
+
+    async fn on_envelope(self: &Arc<Self>, h: EnvelopeHeader) -> Result<(), LinkError> {
+        let Some(env) = h.envelope else {
+            return self
+                .refuse(
+                    "",
+                    &Refusal::new(
+                        RefusalCode::RefusalMalformed,
+                        "envelope frame without envelope",
+                    ),
+                )
+                .await;
+        };
+        let id = env.id.clone();
+        let copy = env.clone();
+        let mut recipients = Vec::with_capacity(h.recipients.len());
+        for r in &h.recipients {
+            match AgencyCode::parse(r) {
+                Ok(c) if env.to.iter().any(|t| &t.code == r) => recipients.push(c),
+                _ => {
+                    return self
+                        .refuse(
+                            &id,
+                            &Refusal::new(
+                                RefusalCode::RefusalInvalid,
+                                format!(
+                                    "link recipient {r:?} is not among the envelope's recipients"
+                                ),
+                            ),
+                        )
+                        .await
+                }
+            }
+        }
+        if recipients.is_empty() {
+            return self
+                .refuse(
+                    &id,
+                    &Refusal::new(RefusalCode::RefusalInvalid, "no recipients for this hop"),
+                )
+                .await;
+        }
+        let verified = match self
+            .node
+            .check_incoming(env, &self.peer, self.peer_is_child)
+        {
+            Ok(v) => v,
+            Err(r) => {
+                if let Err(e) = self.node.answer_refusal(&copy, &h.recipients, &r) {
+                    warn!(cause = %e, "could not answer refusal");
+                }
+                self.refuse(&id, &r).await?;
+                return self.commit_quietly().await;
+            }
+        };
+        let mut missing = HashSet::new();
+        let mut requests = Vec::new();
+        for a in &verified.attachments {
+            let held = self
+                .node
+                .store
+                .attachment_held(&a.sha256)
+                .map_err(|e| LinkError::Store(e.to_string()))?;
+            if held < a.size && missing.insert(a.sha256.clone()) {
+                requests.push(ChunkRequest {
+                    envelope_id: id.clone(),
+                    sha256: a.sha256.clone(),
+                    offset: held,
+                });
+            }
+        }
+        if missing.is_empty() {
+            return self.complete(verified, recipients).await;
+        }
+        lock(&self.pending).insert(
+            id,
+            Pending {
+                env: verified,
+                recipients,
+                missing,
+            },
+        );
+        for r in requests {
+            self.send(Frame::ChunkRequest(r)).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit_quietly(&self) -> Result<(), LinkError> {
+        self.node
+            .store
+            .commit()
+            .await
+            .map(|_| ())
+            .map_err(|e| LinkError::Store(e.to_string()))
+    }
+
+    async fn complete(
+        self: &Arc<Self>,
+        env: Verified<Envelope>,
+        recipients: Vec<AgencyCode>,
+    ) -> Result<(), LinkError> {
+        let id = env.id.clone();
+        let copy: Envelope = (*env).clone();
+        match self.node.accept(env, &recipients, Some(&self.peer)) {
+            Ok(_) => {
+                // Commit and ack off the receive loop, so many envelopes share one flush.
+                let s = self.clone();
+                tokio::spawn(async move {
+                    match s.node.store.commit().await {
+                        Ok(_persisted) => {
+                            let _ = s.send(Frame::Ack(HopAck { item_id: id })).await;
+                        }
+                        Err(e) => {
+                            error!(cause = %e, "store commit failed; dropping link so the peer resends");
+                            s.cancel.cancel();
+                        }
+                    }
+                });
+                Ok(())
+            }
+            Err(NodeError::Refused(r)) => {
+                let recips: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+                if let Err(e) = self.node.answer_refusal(&copy, &recips, &r) {
+                    warn!(cause = %e, "could not answer refusal");
+                }
+                self.refuse(&id, &r).await?;
+                self.commit_quietly().await
+            }
+            Err(e) => Err(LinkError::Store(e.to_string())),
+        }
+    }
+
+    async fn on_chunk(self: &Arc<Self>, c: AttachmentChunk) -> Result<(), LinkError> {
+        if c.data.len() > MAX_CHUNK_BYTES {
+            return self
+                .refuse(
+                    &c.envelope_id,
+                    &Refusal::new(
+                        RefusalCode::RefusalTooLarge,
+                        format!("chunk of {} bytes exceeds {MAX_CHUNK_BYTES}", c.data.len()),
+                    ),
+                )
+                .await;
+        }
+        let size = {
+            let pending = lock(&self.pending);
+            let Some(p) = pending.get(&c.envelope_id) else {
+                debug!(envelope = %c.envelope_id, "chunk for no pending envelope ignored");
+                return Ok(());
+            };
+            if !p.missing.contains(&c.sha256) {
+                return Ok(());
+            }
+            p.env
+                .attachments
+                .iter()
+                .find(|a| a.sha256 == c.sha256)
+                .map(|a| a.size)
+                .unwrap_or(0)
+        };
+        let held = match self.node.store.append_chunk(&c.sha256, c.offset, &c.data) {
+            Ok(h) => h,
+            Err(_) => {
+                // A gap (a chunk was lost in a cut): ask again from what is held.
+                let held = self
+                    .node
+                    .store
+                    .attachment_held(&c.sha256)
+                    .map_err(|e| LinkError::Store(e.to_string()))?;
+                return self
+                    .send(Frame::ChunkRequest(ChunkRequest {
+                        envelope_id: c.envelope_id,
+                        sha256: c.sha256,
+                        offset: held,
+                    }))
+                    .await;
+            }
+        };
+        if held > size {
+            lock(&self.pending).remove(&c.envelope_id);
+            return self
+                .refuse(
+                    &c.envelope_id,
+                    &Refusal::new(
+                        RefusalCode::RefusalTooLarge,
+                        format!("attachment larger than its declared {size} bytes"),
+                    ),
+                )
+                .await;
+        }
+        if held < size {
+            return Ok(());
+        }
+        let store = self.node.store.clone();
+        let sha = c.sha256.clone();
+        let ok = tokio::task::spawn_blocking(move || digest_matches(&store, &sha))
+            .await
+            .map_err(|e| LinkError::Store(e.to_string()))?;
+        let done = {
+            let mut pending = lock(&self.pending);
+            if !ok {
+                pending.remove(&c.envelope_id);
+                None
+            } else if let Some(p) = pending.get_mut(&c.envelope_id) {
+                p.missing.remove(&c.sha256);
+                if p.missing.is_empty() {
+                    pending.remove(&c.envelope_id)
+                } else {
+                    None
+                }
+            } else {
+                None
+            }
+        };
+        if !ok {
+            let _ = self.node.store.discard_attachment(&c.sha256);
+            return self
+                .refuse(
+                    &c.envelope_id,
+                    &Refusal::new(
+                        RefusalCode::RefusalInvalid,
+                        format!(
+                            "attachment {} does not match its SHA-256",
+                            hex::encode(&c.sha256)
+                        ),
+                    ),
+                )
+                .await;
+        }
+        match done {
+            Some(p) => self.complete(p.env, p.recipients).await,
+            None => Ok(()),
+        }
+    }
+
+    fn on_chunk_request(self: &Arc<Self>, r: ChunkRequest) {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = s.out.clone();
+            let res = s
+                .node
+                .store
+                .for_each_chunk(&r.sha256, r.offset, |off, data| {
+                    let skip = r.offset.saturating_sub(off) as usize;
+                    let chunk = AttachmentChunk {
+                        envelope_id: r.envelope_id.clone(),
+                        sha256: r.sha256.clone(),
+                        offset: off + skip as u64,
+                        data: data[skip.min(data.len())..].to_vec(),
+                    };
+                    !s.cancel.is_cancelled()
+                        && out.blocking_send(frame(Frame::Chunk(chunk))).is_ok()
+                });
+            if let Err(e) = res {
+                warn!(cause = %e, "cannot read attachment chunks");
+            }
+        });
+    }
+
+    fn on_settled(&self, item_id: &str, refusal: Option<HopRefusal>) {
+        let Some(f) = lock(&self.inflight).remove(item_id) else {
+            return;
+        };
+        if let Err(e) = self.node.store.dequeue(&f.key) {
+            warn!(cause = %e, "cannot remove settled item from queue");
+        }
+        self.window.add_permits(1);
+        self.node.waker(&self.peer).notify_one();
+        match refusal {
+            None => {
+                self.node
+                    .metrics
+                    .forwarded
+                    .get_or_create(&NeighbourLabel {
+                        neighbour: self.peer.to_string(),
+                    })
+                    .inc();
+                self.node
+                    .metrics
+                    .hop_ack_seconds
+                    .observe(f.sent_at.elapsed().as_secs_f64());
+                if let QueueItem::Envelope { id, recipients } = &f.item {
+                    debug!(envelope = %id, next_hop = %self.peer, "forwarded");
+                    if let Ok(Some(env)) = self.node.store.envelope(id) {
+                        let _ = self.node.record_local_event(
+                            &env,
+                            recipients,
+                            TransportState::TransportForwarded,
+                            Some(&self.peer),
+                        );
+                    }
+                }
+            }
+            Some(r) => {
+                warn!(peer = %self.peer, item = %item_id, code = r.code, reason = %r.reason, "next hop refused item");
+            }
+        }
+    }
+
+    async fn on_receipt(self: &Arc<Self>, r: ReceiptFrame) -> Result<(), LinkError> {
+        let id = match &r.item {
+            Some(lienthong_proto::v1::receipt_frame::Item::Status(s)) => s.id.clone(),
+            Some(lienthong_proto::v1::receipt_frame::Item::Transport(t)) => t.id.clone(),
+            None => String::new(),
+        };
+        let checked = match self
+            .node
+            .check_incoming_receipt(r, &self.peer, self.peer_is_child)
+        {
+            Ok(c) => c,
+            Err(refusal) => return self.refuse(&id, &refusal).await,
+        };
+        match self.node.route_receipt(checked) {
+            Ok(()) => {
+                let s = self.clone();
+                tokio::spawn(async move {
+                    if s.node.store.commit().await.is_ok() {
+                        let _ = s.send(Frame::Ack(HopAck { item_id: id })).await;
+                    } else {
+                        s.cancel.cancel();
+                    }
+                });
+                Ok(())
+            }
+            Err(NodeError::Refused(refusal)) => self.refuse(&id, &refusal).await,
+            Err(e) => Err(LinkError::Store(e.to_string())),
+        }
+    }
+}
+
+fn digest_matches(store: &lienthong_common::store::Store, sha: &[u8]) -> bool {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    if store
+        .for_each_chunk(sha, 0, |_, d| {
+            ctx.update(d);
+            true
+        })
+        .is_err()
+    {
+        return false;
+    }
+    ctx.finish().as_ref() == sha
+}
+
+/// Applies a child's Hello: keeps the codes it may serve, logs the others.
+fn apply_hello(node: &Node, child: &AgencyCode, h: &Hello) {
+    let mut set = BTreeSet::new();
+    for code in &h.serves {
+        match AgencyCode::parse(code) {
+            Ok(c) if node.child_may_serve(child, &c) => {
+                set.insert(c);
+            }
+            _ => {
+                warn!(peer = %child, code = %code, "child announced an agency outside its subtree; ignored");
+                node.metrics.refuse("announce_outside_subtree");
+            }
+        }
+    }
+    set.insert(child.clone());
+    if let Err(e) = node.announce(child, set) {
+        error!(cause = %e, "cannot persist announcement");
+    }
+}
+
+fn hello(node: &Node) -> LinkFrame {
+    frame(Frame::Hello(Hello {
+        agency: node.agency().to_string(),
+        serves: node
+            .routes()
+            .serves()
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
+        software_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }))
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<LinkFrame, Status>> + Send>>;
+
+/// The parent side of the link service.
+#[derive(Debug, Clone)]
+pub struct LinkService {
+    node: Arc<Node>,
+    sessions: Arc<Mutex<HashMap<AgencyCode, CancellationToken>>>,
+    shutdown: CancellationToken,
+}
+
+impl LinkService {
+    /// A service for `node`; sessions end when `shutdown` fires.
+    pub fn new(node: Arc<Node>, shutdown: CancellationToken) -> Self {
+        Self {
+            node,
+            sessions: Arc::default(),
+            shutdown,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl RelayLink for LinkService {
+    type OpenStream = FrameStream;
+
+    async fn open(
+        &self,
+        req: Request<Streaming<LinkFrame>>,
+    ) -> Result<Response<FrameStream>, Status> {
+        let certs = req
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|i| i.peer_certs())
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let remote = req
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|i| i.get_ref().remote_addr())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let child = tls::peer_agency(&certs).map_err(|e| {
+            warn!(remote = %remote, cause = %e, "link refused: certificate names no usable agency");
+            self.node.metrics.refuse("bad_certificate");
+            Status::unauthenticated(e.to_string())
+        })?;
+        if !self.node.accepts_child(&child) {
+            warn!(remote = %remote, peer = %child, "link refused: not a child of this node");
+            self.node.metrics.refuse("not_a_child");
+            return Err(Status::permission_denied(format!(
+                "{child} is not a child of {}",
+                self.node.agency()
+            )));
+        }
+        let mut inbound = req.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+        let Some(LinkFrame {
+            frame: Some(Frame::Hello(h)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument("the first frame must be Hello"));
+        };
+        if h.agency != child.as_str() {
+            warn!(remote = %remote, peer = %child, claimed = %h.agency, "link refused: Hello names another agency than the certificate");
+            self.node.metrics.refuse("agency_mismatch");
+            return Err(Status::permission_denied(format!(
+                "certificate names {child} but Hello claims {}",
+                h.agency
+            )));
+        }
+        apply_hello(&self.node, &child, &h);
+        let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
+        tx.send(hello(&self.node))
+            .await
+            .map_err(|_| Status::internal("link closed"))?;
+        let cancel = self.shutdown.child_token();
+        if let Some(old) = lock(&self.sessions).insert(child.clone(), cancel.clone()) {
+            old.cancel();
+        }
+        info!(peer = %child, remote = %remote, "child linked");
+        let node = self.node.clone();
+        let sessions = self.sessions.clone();
+        let span = tracing::info_span!("link", peer = %child);
+        tokio::spawn(
+            async move {
+                let res =
+                    Session::run(node, child.clone(), true, inbound, tx, cancel.clone()).await;
+                match res {
+                    Ok(()) => info!("child link closed"),
+                    Err(e) => warn!(cause = %e, "child link ended"),
+                }
+                let mut s = lock(&sessions);
+                if s.get(&child).is_some_and(|t| t.is_cancelled()) {
+                    s.remove(&child);
+                }
+            }
+            .instrument(span),
+        );
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Keeps the link to the parent up: connect, run a session, back off with jitter on failure,
+/// until `shutdown`.
+pub async fn parent_loop(node: Arc<Node>, identity: Identity, shutdown: CancellationToken) {
+    let Some(parent) = node.config.parent.clone() else {
+        return;
+    };
+    let cfg = match tls::client_config(
+        node.verifier.trust().clone(),
+        parent.agency.clone(),
+        &identity,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(cause = %e, "cannot build TLS client configuration; parent link disabled");
+            return;
+        }
+    };
+    let max = node.config.link.max_backoff;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let started = Instant::now();
+        let span = tracing::info_span!("link", peer = %parent.agency);
+        match connect_and_run(&node, &parent, cfg.clone(), &shutdown)
+            .instrument(span)
+            .await
+        {
+            Ok(()) => info!(peer = %parent.agency, "parent link closed"),
+            Err(e) => {
+                warn!(peer = %parent.agency, endpoint = %parent.endpoint, cause = %e, "parent link down")
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(250);
+        }
+        let jitter = fastrand::f64() * 0.5 + 0.75;
+        let wait = backoff.mul_f64(jitter).min(max);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+async fn connect_and_run(
+    node: &Arc<Node>,
+    parent: &lienthong_common::config::ParentConfig,
+    cfg: Arc<rustls::ClientConfig>,
+    shutdown: &CancellationToken,
+) -> Result<(), LinkError> {
+    let address = parent.address.clone();
+    let host = address
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']))
+        .unwrap_or(&address)
+        .to_owned();
+    let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
+        let cfg = cfg.clone();
+        let address = address.clone();
+        let host = host.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&address).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", parent.address))
+        .map_err(|e| LinkError::Transport(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(node.config.link.heartbeat)
+        .keep_alive_timeout(node.config.link.heartbeat * 2)
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| LinkError::Transport(format!("connect: {}", source_chain(&e))))?;
+    let mut client = RelayLinkClient::new(channel)
+        .max_decoding_message_size(MAX_FRAME_BYTES)
+        .max_encoding_message_size(MAX_FRAME_BYTES);
+    let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
+    tx.send(hello(node))
+        .await
+        .map_err(|_| LinkError::Transport("closed".into()))?;
+    let resp = client
+        .open(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| LinkError::Transport(format!("{}: {}", s.code(), s.message())))?;
+    let mut inbound = resp.into_inner();
+    let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| LinkError::Protocol("no Hello from parent".into()))?
+        .map_err(|s| LinkError::Transport(s.to_string()))?;
+    match first {
+        Some(LinkFrame {
+            frame: Some(Frame::Hello(h)),
+        }) if h.agency == parent.agency.as_str() => {}
+        _ => {
+            return Err(LinkError::Protocol(
+                "parent did not answer with its Hello".into(),
+            ))
+        }
+    }
+    info!(peer = %parent.agency, "linked to parent");
+    let cancel = shutdown.child_token();
+    // Re-announce upward whenever what this node serves changes.
+    let announcer = {
+        let node = node.clone();
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = node.serves_changed.notified() => {}
+                }
+                if tx.send(hello(&node)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let res = Session::run(
+        node.clone(),
+        parent.agency.clone(),
+        false,
+        inbound,
+        tx,
+        cancel,
+    )
+    .await;
+    announcer.abort();
+    res
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,121 @@
+//! Prometheus metrics of a node, in one registry served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label: a neighbour's agency code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NeighbourLabel {
+    /// Agency code.
+    pub neighbour: String,
+}
+
+/// Label: a refusal reason class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Reason class (snake case).
+    pub reason: String,
+}
+
+/// The node's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Items a neighbour acknowledged.
+    pub forwarded: Family<NeighbourLabel, Counter>,
+    /// Items refused, by reason.
+    pub refused: Family<ReasonLabel, Counter>,
+    /// Outbound queue depth per neighbour (set at scrape time).
+    pub queue_depth: Family<NeighbourLabel, Gauge>,
+    /// 1 while a link to the neighbour is up.
+    pub link_up: Family<NeighbourLabel, Gauge>,
+    /// Time from sending an item to its hop ack.
+    pub hop_ack_seconds: Histogram,
+    /// Documents delivered into a local inbox.
+    pub delivered: Counter,
+    /// Documents accepted from the local side.
+    pub submitted: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered under the `lienthong_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lienthong");
+        let forwarded = Family::<NeighbourLabel, Counter>::default();
+        let refused = Family::<ReasonLabel, Counter>::default();
+        let queue_depth = Family::<NeighbourLabel, Gauge>::default();
+        let link_up = Family::<NeighbourLabel, Gauge>::default();
+        let hop_ack_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let delivered = Counter::default();
+        let submitted = Counter::default();
+        registry.register(
+            "forwarded",
+            "Items acknowledged by the next hop",
+            forwarded.clone(),
+        );
+        registry.register("refused", "Items refused, by reason", refused.clone());
+        registry.register(
+            "queue_depth",
+            "Outbound queue depth per neighbour",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "link_up",
+            "1 while the link to a neighbour is up",
+            link_up.clone(),
+        );
+        registry.register(
+            "hop_ack_seconds",
+            "Seconds from sending an item to the neighbour's durable-persist ack",
+            hop_ack_seconds.clone(),
+        );
+        registry.register(
+            "delivered",
+            "Documents delivered into a local inbox",
+            delivered.clone(),
+        );
+        registry.register(
+            "submitted",
+            "Documents accepted from the local side",
+            submitted.clone(),
+        );
+        Self {
+            registry,
+            forwarded,
+            refused,
+            queue_depth,
+            link_up,
+            hop_ack_seconds,
+            delivered,
+            submitted,
+        }
+    }
+
+    /// Counts a refusal.
+    pub fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,761 @@
+//! A node's shared state and the operations every entry point uses: accepting an envelope
+//! (from the local side or a link), delivering it locally, emitting receipts and transport
+//! events, and routing them back toward the original sender.
+//!
+//! Every operation here is idempotent by id, so a resend after a crash or a cut link replays
+//! it harmlessly; callers commit the store (`Persisted`) before they acknowledge anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::config::NodeConfig;
+use lienthong_common::envelope::{self, EnvelopeError};
+use lienthong_common::now_unix_ms;
+use lienthong_common::signing::{self, AgencySigner, Verified, Verifier, VerifyError};
+use lienthong_common::store::{Offer, Store, StoreError};
+use lienthong_common::trust::{CertError, TrustStore};
+use lienthong_proto::v1::{
+    receipt_frame, Envelope, Organization, ReceiptFrame, ReceiptResponseFor, RefusalCode,
+    StatusCode, StatusReceipt, TraceEntry, TransportEvent, TransportState,
+};
+use prost::Message;
+use rustls_pki_types::UnixTime;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+use crate::route::{NextHop, RouteTable};
+
+/// Why an item is refused at this node. Sent to the neighbour as a hop refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    /// Class of the refusal.
+    pub code: RefusalCode,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal of class `code`.
+    pub fn new(code: RefusalCode, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// Snake-case name of the class, for metrics and logs.
+    pub fn class(&self) -> &'static str {
+        match self.code {
+            RefusalCode::RefusalMalformed => "malformed",
+            RefusalCode::RefusalTooLarge => "too_large",
+            RefusalCode::RefusalInvalid => "invalid",
+            RefusalCode::RefusalBadSignature => "bad_signature",
+            RefusalCode::RefusalBadCertificate => "bad_certificate",
+            RefusalCode::RefusalSpoofedSender => "spoofed_sender",
+            RefusalCode::RefusalNoRoute => "no_route",
+            RefusalCode::RefusalReplay => "replay",
+            RefusalCode::RefusalUnspecified => "unspecified",
+        }
+    }
+}
+
+impl From<EnvelopeError> for Refusal {
+    fn from(e: EnvelopeError) -> Self {
+        let code = match e {
+            EnvelopeError::TooLarge { .. } => RefusalCode::RefusalTooLarge,
+            EnvelopeError::Malformed { .. } => RefusalCode::RefusalMalformed,
+            _ => RefusalCode::RefusalInvalid,
+        };
+        Refusal::new(code, e.to_string())
+    }
+}
+
+impl From<VerifyError> for Refusal {
+    fn from(e: VerifyError) -> Self {
+        let code = match e {
+            VerifyError::Certificate(_) | VerifyError::ChainTooLong(_) => {
+                RefusalCode::RefusalBadCertificate
+            }
+            VerifyError::SignerMismatch { .. } => RefusalCode::RefusalSpoofedSender,
+            _ => RefusalCode::RefusalBadSignature,
+        };
+        Refusal::new(code, e.to_string())
+    }
+}
+
+/// Errors of node operations: a refusal of the input, or a local failure.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The input is refused; nothing was stored.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store failed; the input was not accepted and may be resent.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A signing key failed.
+    #[error("signing: {0}")]
+    Signing(String),
+}
+
+/// Errors building a node from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Certificates, keys, CRL.
+    #[error("{0}")]
+    Trust(String),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A node.
+pub struct Node {
+    /// Its configuration.
+    pub config: NodeConfig,
+    /// Its store.
+    pub store: Store,
+    /// Signature verification against the interchange CA.
+    pub verifier: Verifier,
+    /// Metrics.
+    pub metrics: Metrics,
+    signers: BTreeMap<AgencyCode, Arc<AgencySigner>>,
+    names: BTreeMap<AgencyCode, String>,
+    /// Read on every routing decision, written when a child announces: RwLock, never held
+    /// across an await.
+    routes: RwLock<RouteTable>,
+    /// One wake-up per neighbour, signalled when something is queued for it.
+    wakers: Mutex<HashMap<AgencyCode, Arc<Notify>>>,
+    /// Signalled when what this node serves changes, so the parent link re-announces.
+    pub serves_changed: Notify,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("agency", &self.config.agency)
+            .finish()
+    }
+}
+
+fn digest_hex(parts: &[&[u8]]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p);
+    }
+    hex::encode(&ctx.finish().as_ref()[..16])
+}
+
+const ANNOUNCE_META: &str = "announce/";
+
+impl Node {
+    /// Builds a node: loads the trust store and signing keys, opens the store, restores the
+    /// routes children announced before a restart.
+    pub fn open(config: NodeConfig) -> Result<Arc<Self>, StartError> {
+        let trust = TrustStore::load(&config.tls.ca, config.tls.crl.as_deref())
+            .map_err(|e| StartError::Trust(e.to_string()))?;
+        let mut signers = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        let own = AgencySigner::load(&config.tls.cert, &config.tls.key)
+            .map_err(|e| StartError::Trust(format!("{}: {e}", config.tls.cert.display())))?;
+        if own.agency() != &config.agency {
+            return Err(StartError::Trust(format!(
+                "{}: the certificate names {} but node.agency is {}",
+                config.tls.cert.display(),
+                own.agency(),
+                config.agency
+            )));
+        }
+        signers.insert(config.agency.clone(), Arc::new(own));
+        names.insert(config.agency.clone(), config.name.clone());
+        for l in &config.local {
+            let s = AgencySigner::load(&l.cert, &l.key)
+                .map_err(|e| StartError::Trust(format!("{}: {e}", l.cert.display())))?;
+            if s.agency() != &l.agency {
+                return Err(StartError::Trust(format!(
+                    "{}: the certificate names {} but the [[local]] entry is {}",
+                    l.cert.display(),
+                    s.agency(),
+                    l.agency
+                )));
+            }
+            signers.insert(l.agency.clone(), Arc::new(s));
+            names.insert(l.agency.clone(), l.name.clone());
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled {
+            path: config.data_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let store = Store::open(&config.data_dir.join("store"))?;
+        let mut routes = RouteTable::new(
+            config.agency.clone(),
+            config.local.iter().map(|l| l.agency.clone()),
+            config.parent.as_ref().map(|p| p.agency.clone()),
+            config.children.iter().cloned(),
+            config.routes.clone(),
+        );
+        restore_announcements(&store, &mut routes)?;
+        Ok(Arc::new(Self {
+            verifier: Verifier::new(Arc::new(trust)),
+            store,
+            metrics: Metrics::new(),
+            signers,
+            names,
+            routes: RwLock::new(routes),
+            wakers: Mutex::new(HashMap::new()),
+            serves_changed: Notify::new(),
+            config,
+        }))
+    }
+
+    /// This node's agency.
+    pub fn agency(&self) -> &AgencyCode {
+        &self.config.agency
+    }
+
+    /// A snapshot of the routing table.
+    pub fn routes(&self) -> RouteTable {
+        match self.routes.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn with_routes<T>(&self, f: impl FnOnce(&RouteTable) -> T) -> T {
+        match self.routes.read() {
+            Ok(r) => f(&r),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    /// Records a child's announcement (persisted, so routes survive a restart).
+    pub fn announce(
+        &self,
+        child: &AgencyCode,
+        serves: std::collections::BTreeSet<AgencyCode>,
+    ) -> Result<(), StoreError> {
+        let text = serves
+            .iter()
+            .map(AgencyCode::as_str)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let changed = match self.routes.write() {
+            Ok(mut r) => r.announce(child.clone(), serves),
+            Err(p) => p.into_inner().announce(child.clone(), serves),
+        };
+        if changed {
+            self.store
+                .put_meta(&format!("{ANNOUNCE_META}{child}"), text.as_bytes())?;
+            info!(child = %child, "routes updated from announcement");
+            self.serves_changed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// The wake-up for a neighbour's sender loop.
+    pub fn waker(&self, neighbour: &AgencyCode) -> Arc<Notify> {
+        let mut w = match self.wakers.lock() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        w.entry(neighbour.clone()).or_default().clone()
+    }
+
+    fn wake(&self, neighbour: &AgencyCode) {
+        self.waker(neighbour).notify_one();
+    }
+
+    /// The signer of a locally served agency.
+    pub fn signer(&self, agency: &AgencyCode) -> Option<&Arc<AgencySigner>> {
+        self.signers.get(agency)
+    }
+
+    /// Agencies served on this node.
+    pub fn local_agencies(&self) -> Vec<AgencyCode> {
+        self.signers.keys().cloned().collect()
+    }
+
+    fn org(&self, agency: &AgencyCode) -> Organization {
+        Organization {
+            code: agency.to_string(),
+            name: self
+                .names
+                .get(agency)
+                .cloned()
+                .unwrap_or_else(|| agency.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Checks an envelope that arrived from neighbour `peer` (a child if `from_child`):
+    /// structure, signature, certificate, sender inside the child's subtree.
+    pub fn check_incoming(
+        &self,
+        env: Envelope,
+        peer: &AgencyCode,
+        from_child: bool,
+    ) -> Result<Verified<Envelope>, Refusal> {
+        envelope::validate_envelope(
+            &env,
+            envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+        )?;
+        let sender = AgencyCode::parse(
+            &env.from
+                .as_ref()
+                .map(|f| f.code.clone())
+                .unwrap_or_default(),
+        )
+        .map_err(|e| Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}")))?;
+        if from_child && !self.with_routes(|r| r.child_may_originate(peer, &sender)) {
+            return Err(Refusal::new(
+                RefusalCode::RefusalSpoofedSender,
+                format!("sender {sender} is outside the subtree of {peer}, which sent it"),
+            ));
+        }
+        if env.trace.iter().any(|t| t.agency == self.agency().as_str()) {
+            return Err(Refusal::new(
+                RefusalCode::RefusalInvalid,
+                format!(
+                    "routing loop: the envelope already passed {}",
+                    self.agency()
+                ),
+            ));
+        }
+        Ok(self.verifier.verify_envelope(env, UnixTime::now())?)
+    }
+
+    /// Accepts a verified envelope for `recipients` (the subset routed to this node), arriving
+    /// through neighbour `via` (none for the local side): stores it, queues it toward each
+    /// next hop, delivers locally, answers unknown recipients with a rejection. Idempotent.
+    /// The caller commits before acknowledging.
+    pub fn accept(
+        &self,
+        mut env: Verified<Envelope>,
+        recipients: &[AgencyCode],
+        via: Option<&AgencyCode>,
+    ) -> Result<Offer, NodeError> {
+        let now = now_unix_ms();
+        env.unsigned_fields_mut().trace.push(TraceEntry {
+            agency: self.agency().to_string(),
+            received_unix_ms: now,
+            forwarded_unix_ms: 0,
+        });
+        let mut local = Vec::new();
+        let mut no_route = Vec::new();
+        let mut by_hop: BTreeMap<AgencyCode, Vec<String>> = BTreeMap::new();
+        self.with_routes(|routes| {
+            for r in recipients {
+                match routes.next_hop(r) {
+                    NextHop::Local => local.push(r.clone()),
+                    NextHop::Neighbour(n) if Some(&n) == via => no_route.push(r.clone()),
+                    NextHop::Neighbour(n) => by_hop.entry(n).or_default().push(r.to_string()),
+                    NextHop::NoRoute => no_route.push(r.clone()),
+                }
+            }
+        });
+        let content = {
+            let sig = env.signature.as_ref();
+            let alg = sig.map(|s| s.algorithm.as_str()).unwrap_or_default();
+            let t = sig.map(|s| s.signing_unix_ms).unwrap_or_default();
+            let msg = signing::envelope_signing_message(&env, alg, t);
+            ring::digest::digest(&ring::digest::SHA256, &msg)
+                .as_ref()
+                .to_vec()
+        };
+        let queue_for: Vec<(String, Vec<String>)> = by_hop
+            .iter()
+            .map(|(n, r)| (n.to_string(), r.clone()))
+            .collect();
+        let offer = self.store.offer_envelope(&env, &content, &queue_for)?;
+        if offer == Offer::Conflict {
+            return Err(Refusal::new(
+                RefusalCode::RefusalReplay,
+                format!(
+                    "envelope id {} was already used for different content",
+                    env.id
+                ),
+            )
+            .into());
+        }
+        let env = env.into_inner();
+        for r in &local {
+            if self.store.add_to_inbox(r.as_str(), &env.id)? {
+                self.metrics.delivered.inc();
+                info!(envelope = %env.id, recipient = %r, document = %env.document_id, "delivered to local inbox");
+            }
+            self.emit_transport(&env, r, TransportState::TransportDelivered, "", None)?;
+            self.emit_status(&env, r, r, StatusCode::StatusArrived, "")?;
+        }
+        for r in &no_route {
+            let reason = format!("no route to {r}");
+            warn!(envelope = %env.id, recipient = %r, "no route");
+            self.metrics.refuse("no_route");
+            self.emit_transport(&env, r, TransportState::TransportFailed, &reason, None)?;
+            self.emit_status(&env, self.agency(), r, StatusCode::StatusRejected, &reason)?;
+        }
+        for n in by_hop.keys() {
+            self.wake(n);
+        }
+        Ok(offer)
+    }
+
+    /// Answers a refused envelope: a rejection receipt and a failed transport event for each
+    /// recipient concerned, sent toward the original sender.
+    pub fn answer_refusal(
+        &self,
+        env: &Envelope,
+        recipients: &[String],
+        refusal: &Refusal,
+    ) -> Result<(), NodeError> {
+        if AgencyCode::parse(
+            env.from
+                .as_ref()
+                .map(|f| f.code.as_str())
+                .unwrap_or_default(),
+        )
+        .is_err()
+            || refusal.code == RefusalCode::RefusalSpoofedSender
+        {
+            return Ok(());
+        }
+        for r in recipients {
+            let Ok(r) = AgencyCode::parse(r) else {
+                continue;
+            };
+            self.emit_transport(
+                env,
+                &r,
+                TransportState::TransportFailed,
+                &refusal.reason,
+                None,
+            )?;
+            self.emit_status(
+                env,
+                self.agency(),
+                &r,
+                StatusCode::StatusRejected,
+                &refusal.reason,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Builds, signs and routes a status receipt about `env` reported by `reporter` (a local
+    /// agency) concerning `recipient`, toward the envelope's sender. Deterministic id: a
+    /// repeat is a no-op.
+    pub fn emit_status(
+        &self,
+        env: &Envelope,
+        reporter: &AgencyCode,
+        recipient: &AgencyCode,
+        status: StatusCode,
+        description: &str,
+    ) -> Result<(), NodeError> {
+        let sender = env
+            .from
+            .as_ref()
+            .map(|f| f.code.clone())
+            .unwrap_or_default();
+        let id = digest_hex(&[
+            b"status",
+            env.id.as_bytes(),
+            reporter.as_str().as_bytes(),
+            recipient.as_str().as_bytes(),
+            &(status as i32).to_be_bytes(),
+        ]);
+        let receipt = StatusReceipt {
+            id,
+            from: Some(self.org(reporter)),
+            response_for: Some(ReceiptResponseFor {
+                organ_id: sender.clone(),
+                code: env
+                    .code
+                    .as_ref()
+                    .map(|c| format!("{}/{}", c.number, c.notation))
+                    .unwrap_or_default(),
+                document_id: env.document_id.clone(),
+                envelope_id: env.id.clone(),
+            }),
+            staff: None,
+            status: status as i32,
+            description: description.to_owned(),
+            timestamp_unix_ms: now_unix_ms(),
+            signature: None,
+            to: sender,
+            recipient: recipient.to_string(),
+        };
+        self.post_receipt(receipt)
+    }
+
+    /// Signs (with the reporter's key) and routes a receipt built on this node.
+    pub fn post_receipt(&self, mut receipt: StatusReceipt) -> Result<(), NodeError> {
+        if self.store.receipt(&receipt.id)?.is_some() {
+            return Ok(());
+        }
+        let reporter = AgencyCode::parse(
+            receipt
+                .from
+                .as_ref()
+                .map(|f| f.code.as_str())
+                .unwrap_or_default(),
+        )
+        .map_err(|e| Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}")))?;
+        let signer = self.signer(&reporter).ok_or_else(|| {
+            Refusal::new(
+                RefusalCode::RefusalInvalid,
+                format!("{reporter} is not served on this node"),
+            )
+        })?;
+        let at = receipt.timestamp_unix_ms;
+        signer
+            .sign_receipt(&mut receipt, at)
+            .map_err(|e| NodeError::Signing(e.to_string()))?;
+        envelope::validate_receipt(&receipt).map_err(Refusal::from)?;
+        self.route_receipt(ReceiptFrame {
+            item: Some(receipt_frame::Item::Status(receipt)),
+        })
+    }
+
+    fn emit_transport(
+        &self,
+        env: &Envelope,
+        recipient: &AgencyCode,
+        state: TransportState,
+        reason: &str,
+        next_hop: Option<&AgencyCode>,
+    ) -> Result<(), NodeError> {
+        let id = digest_hex(&[
+            b"transport",
+            env.id.as_bytes(),
+            recipient.as_str().as_bytes(),
+            self.agency().as_str().as_bytes(),
+            &(state as i32).to_be_bytes(),
+        ]);
+        let ev = TransportEvent {
+            id,
+            envelope_id: env.id.clone(),
+            document_id: env.document_id.clone(),
+            origin: env
+                .from
+                .as_ref()
+                .map(|f| f.code.clone())
+                .unwrap_or_default(),
+            recipient: recipient.to_string(),
+            state: state as i32,
+            node: self.agency().to_string(),
+            next_hop: next_hop.map(|n| n.to_string()).unwrap_or_default(),
+            reason: reason.to_owned(),
+            at_unix_ms: now_unix_ms(),
+            trace: if state == TransportState::TransportDelivered {
+                env.trace.clone()
+            } else {
+                vec![]
+            },
+        };
+        self.route_receipt(ReceiptFrame {
+            item: Some(receipt_frame::Item::Transport(ev)),
+        })
+    }
+
+    /// Records a local transport event (QUEUED at the origin, FORWARDED by this node): kept in
+    /// this node's store for the track view, not sent anywhere.
+    pub fn record_local_event(
+        &self,
+        env: &Envelope,
+        recipients: &[String],
+        state: TransportState,
+        next_hop: Option<&AgencyCode>,
+    ) -> Result<(), StoreError> {
+        for r in recipients {
+            let id = digest_hex(&[
+                b"local",
+                env.id.as_bytes(),
+                r.as_bytes(),
+                &(state as i32).to_be_bytes(),
+            ]);
+            let ev = TransportEvent {
+                id: id.clone(),
+                envelope_id: env.id.clone(),
+                document_id: env.document_id.clone(),
+                origin: env
+                    .from
+                    .as_ref()
+                    .map(|f| f.code.clone())
+                    .unwrap_or_default(),
+                recipient: r.clone(),
+                state: state as i32,
+                node: self.agency().to_string(),
+                next_hop: next_hop.map(|n| n.to_string()).unwrap_or_default(),
+                reason: String::new(),
+                at_unix_ms: now_unix_ms(),
+                trace: vec![],
+            };
+            let frame = ReceiptFrame {
+                item: Some(receipt_frame::Item::Transport(ev)),
+            };
+            self.store
+                .put_receipt(&id, &env.id, &frame.encode_to_vec(), None)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a receipt frame and queues it toward its destination (or keeps it, if the
+    /// destination is served here). Idempotent by receipt id.
+    pub fn route_receipt(&self, frame: ReceiptFrame) -> Result<(), NodeError> {
+        let (id, envelope_id, dest) = match &frame.item {
+            Some(receipt_frame::Item::Status(r)) => (
+                r.id.clone(),
+                r.response_for
+                    .as_ref()
+                    .map(|f| f.envelope_id.clone())
+                    .unwrap_or_default(),
+                r.to.clone(),
+            ),
+            Some(receipt_frame::Item::Transport(t)) => {
+                (t.id.clone(), t.envelope_id.clone(), t.origin.clone())
+            }
+            None => {
+                return Err(
+                    Refusal::new(RefusalCode::RefusalMalformed, "empty receipt frame").into(),
+                )
+            }
+        };
+        let dest = AgencyCode::parse(&dest).map_err(|e| {
+            Refusal::new(
+                RefusalCode::RefusalInvalid,
+                format!("receipt destination: {e}"),
+            )
+        })?;
+        let hop = self.with_routes(|r| r.next_hop(&dest));
+        let bytes = frame.encode_to_vec();
+        match hop {
+            NextHop::Local => {
+                self.store.put_receipt(&id, &envelope_id, &bytes, None)?;
+            }
+            NextHop::Neighbour(n) => {
+                if self
+                    .store
+                    .put_receipt(&id, &envelope_id, &bytes, Some(n.as_str()))?
+                {
+                    self.wake(&n);
+                }
+            }
+            NextHop::NoRoute => {
+                warn!(receipt = %id, destination = %dest, "no route for receipt; kept locally");
+                self.store.put_receipt(&id, &envelope_id, &bytes, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a receipt frame that arrived from `peer`: signature for status receipts, and for
+    /// a child, the reporter inside its subtree.
+    pub fn check_incoming_receipt(
+        &self,
+        frame: ReceiptFrame,
+        peer: &AgencyCode,
+        from_child: bool,
+    ) -> Result<ReceiptFrame, Refusal> {
+        match frame.item {
+            Some(receipt_frame::Item::Status(r)) => {
+                envelope::validate_receipt(&r)?;
+                let reporter =
+                    AgencyCode::parse(r.from.as_ref().map(|f| f.code.as_str()).unwrap_or_default())
+                        .map_err(|e| {
+                            Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}"))
+                        })?;
+                if from_child && !self.with_routes(|t| t.child_may_originate(peer, &reporter)) {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalSpoofedSender,
+                        format!("receipt from {reporter} is outside the subtree of {peer}"),
+                    ));
+                }
+                let v = self.verifier.verify_receipt(r, UnixTime::now())?;
+                Ok(ReceiptFrame {
+                    item: Some(receipt_frame::Item::Status(v.into_inner())),
+                })
+            }
+            Some(receipt_frame::Item::Transport(t)) => {
+                let node = AgencyCode::parse(&t.node).map_err(|e| {
+                    Refusal::new(
+                        RefusalCode::RefusalInvalid,
+                        format!("transport event node: {e}"),
+                    )
+                })?;
+                if t.id.is_empty() || t.id.len() > envelope::MAX_ID_LEN {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalInvalid,
+                        "transport event id",
+                    ));
+                }
+                if from_child && !self.with_routes(|r| r.child_may_originate(peer, &node)) {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalSpoofedSender,
+                        format!("transport event from {node} is outside the subtree of {peer}"),
+                    ));
+                }
+                Ok(ReceiptFrame {
+                    item: Some(receipt_frame::Item::Transport(t)),
+                })
+            }
+            None => Err(Refusal::new(
+                RefusalCode::RefusalMalformed,
+                "empty receipt frame",
+            )),
+        }
+    }
+
+    /// Checks the certificate agency of a connecting child.
+    pub fn accepts_child(&self, child: &AgencyCode) -> bool {
+        self.with_routes(|r| r.accepts_child(child))
+    }
+
+    /// Whether a child may announce `code`.
+    pub fn child_may_serve(&self, child: &AgencyCode, code: &AgencyCode) -> bool {
+        self.with_routes(|r| r.child_may_serve(child, code))
+    }
+
+    /// Every neighbour this node knows (parent and known children), for metrics.
+    pub fn neighbours(&self) -> Vec<AgencyCode> {
+        self.with_routes(|r| {
+            let mut v: Vec<AgencyCode> = r.announcements().keys().cloned().collect();
+            v.extend(self.config.children.iter().cloned());
+            if let Some(p) = r.parent() {
+                v.push(p.clone());
+            }
+            v.sort();
+            v.dedup();
+            v
+        })
+    }
+
+    /// A certificate error as a refusal reason.
+    pub fn cert_refusal(e: &CertError) -> Refusal {
+        Refusal::new(RefusalCode::RefusalBadCertificate, e.to_string())
+    }
+}
+
+fn restore_announcements(store: &Store, routes: &mut RouteTable) -> Result<(), StoreError> {
+    // Children known before a restart keep their routes until they announce again.
+    for child in store_meta_children(store)? {
+        if let Some(v) = store.get_meta(&format!("{ANNOUNCE_META}{child}"))? {
+            let set = String::from_utf8_lossy(&v)
+                .lines()
+                .filter_map(|l| AgencyCode::parse(l).ok())
+                .collect();
+            routes.announce(child, set);
+        }
+    }
+    Ok(())
+}
+
+fn store_meta_children(store: &Store) -> Result<Vec<AgencyCode>, StoreError> {
+    Ok(store
+        .meta_names(ANNOUNCE_META)?
+        .into_iter()
+        .filter_map(|n| AgencyCode::parse(&n).ok())
+        .collect())
+}

@@ -1,0 +1,225 @@
+//! `lt-relay serve`: bind the listeners, keep the parent link up, drain on SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lienthong_common::config::NodeConfig;
+use lienthong_common::tls::{self, Identity};
+use lienthong_proto::v1::relay_link_server::RelayLinkServer;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::link::{self, LinkService, MAX_FRAME_BYTES};
+use crate::node::Node;
+
+/// TLS handshakes in progress at once on the link listener.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 256;
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight work may take to finish after SIGTERM.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Configuration, certificates or store: exit 64 before any port is bound.
+    #[error("{0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+}
+
+/// A started node: its listeners are bound and its tasks running.
+pub struct Running {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Fire to stop.
+    pub shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Running {
+    /// Waits until every task ended after shutdown (at most [`DRAIN_GRACE`]), then flushes.
+    pub async fn drained(self) {
+        self.tracker.close();
+        if tokio::time::timeout(DRAIN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("drain grace period over; stopping with tasks still running");
+        }
+        match self.node.store.commit().await {
+            Ok(_) => info!("store flushed; stopped"),
+            Err(e) => error!(cause = %e, "final store flush failed"),
+        }
+    }
+}
+
+/// Opens the node and binds its listeners. Errors here happen before any traffic.
+pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
+    let identity = Identity::load(&config.tls.cert, &config.tls.key)
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let node = Node::open(config).map_err(|e| ServeError::Config(e.to_string()))?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let grpc = match node.config.grpc {
+        Some(addr) => Some((
+            addr,
+            TcpListener::bind(addr)
+                .await
+                .map_err(|cause| ServeError::Bind { addr, cause })?,
+        )),
+        None => None,
+    };
+    let api = match node.config.api {
+        Some(addr) => Some((
+            addr,
+            TcpListener::bind(addr)
+                .await
+                .map_err(|cause| ServeError::Bind { addr, cause })?,
+        )),
+        None => None,
+    };
+
+    if let Some((addr, listener)) = grpc {
+        let server_cfg = tls::server_config(node.verifier.trust(), &identity)
+            .map_err(|e| ServeError::Config(e.to_string()))?;
+        info!(%addr, "link listener (mTLS 1.3) ready");
+        tracker.spawn(serve_links(
+            node.clone(),
+            listener,
+            server_cfg,
+            shutdown.clone(),
+        ));
+    }
+    if let Some((addr, listener)) = api {
+        info!(%addr, "local API ready");
+        let router = crate::api::router(node.clone());
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                error!(cause = %e, "local API stopped");
+            }
+        });
+    }
+    if node.config.parent.is_some() {
+        tracker.spawn(link::parent_loop(node.clone(), identity, shutdown.clone()));
+    }
+    info!(agency = %node.agency(), name = %node.config.name, "node started");
+    Ok(Running {
+        node,
+        shutdown,
+        tracker,
+    })
+}
+
+async fn serve_links(
+    node: Arc<Node>,
+    listener: TcpListener,
+    cfg: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let (tx, rx) = mpsc::channel::<
+        Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+    >(16);
+    let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    let accept_node = node.clone();
+    let accept_stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = accept_stop.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            let node = accept_node.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        drop(permit);
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => {
+                        warn!(%remote, cause = %e, "TLS handshake refused");
+                        node.metrics.refuse("tls_handshake");
+                    }
+                    Err(_) => {
+                        warn!(%remote, "TLS handshake timed out");
+                        node.metrics.refuse("tls_timeout");
+                    }
+                }
+            });
+        }
+    });
+    let svc = RelayLinkServer::new(LinkService::new(node.clone(), shutdown.clone()))
+        .max_decoding_message_size(MAX_FRAME_BYTES)
+        .max_encoding_message_size(MAX_FRAME_BYTES);
+    let res = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(node.config.link.heartbeat))
+        .http2_keepalive_timeout(Some(node.config.link.heartbeat * 2))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            shutdown.cancelled_owned(),
+        )
+        .await;
+    if let Err(e) = res {
+        error!(cause = %e, "link server stopped");
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT, then drains.
+pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
+    let running = start(config).await?;
+    let stop = running.shutdown.clone();
+    wait_for_signal().await;
+    info!("stopping: no new work; finishing in-flight items");
+    stop.cancel();
+    running.drained().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = int.recv() => info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! A local network of real `lt-relay` processes on 127.0.0.1: a PKI, one config per node, the
+//! processes, and an HTTP client for their local APIs. Used by `lt-relay demo`, the end-to-end
+//! tests and the benchmark.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::pki::{self, IssueRequest};
+use serde_json::{json, Value};
+
+use crate::api::{InboxItem, TrackView, Uploaded};
+
+/// One node of a topology.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Its agency.
+    pub agency: AgencyCode,
+    /// Its name.
+    pub name: String,
+    /// Its parent (none for the root).
+    pub parent: Option<AgencyCode>,
+    /// Children the code hierarchy does not imply (3-tier trees).
+    pub extra_children: Vec<AgencyCode>,
+}
+
+impl NodeSpec {
+    /// A node under `parent`.
+    pub fn new(agency: &str, name: &str, parent: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            agency: AgencyCode::parse(agency)?,
+            name: name.to_owned(),
+            parent: parent.map(AgencyCode::parse).transpose()?,
+            extra_children: Vec::new(),
+        })
+    }
+}
+
+/// The demo topology: root, a ministry, two provinces each with a district and a commune.
+pub fn demo_topology() -> anyhow::Result<Vec<NodeSpec>> {
+    Ok(vec![
+        NodeSpec::new("000.00.00.G22", "Văn phòng Chính phủ", None)?,
+        NodeSpec::new("000.00.00.G14", "Bộ Nội vụ", Some("000.00.00.G22"))?,
+        NodeSpec::new("000.00.00.H53", "UBND tỉnh Tây Ninh", Some("000.00.00.G22"))?,
+        NodeSpec::new("000.00.31.H53", "UBND huyện Bến Cầu", Some("000.00.00.H53"))?,
+        NodeSpec::new("000.21.31.H53", "UBND xã An Thạnh", Some("000.00.31.H53"))?,
+        NodeSpec::new(
+            "000.00.00.H49",
+            "UBND tỉnh Quảng Nam",
+            Some("000.00.00.G22"),
+        )?,
+        NodeSpec::new(
+            "000.00.05.H49",
+            "UBND huyện Duy Xuyên",
+            Some("000.00.00.H49"),
+        )?,
+        NodeSpec::new("000.07.05.H49", "UBND xã Duy Hải", Some("000.00.05.H49"))?,
+    ])
+}
+
+/// A node's files and process.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// Its spec.
+    pub spec: NodeSpec,
+    /// Local API address.
+    pub api: SocketAddr,
+    /// Link listener address.
+    pub grpc: SocketAddr,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A network of relay processes.
+#[derive(Debug)]
+pub struct Network {
+    /// Working directory (PKI, configs, data, logs).
+    pub dir: PathBuf,
+    exe: PathBuf,
+    /// Nodes by agency.
+    pub nodes: BTreeMap<AgencyCode, NodeProc>,
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on one machine).
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+impl Network {
+    /// Creates the PKI and a config per node under `dir`. `exe` is the `lt-relay` binary.
+    pub fn create(dir: &Path, exe: &Path, specs: &[NodeSpec]) -> anyhow::Result<Self> {
+        let pki_dir = dir.join("pki");
+        pki::init(&pki_dir).context("creating the demo PKI")?;
+        let mut nodes = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for s in specs {
+            addrs.insert(s.agency.clone(), (free_addr()?, free_addr()?));
+        }
+        for s in specs {
+            let mut req = IssueRequest::new(s.agency.clone());
+            req.name = Some(s.name.clone());
+            pki::issue(&pki_dir, &req).with_context(|| format!("certificate for {}", s.agency))?;
+            let (api, grpc) = addrs[&s.agency];
+            let node_dir = dir.join(s.agency.as_str());
+            std::fs::create_dir_all(&node_dir)?;
+            let mut toml = format!(
+                "[node]\nagency = \"{a}\"\nname = \"{n}\"\ndata_dir = \"data\"\n\n[listen]\ngrpc = \"{grpc}\"\napi = \"{api}\"\n\n[tls]\nca = \"../pki/ca.pem\"\ncert = \"../pki/{a}.pem\"\nkey = \"../pki/{a}.key\"\ncrl = \"../pki/ca.crl\"\n\n[link]\nheartbeat_secs = 2\nmax_backoff_secs = 2\n",
+                a = s.agency,
+                n = s.name
+            );
+            if let Some(p) = &s.parent {
+                let (_, pgrpc) = addrs
+                    .get(p)
+                    .ok_or_else(|| anyhow!("{}: parent {p} is not in the topology", s.agency))?;
+                toml.push_str(&format!(
+                    "\n[parent]\nendpoint = \"https://{pgrpc}\"\nagency = \"{p}\"\n"
+                ));
+            }
+            for c in &s.extra_children {
+                toml.push_str(&format!("\n[[child]]\nagency = \"{c}\"\n"));
+            }
+            let config = node_dir.join("node.toml");
+            std::fs::write(&config, toml)?;
+            nodes.insert(
+                s.agency.clone(),
+                NodeProc {
+                    spec: s.clone(),
+                    api,
+                    grpc,
+                    config,
+                    log: node_dir.join("node.log"),
+                    child: None,
+                },
+            );
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            exe: exe.to_owned(),
+            nodes,
+        })
+    }
+
+    /// The PKI directory.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+
+    /// Starts every node that is not running.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        let all: Vec<AgencyCode> = self.nodes.keys().cloned().collect();
+        for a in all {
+            if self.nodes.get(&a).is_some_and(|n| n.child.is_none()) {
+                self.start(&a)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts one node's process (appending to its log).
+    pub fn start(&mut self, agency: &AgencyCode) -> anyhow::Result<()> {
+        let exe = self.exe.clone();
+        let n = self
+            .nodes
+            .get_mut(agency)
+            .ok_or_else(|| anyhow!("no node {agency}"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)?;
+        let child = Command::new(&exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&n.config)
+            .env(
+                "LT_LOG",
+                std::env::var("LT_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends a signal to a node's process and waits for it to exit.
+    pub fn stop(&mut self, agency: &AgencyCode, signal: i32) -> anyhow::Result<()> {
+        let n = self
+            .nodes
+            .get_mut(agency)
+            .ok_or_else(|| anyhow!("no node {agency}"))?;
+        if let Some(mut c) = n.child.take() {
+            let pid = i32::try_from(c.id()).unwrap_or(0);
+            send_signal(pid, signal);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if c.try_wait()?.is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every node with SIGTERM.
+    pub fn stop_all(&mut self) {
+        let all: Vec<AgencyCode> = self.nodes.keys().cloned().collect();
+        for a in all {
+            let _ = self.stop(&a, libc::SIGTERM);
+        }
+    }
+
+    /// A client for a node's local API.
+    pub fn client(&self, agency: &AgencyCode) -> anyhow::Result<ApiClient> {
+        let n = self
+            .nodes
+            .get(agency)
+            .ok_or_else(|| anyhow!("no node {agency}"))?;
+        Ok(ApiClient::new(&format!("http://{}", n.api)))
+    }
+
+    /// Waits until every node answers /healthz, every child is linked to its parent, and every
+    /// agency appears in the root's routing table.
+    pub fn wait_linked(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for (agency, n) in &self.nodes {
+            let c = ApiClient::new(&format!("http://{}", n.api));
+            loop {
+                let ok = c.health().ok().is_some_and(|h| {
+                    h["parent"].is_null() || h["parent"]["up"].as_bool() == Some(true)
+                });
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "{agency} did not come up linked within {timeout:?}; see {}",
+                        n.log.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        // Announcements propagate upward: wait until each root knows every agency below it.
+        for (agency, n) in &self.nodes {
+            if n.spec.parent.is_some() {
+                continue;
+            }
+            let c = ApiClient::new(&format!("http://{}", n.api));
+            loop {
+                let serves: Vec<String> = c
+                    .health()
+                    .ok()
+                    .and_then(|h| serde_json::from_value(h["serves"].clone()).ok())
+                    .unwrap_or_default();
+                if self
+                    .nodes
+                    .keys()
+                    .all(|k| serves.iter().any(|s| s == k.as_str()))
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("root {agency} did not learn every agency within {timeout:?} (knows {serves:?})");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for n in self.nodes.values_mut() {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: i32, signal: i32) {
+    if pid > 0 {
+        // A failed kill (process already gone) is not an error here.
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status();
+    }
+}
+
+/// A small blocking client for a node's local API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    agent: ureq::Agent,
+}
+
+fn body_error(e: ureq::Error) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+impl ApiClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:7480`).
+    pub fn new(base: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    fn check(
+        mut resp: ureq::http::Response<ureq::Body>,
+        what: &str,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        let msg = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        bail!("{what}: HTTP {status}: {msg}")
+    }
+
+    /// GET returning JSON.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        resp.body_mut().read_json().map_err(body_error)
+    }
+
+    /// POST JSON returning JSON (empty object for 204).
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .send_json(body)
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        if resp.status() == 204 {
+            return Ok(json!({}));
+        }
+        resp.body_mut().read_json().map_err(body_error)
+    }
+
+    /// `/healthz`.
+    pub fn health(&self) -> anyhow::Result<Value> {
+        self.get_json("/healthz")
+    }
+
+    /// Uploads a file's bytes; returns its digest and size.
+    pub fn upload_file(&self, path: &Path) -> anyhow::Result<Uploaded> {
+        let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        let resp = self
+            .agent
+            .post(format!("{}/v1/attachments", self.base))
+            .header("content-type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut f))
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, "upload")?;
+        resp.body_mut().read_json().map_err(body_error)
+    }
+
+    /// Downloads an attachment into `out`; returns the bytes written.
+    pub fn download(&self, envelope_id: &str, sha256: &str, out: &Path) -> anyhow::Result<u64> {
+        let resp = self
+            .agent
+            .get(format!(
+                "{}/v1/documents/{envelope_id}/attachments/{sha256}",
+                self.base
+            ))
+            .call()
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, "download")?;
+        let mut f = std::fs::File::create(out)?;
+        let n = std::io::copy(
+            &mut resp.body_mut().with_config().limit(u64::MAX).reader(),
+            &mut f,
+        )?;
+        Ok(n)
+    }
+
+    /// Submits a document: `envelope` is the JSON envelope header (unsigned).
+    pub fn submit(&self, envelope: Value) -> anyhow::Result<(String, String)> {
+        let r = self.post_json("/v1/documents", &json!({ "envelope": envelope }))?;
+        Ok((
+            r["envelope_id"].as_str().unwrap_or_default().to_owned(),
+            r["document_id"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    /// An agency's unacknowledged inbox.
+    pub fn inbox(&self, agency: &AgencyCode) -> anyhow::Result<Vec<InboxItem>> {
+        let v = self.get_json(&format!("/v1/inbox?agency={agency}"))?;
+        Ok(serde_json::from_value(v)?)
+    }
+
+    /// Posts a status about a received (or, for 13, sent) document.
+    pub fn post_status(
+        &self,
+        envelope_id: &str,
+        agency: &AgencyCode,
+        status: i32,
+        description: &str,
+    ) -> anyhow::Result<Value> {
+        self.post_json(
+            &format!("/v1/documents/{envelope_id}/status"),
+            &json!({ "agency": agency.to_string(), "status": status, "description": description }),
+        )
+    }
+
+    /// Acknowledges an inbox entry.
+    pub fn ack(&self, envelope_id: &str, agency: &AgencyCode) -> anyhow::Result<()> {
+        self.post_json(
+            &format!("/v1/inbox/{envelope_id}/ack?agency={agency}"),
+            &json!({}),
+        )?;
+        Ok(())
+    }
+
+    /// The track view of a document.
+    pub fn track(&self, envelope_id: &str) -> anyhow::Result<TrackView> {
+        let v = self.get_json(&format!("/v1/documents/{envelope_id}/track"))?;
+        Ok(serde_json::from_value(v)?)
+    }
+}
+
+/// A minimal valid envelope header in JSON, from `from` to `to`.
+pub fn sample_envelope(
+    from: &AgencyCode,
+    to: &[&AgencyCode],
+    number: &str,
+    subject: &str,
+) -> Value {
+    let today = lienthong_common::envelope::format_date(
+        lienthong_common::envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+    );
+    json!({
+        "from": { "code": from.to_string() },
+        "to": to.iter().map(|t| json!({ "code": t.to_string(), "name": format!("Cơ quan {t}") })).collect::<Vec<_>>(),
+        "code": { "number": number, "notation": "VP" },
+        "promulgation": { "place": "Hà Nội", "date": today },
+        "document_type": { "type": 1, "type_name": "Công văn" },
+        "subject": subject,
+        "signer": { "competence": "TL. CHỦ TỊCH", "position": "Chánh Văn phòng", "full_name": "Người ký" },
+        "other_info": { "priority": 0 },
+    })
+}
