@@ -36,6 +36,9 @@ pub fn queue_class(priority: i32) -> u8 {
     }
 }
 
+/// sled's page cache: bounded so a node's memory does not grow with the data it holds.
+pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Queue class of receipts: after express documents, before the others (they are small and
 /// senders wait for them).
 pub const RECEIPT_CLASS: u8 = 1;
@@ -221,6 +224,7 @@ impl Store {
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
+            .cache_capacity(STORE_CACHE_BYTES)
             .open()
             .map_err(|e| StoreError::Sled {
                 path: dir.to_owned(),

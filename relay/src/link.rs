@@ -878,6 +878,7 @@ async fn connect_and_run(
         .max_decoding_message_size(MAX_FRAME_BYTES)
         .max_encoding_message_size(MAX_FRAME_BYTES);
     let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
+    let sent_serves = node.routes().serves();
     tx.send(hello(node))
         .await
         .map_err(|_| LinkError::Transport("closed".into()))?;
@@ -902,19 +903,27 @@ async fn connect_and_run(
     }
     info!(peer = %parent.agency, "linked to parent");
     let cancel = shutdown.child_token();
-    // Re-announce upward whenever what this node serves changes.
+    // Re-announce upward whenever what this node serves changes. The set sent is compared
+    // with the current one on every change notice and once a second, so a change that happens
+    // while the link is being set up is not lost.
     let announcer = {
         let node = node.clone();
         let tx = tx.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let mut sent = sent_serves;
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = node.serves_changed.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
-                if tx.send(hello(&node)).await.is_err() {
-                    return;
+                let now = node.routes().serves();
+                if now != sent {
+                    if tx.send(hello(&node)).await.is_err() {
+                        return;
+                    }
+                    sent = now;
                 }
             }
         })

@@ -1,0 +1,69 @@
+//! Shared by the end-to-end tests: finding the real binaries, building networks of them,
+//! waiting for conditions.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lienthong_common::agency::AgencyCode;
+use lienthong_relay::topology::{Network, NodeSpec};
+
+/// The `lt-relay` binary built by this `cargo test` run (the relay package's own integration
+/// tests make cargo build it).
+pub(crate) fn relay_exe() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let exe = target.join(profile).join("lt-relay");
+    assert!(
+        exe.exists(),
+        "{} not built: run the tests with `cargo test --workspace`",
+        exe.display()
+    );
+    exe
+}
+
+pub(crate) fn code(s: &str) -> AgencyCode {
+    AgencyCode::parse(s).unwrap()
+}
+
+/// Creates and starts a network in a temporary folder and waits until it is linked.
+pub(crate) fn start(specs: &[NodeSpec]) -> (tempfile::TempDir, Network) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Network::create(dir.path(), &relay_exe(), specs).unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    (dir, net)
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Prints the tail of every node log (for a failing test's output).
+pub(crate) fn dump_logs(net: &Network) {
+    for n in net.nodes.values() {
+        let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("==== {} ====", n.spec.agency);
+        for l in &lines[lines.len().saturating_sub(30)..] {
+            eprintln!("{l}");
+        }
+    }
+}
