@@ -192,6 +192,39 @@ impl Network {
         Ok(())
     }
 
+    /// The process id of a running node.
+    pub fn pid(&self, agency: &AgencyCode) -> Option<u32> {
+        self.nodes
+            .get(agency)
+            .and_then(|n| n.child.as_ref())
+            .map(Child::id)
+    }
+
+    /// Points a node's parent link at another address (a proxy in a test). Takes effect at
+    /// the node's next start.
+    pub fn set_parent_address(&self, agency: &AgencyCode, addr: SocketAddr) -> anyhow::Result<()> {
+        let n = self
+            .nodes
+            .get(agency)
+            .ok_or_else(|| anyhow!("no node {agency}"))?;
+        let parent = n
+            .spec
+            .parent
+            .as_ref()
+            .ok_or_else(|| anyhow!("{agency} has no parent"))?;
+        let pgrpc = self
+            .nodes
+            .get(parent)
+            .ok_or_else(|| anyhow!("no node {parent}"))?
+            .grpc;
+        let text = std::fs::read_to_string(&n.config)?;
+        std::fs::write(
+            &n.config,
+            text.replace(&format!("https://{pgrpc}"), &format!("https://{addr}")),
+        )?;
+        Ok(())
+    }
+
     /// Sends a signal to a node's process and waits for it to exit.
     pub fn stop(&mut self, agency: &AgencyCode, signal: i32) -> anyhow::Result<()> {
         let n = self
