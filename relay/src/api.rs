@@ -330,6 +330,26 @@ pub async fn submit_envelope(node: &Arc<Node>, mut env: Envelope) -> ApiResult<(
         env.document_id = envelope::document_id_for(&env);
     }
     env.trace.clear();
+    if let Some(existing) = node.store.envelope(&env.id)? {
+        // A DMS retrying a submit with the same id gets the same answer; a different document
+        // under a used id is refused.
+        let mut a = existing.clone();
+        let mut b = env.clone();
+        for e in [&mut a, &mut b] {
+            e.signature = None;
+            e.trace.clear();
+        }
+        if a == b {
+            return Ok((existing.id, existing.document_id));
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "id: envelope id {} is already used by another document",
+                env.id
+            ),
+        ));
+    }
     envelope::validate_envelope(
         &env,
         envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
@@ -663,6 +683,9 @@ pub struct TrackView {
     pub recipients: Vec<RecipientView>,
     /// Transport events, in arrival order.
     pub events: Vec<TransportEvent>,
+    /// Every business status receipt held for this document, in arrival order (includes
+    /// recall requests, 13, which a recipient sees here).
+    pub statuses: Vec<StatusReceipt>,
 }
 
 /// Builds the track view of a document from this node's store.
@@ -731,6 +754,7 @@ pub fn track_view(node: &Node, id: &str) -> ApiResult<TrackView> {
         due_date: env.due_date.clone(),
         recipients,
         events,
+        statuses,
     })
 }
 

@@ -845,48 +845,14 @@ async fn connect_and_run(
     cfg: Arc<rustls::ClientConfig>,
     shutdown: &CancellationToken,
 ) -> Result<(), LinkError> {
-    let address = parent.address.clone();
-    let host = address
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_matches(['[', ']']))
-        .unwrap_or(&address)
-        .to_owned();
-    let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
-        let cfg = cfg.clone();
-        let address = address.clone();
-        let host = host.clone();
-        async move {
-            let tcp = tokio::net::TcpStream::connect(&address).await?;
-            tcp.set_nodelay(true)?;
-            let name = rustls::pki_types::ServerName::try_from(host)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let tls = tokio_rustls::TlsConnector::from(cfg)
-                .connect(name, tcp)
-                .await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-        }
-    });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", parent.address))
-        .map_err(|e| LinkError::Transport(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(node.config.link.heartbeat)
-        .keep_alive_timeout(node.config.link.heartbeat * 2)
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| LinkError::Transport(format!("connect: {}", source_chain(&e))))?;
-    let mut client = RelayLinkClient::new(channel)
-        .max_decoding_message_size(MAX_FRAME_BYTES)
-        .max_encoding_message_size(MAX_FRAME_BYTES);
-    let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
     let sent_serves = node.routes().serves();
-    tx.send(hello(node))
-        .await
-        .map_err(|_| LinkError::Transport("closed".into()))?;
-    let resp = client
-        .open(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .map_err(|s| LinkError::Transport(format!("{}: {}", s.code(), s.message())))?;
-    let mut inbound = resp.into_inner();
+    let (tx, mut inbound) = open_link(
+        &parent.address,
+        cfg,
+        node.config.link.heartbeat,
+        hello(node),
+    )
+    .await?;
     let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
         .await
         .map_err(|_| LinkError::Protocol("no Hello from parent".into()))?
@@ -939,6 +905,57 @@ async fn connect_and_run(
     .await;
     announcer.abort();
     res
+}
+
+/// Opens a link to a parent at `address` ("host:port") over mutual TLS and sends `first`
+/// (the Hello). Returns the frame sender and the parent's frame stream.
+pub async fn open_link(
+    address: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    heartbeat: Duration,
+    first: LinkFrame,
+) -> Result<(mpsc::Sender<LinkFrame>, Streaming<LinkFrame>), LinkError> {
+    let target = address.to_owned();
+    let host = target
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']))
+        .unwrap_or(&target)
+        .to_owned();
+    let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
+        let cfg = cfg.clone();
+        let target = target.clone();
+        let host = host.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| LinkError::Transport(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(heartbeat)
+        .keep_alive_timeout(heartbeat * 2)
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| LinkError::Transport(format!("connect: {}", source_chain(&e))))?;
+    let mut client = RelayLinkClient::new(channel)
+        .max_decoding_message_size(MAX_FRAME_BYTES)
+        .max_encoding_message_size(MAX_FRAME_BYTES);
+    let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
+    tx.send(first)
+        .await
+        .map_err(|_| LinkError::Transport("closed".into()))?;
+    let resp = client
+        .open(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| LinkError::Transport(format!("{}: {}", s.code(), s.message())))?;
+    Ok((tx, resp.into_inner()))
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -152,14 +152,15 @@ impl RouteTable {
                 .any(|(d, via)| via == child && sender.is_within(d))
     }
 
-    /// Whether a child may announce `code`: the same rule as for senders.
+    /// Whether a child may announce `code`: inside its code subtree, or inside a configured
+    /// route through it. (A `[[child]]` listed for this node is not announceable by another
+    /// child: that would let one child capture another's traffic.)
     pub fn child_may_serve(&self, child: &AgencyCode, code: &AgencyCode) -> bool {
         code.is_within(child)
             || self
                 .routes
                 .iter()
                 .any(|(d, via)| via == child && code.is_within(d))
-            || self.configured_children.contains(code)
     }
 }
 
@@ -242,6 +243,10 @@ mod tests {
         assert!(!t.child_may_originate(&c("000.00.31.H53"), &c("000.21.32.H53")));
         assert!(!t.child_may_originate(&c("000.00.31.H53"), &c("000.00.00.H53")));
         assert!(!t.child_may_serve(&c("000.00.31.H53"), &c("000.00.00.G14")));
+        // A configured child cannot be announced by another child.
+        let t3 = RouteTable::new(c("000.00.00.H53"), [], None, [c("000.21.31.H53")], vec![]);
+        assert!(!t3.child_may_serve(&c("000.00.32.H53"), &c("000.21.31.H53")));
+        assert!(t3.child_may_serve(&c("000.21.31.H53"), &c("000.21.31.H53")));
     }
 
     #[test]

@@ -392,6 +392,17 @@ impl ApiClient {
         resp.body_mut().read_json().map_err(body_error)
     }
 
+    /// GET returning text (e.g. `/metrics`).
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        resp.body_mut().read_to_string().map_err(body_error)
+    }
+
     /// POST JSON returning JSON (empty object for 204).
     pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self
