@@ -13,8 +13,11 @@
 //! - `q/<neighbour>\0<class><seq>`: per-neighbour outbound queue; class 0 leaves first
 //! - `i/<agency>\0<seq>`: local inbox entries; `x/<agency>\0<envelope id>`: inbox index
 //! - `r/<receipt id>`: a receipt frame; `R/<envelope id>\0<seq>`: receipts of an envelope
-//! - `c/<sha256><offset>`: attachment chunks, content-addressed; `a/<sha256>`: bytes held
 //! - `m/<name>`: small metadata values
+//!
+//! Attachment bytes are kept beside the database, content-addressed: `blobs/<sha256>` once
+//! complete and verified, `blobs/<sha256>.part` while arriving (its length is the resume
+//! offset). sled would keep them in memory; files keep a node's memory flat whatever it holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -85,6 +88,7 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    blobs: PathBuf,
     db: sled::Db,
     committer: mpsc::Sender<Waiter>,
 }
@@ -199,13 +203,6 @@ fn queue_prefix(neighbour: &str) -> Vec<u8> {
     k
 }
 
-fn chunk_key(sha: &[u8], offset: u64) -> Vec<u8> {
-    let mut k = b"c/".to_vec();
-    k.extend_from_slice(sha);
-    k.extend_from_slice(&offset.to_be_bytes());
-    k
-}
-
 /// Outcome of offering an envelope to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Offer {
@@ -230,6 +227,11 @@ impl Store {
                 path: dir.to_owned(),
                 reason: e.to_string(),
             })?;
+        let blobs = dir.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(|e| StoreError::Sled {
+            path: blobs.clone(),
+            reason: e.to_string(),
+        })?;
         let (tx, rx) = mpsc::channel::<Waiter>();
         let flusher = db.clone();
         let path = dir.to_owned();
@@ -242,6 +244,7 @@ impl Store {
             })?;
         Ok(Self {
             inner: Arc::new(Inner {
+                blobs,
                 path: dir.to_owned(),
                 db,
                 committer: tx,
@@ -561,92 +564,166 @@ impl Store {
         Ok(out)
     }
 
-    /// Bytes of an attachment held contiguously from offset 0.
+    fn blob_path(&self, sha: &[u8]) -> PathBuf {
+        self.inner.blobs.join(hex::encode(sha))
+    }
+
+    fn part_path(&self, sha: &[u8]) -> PathBuf {
+        self.inner.blobs.join(format!("{}.part", hex::encode(sha)))
+    }
+
+    fn io(&self, path: &Path, e: std::io::Error) -> StoreError {
+        StoreError::Sled {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// True when the whole attachment is held and was verified against its SHA-256.
+    pub fn has_attachment(&self, sha: &[u8], size: u64) -> bool {
+        std::fs::metadata(self.blob_path(sha)).is_ok_and(|m| m.len() == size)
+    }
+
+    /// Bytes of an attachment held: its size when complete, else the bytes received so far.
     pub fn attachment_held(&self, sha: &[u8]) -> Result<u64, StoreError> {
-        match self
-            .tree()
-            .get(key(b"a/", &[sha]))
-            .map_err(|e| self.err(e))?
-        {
-            None => Ok(0),
-            Some(v) => {
-                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: format!("a/{}", hex::encode(sha)),
-                    reason: "bad length".into(),
-                })?;
-                Ok(u64::from_be_bytes(b))
+        for p in [self.blob_path(sha), self.part_path(sha)] {
+            match std::fs::metadata(&p) {
+                Ok(m) => return Ok(m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&p, e)),
             }
         }
+        Ok(0)
     }
 
     /// Appends a chunk at `offset`, which must equal the bytes already held (chunks arrive in
     /// order). Returns the new number of bytes held. A chunk at an offset already held is
-    /// ignored (a resend).
+    /// ignored (a resend); a chunk beyond it is an error (a gap: ask again from what is held).
     pub fn append_chunk(&self, sha: &[u8], offset: u64, data: &[u8]) -> Result<u64, StoreError> {
-        let held = self.attachment_held(sha)?;
+        use std::io::Write;
+        if self.blob_path(sha).exists() {
+            return self.attachment_held(sha);
+        }
+        let path = self.part_path(sha);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| self.io(&path, e))?;
+        let held = f.metadata().map_err(|e| self.io(&path, e))?.len();
         if offset < held {
             return Ok(held);
         }
         if offset > held {
             return Err(StoreError::Corrupt {
-                key: format!("a/{}", hex::encode(sha)),
+                key: path.display().to_string(),
                 reason: format!("chunk at {offset} but only {held} bytes held"),
             });
         }
-        let new_held = held + data.len() as u64;
-        let mut batch = sled::Batch::default();
-        batch.insert(chunk_key(sha, offset), data);
-        batch.insert(key(b"a/", &[sha]), &new_held.to_be_bytes()[..]);
-        self.tree().apply_batch(batch).map_err(|e| self.err(e))?;
-        Ok(new_held)
+        f.write_all(data).map_err(|e| self.io(&path, e))?;
+        Ok(held + data.len() as u64)
     }
 
-    /// Drops every chunk of an attachment (after a digest mismatch).
-    pub fn discard_attachment(&self, sha: &[u8]) -> Result<(), StoreError> {
-        let mut offsets = Vec::new();
-        self.for_each_chunk(sha, 0, |off, _| {
-            offsets.push(off);
+    /// Checks a fully received attachment against its SHA-256 and makes it durable and
+    /// complete. On a mismatch the bytes are dropped and `false` returned (the sender must
+    /// send them again from offset 0).
+    pub fn complete_attachment(&self, sha: &[u8]) -> Result<bool, StoreError> {
+        if self.blob_path(sha).exists() {
+            return Ok(true);
+        }
+        let part = self.part_path(sha);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        self.for_each_chunk(sha, 0, |_, d| {
+            ctx.update(d);
             true
         })?;
-        let mut batch = sled::Batch::default();
-        for off in offsets {
-            batch.remove(chunk_key(sha, off));
+        if ctx.finish().as_ref() != sha {
+            std::fs::remove_file(&part).map_err(|e| self.io(&part, e))?;
+            return Ok(false);
         }
-        batch.remove(key(b"a/", &[sha]));
-        self.tree().apply_batch(batch).map_err(|e| self.err(e))
+        self.adopt_file(&part, sha)?;
+        Ok(true)
     }
 
-    /// Reads the chunks of an attachment from `from` on, in order, calling `f` for each.
-    /// Memory use is one chunk at a time.
+    /// Moves a file whose SHA-256 the caller computed into the attachment store, durably.
+    /// The file must be on the same filesystem as the store.
+    pub fn adopt_file(&self, file: &Path, sha: &[u8]) -> Result<(), StoreError> {
+        let f = std::fs::File::open(file).map_err(|e| self.io(file, e))?;
+        f.sync_all().map_err(|e| self.io(file, e))?;
+        let dest = self.blob_path(sha);
+        std::fs::rename(file, &dest).map_err(|e| self.io(&dest, e))?;
+        let dir =
+            std::fs::File::open(&self.inner.blobs).map_err(|e| self.io(&self.inner.blobs, e))?;
+        dir.sync_all().map_err(|e| self.io(&self.inner.blobs, e))
+    }
+
+    /// Stores bytes given whole (small inline attachments); returns their SHA-256.
+    pub fn put_attachment(&self, data: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let sha = ring::digest::digest(&ring::digest::SHA256, data)
+            .as_ref()
+            .to_vec();
+        if !self.blob_path(&sha).exists() {
+            let tmp = self
+                .inner
+                .blobs
+                .join(format!("{}.inline", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&tmp, data).map_err(|e| self.io(&tmp, e))?;
+            self.adopt_file(&tmp, &sha)?;
+        }
+        Ok(sha)
+    }
+
+    /// Drops every byte held of an attachment.
+    pub fn discard_attachment(&self, sha: &[u8]) -> Result<(), StoreError> {
+        for p in [self.blob_path(sha), self.part_path(sha)] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an attachment from `from` on in chunks of at most `MAX_CHUNK_BYTES`, calling `f`
+    /// with each chunk's offset and bytes until it returns false. Memory use is one chunk.
     pub fn for_each_chunk(
         &self,
         sha: &[u8],
         from: u64,
         mut f: impl FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let start = chunk_key(sha, 0);
-        let prefix_len = 2 + sha.len();
-        for kv in self.tree().range(start.clone()..) {
-            let (k, v) = kv.map_err(|e| self.err(e))?;
-            if k.len() != prefix_len + 8 || k[..prefix_len] != start[..prefix_len] {
-                break;
+        use std::io::{Read, Seek, SeekFrom};
+        let path = if self.blob_path(sha).exists() {
+            self.blob_path(sha)
+        } else {
+            self.part_path(sha)
+        };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(&path, e)),
+        };
+        file.seek(SeekFrom::Start(from))
+            .map_err(|e| self.io(&path, e))?;
+        let mut buf = vec![0u8; crate::envelope::MAX_CHUNK_BYTES];
+        let mut offset = from;
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = file
+                    .read(&mut buf[filled..])
+                    .map_err(|e| self.io(&path, e))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
             }
-            let off_bytes: [u8; 8] =
-                k[prefix_len..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt {
-                        key: "chunk".into(),
-                        reason: "bad key".into(),
-                    })?;
-            let off = u64::from_be_bytes(off_bytes);
-            if off + v.len() as u64 <= from {
-                continue;
+            if filled == 0 || !f(offset, &buf[..filled]) {
+                return Ok(());
             }
-            if !f(off, &v) {
-                break;
-            }
+            offset += filled as u64;
         }
-        Ok(())
     }
 
     /// Raw access for benchmarks and crash tests: insert a key/value (not durable until commit).

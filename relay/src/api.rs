@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lienthong_common::agency::AgencyCode;
-use lienthong_common::envelope::{self, EnvelopeError, MAX_CHUNK_BYTES, STATUS_CODES_TEXT};
+use lienthong_common::envelope::{self, EnvelopeError, STATUS_CODES_TEXT};
 use lienthong_common::now_unix_ms;
 use lienthong_common::store::StoreError;
 use lienthong_proto::v1::{
@@ -213,13 +213,13 @@ async fn upload(State(node): State<Arc<Node>>, body: Body) -> ApiResult<Json<Upl
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let sha = ctx.finish().as_ref().to_vec();
+        drop(file);
         let store = node.store.clone();
         let p = path.clone();
         let sha2 = sha.clone();
-        tokio::task::spawn_blocking(move || import_file(&store, &p, &sha2))
+        tokio::task::spawn_blocking(move || store.adopt_file(&p, &sha2))
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-        let _persisted = node.store.commit().await?;
         Ok(Uploaded {
             sha256: hex::encode(sha),
             size,
@@ -232,53 +232,6 @@ async fn upload(State(node): State<Arc<Node>>, body: Body) -> ApiResult<Json<Upl
     Ok(Json(up))
 }
 
-fn import_file(
-    store: &lienthong_common::store::Store,
-    path: &std::path::Path,
-    sha: &[u8],
-) -> ApiResult<()> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let held = store.attachment_held(sha)?;
-    let mut offset = 0u64;
-    let mut buf = vec![0u8; MAX_CHUNK_BYTES];
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = f
-                .read(&mut buf[filled..])
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            return Ok(());
-        }
-        if offset >= held {
-            store.append_chunk(sha, offset, &buf[..filled])?;
-        }
-        offset += filled as u64;
-    }
-}
-
-fn store_inline(store: &lienthong_common::store::Store, data: &[u8]) -> ApiResult<Vec<u8>> {
-    let sha = ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .to_vec();
-    let held = store.attachment_held(&sha)?;
-    let mut offset = 0u64;
-    for piece in data.chunks(MAX_CHUNK_BYTES) {
-        if offset >= held {
-            store.append_chunk(&sha, offset, piece)?;
-        }
-        offset += piece.len() as u64;
-    }
-    Ok(sha)
-}
-
 async fn submit(
     State(node): State<Arc<Node>>,
     Json(req): Json<SubmitRequest>,
@@ -289,7 +242,7 @@ async fn submit(
     for a in req.attachments {
         let mut m = a.manifest.unwrap_or_default();
         if !a.data.is_empty() {
-            m.sha256 = store_inline(&node.store, &a.data)?;
+            m.sha256 = node.store.put_attachment(&a.data)?;
             m.size = a.data.len() as u64;
         }
         env.attachments.push(m);
@@ -355,8 +308,8 @@ pub async fn submit_envelope(node: &Arc<Node>, mut env: Envelope) -> ApiResult<(
         envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
     )?;
     for a in &env.attachments {
-        let held = node.store.attachment_held(&a.sha256)?;
-        if held != a.size {
+        if !node.store.has_attachment(&a.sha256, a.size) {
+            let held = node.store.attachment_held(&a.sha256)?;
             return Err(ApiError::bad(format!(
                 "attachments: {} ({}) is not uploaded: the node holds {held} of its {} bytes; POST it to /v1/attachments first",
                 a.name,

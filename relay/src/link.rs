@@ -368,12 +368,28 @@ impl Session {
         let mut missing = HashSet::new();
         let mut requests = Vec::new();
         for a in &verified.attachments {
-            let held = self
-                .node
-                .store
+            let store = &self.node.store;
+            if store.has_attachment(&a.sha256, a.size) {
+                continue;
+            }
+            let mut held = store
                 .attachment_held(&a.sha256)
                 .map_err(|e| LinkError::Store(e.to_string()))?;
-            if held < a.size && missing.insert(a.sha256.clone()) {
+            if held >= a.size {
+                // Fully received before a crash but not yet verified: verify now.
+                if held == a.size
+                    && store
+                        .complete_attachment(&a.sha256)
+                        .map_err(|e| LinkError::Store(e.to_string()))?
+                {
+                    continue;
+                }
+                store
+                    .discard_attachment(&a.sha256)
+                    .map_err(|e| LinkError::Store(e.to_string()))?;
+                held = 0;
+            }
+            if missing.insert(a.sha256.clone()) {
                 requests.push(ChunkRequest {
                     envelope_id: id.clone(),
                     sha256: a.sha256.clone(),
@@ -506,8 +522,9 @@ impl Session {
         }
         let store = self.node.store.clone();
         let sha = c.sha256.clone();
-        let ok = tokio::task::spawn_blocking(move || digest_matches(&store, &sha))
+        let ok = tokio::task::spawn_blocking(move || store.complete_attachment(&sha))
             .await
+            .map_err(|e| LinkError::Store(e.to_string()))?
             .map_err(|e| LinkError::Store(e.to_string()))?;
         let done = {
             let mut pending = lock(&self.pending);
@@ -526,7 +543,6 @@ impl Session {
             }
         };
         if !ok {
-            let _ = self.node.store.discard_attachment(&c.sha256);
             return self
                 .refuse(
                     &c.envelope_id,
@@ -639,20 +655,6 @@ impl Session {
             Err(e) => Err(LinkError::Store(e.to_string())),
         }
     }
-}
-
-fn digest_matches(store: &lienthong_common::store::Store, sha: &[u8]) -> bool {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    if store
-        .for_each_chunk(sha, 0, |_, d| {
-            ctx.update(d);
-            true
-        })
-        .is_err()
-    {
-        return false;
-    }
-    ctx.finish().as_ref() == sha
 }
 
 /// Applies a child's Hello: keeps the codes it may serve, logs the others.

@@ -88,10 +88,16 @@ pub struct Network {
     pub nodes: BTreeMap<AgencyCode, NodeProc>,
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on one machine).
+/// A free TCP port on 127.0.0.1, chosen below the kernel's ephemeral range (32768 and up) so
+/// that an outgoing connection cannot take it between now and the node binding it.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?)
+    for _ in 0..1000 {
+        let port = fastrand::u16(20000..32000);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(l.local_addr()?);
+        }
+    }
+    bail!("no free port found in 20000..32000")
 }
 
 impl Network {
