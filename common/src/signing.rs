@@ -302,16 +302,71 @@ impl<T> std::ops::Deref for Verified<T> {
     }
 }
 
+/// How long a verified certificate chain is remembered.
+pub const CHAIN_CACHE_TTL_SECS: u64 = 300;
+/// Most chains remembered (the cache is cleared when full).
+pub const CHAIN_CACHE_ENTRIES: usize = 10_000;
+
 /// Verifies signatures against the interchange trust store.
+///
+/// A chain that passed the full check is remembered (by the SHA-256 of its DER) for
+/// [`CHAIN_CACHE_TTL_SECS`] and never past its notAfter, so the per-document cost is one
+/// signature check; the trust store (and its CRL) is fixed for the verifier's life.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     trust: Arc<TrustStore>,
+    /// Looked up and filled for microseconds per document: a std Mutex.
+    chains: Arc<
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], (crate::trust::CertifiedAgency, u64)>>,
+    >,
 }
 
 impl Verifier {
     /// A verifier over `trust`.
     pub fn new(trust: Arc<TrustStore>) -> Self {
-        Self { trust }
+        Self {
+            trust,
+            chains: Arc::default(),
+        }
+    }
+
+    fn verify_chain_cached(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<crate::trust::CertifiedAgency, CertError> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for c in chain {
+            ctx.update(&(c.len() as u64).to_be_bytes());
+            ctx.update(c);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        let secs = now.as_secs();
+        {
+            let cache = match self.chains.lock() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            if let Some((certified, checked)) = cache.get(&key) {
+                let fresh = secs >= *checked && secs - checked < CHAIN_CACHE_TTL_SECS;
+                if fresh && i64::try_from(secs).unwrap_or(i64::MAX) < certified.not_after {
+                    return Ok(certified.clone());
+                }
+            }
+        }
+        let certified = self
+            .trust
+            .verify_chain(chain, Usage::DocumentSigning, now)?;
+        let mut cache = match self.chains.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if cache.len() >= CHAIN_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, (certified.clone(), secs));
+        Ok(certified)
     }
 
     /// The trust store.
@@ -348,8 +403,7 @@ impl Verifier {
             .map(|c| CertificateDer::from(c.as_slice()))
             .collect();
         let certified = self
-            .trust
-            .verify_chain(&chain, Usage::DocumentSigning, now)
+            .verify_chain_cached(&chain, now)
             .map_err(VerifyError::Certificate)?;
         if certified.agency.as_str() != sender {
             return Err(VerifyError::SignerMismatch {

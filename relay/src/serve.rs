@@ -107,6 +107,12 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         let router = crate::api::router(node.clone());
         let stop = shutdown.clone();
         tracker.spawn(async move {
+            // Small JSON requests and answers: without TCP_NODELAY, Nagle and delayed ACKs add
+            // tens of milliseconds to each one.
+            let listener =
+                axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                    let _ = tcp.set_nodelay(true);
+                });
             if let Err(e) = axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
