@@ -307,6 +307,9 @@ pub const CHAIN_CACHE_TTL_SECS: u64 = 300;
 /// Most chains remembered (the cache is cleared when full).
 pub const CHAIN_CACHE_ENTRIES: usize = 10_000;
 
+/// Verified chains by digest: the agency they name and when they were checked (unix s).
+type ChainCache = std::collections::HashMap<[u8; 32], (crate::trust::CertifiedAgency, u64)>;
+
 /// Verifies signatures against the interchange trust store.
 ///
 /// A chain that passed the full check is remembered (by the SHA-256 of its DER) for
@@ -316,9 +319,7 @@ pub const CHAIN_CACHE_ENTRIES: usize = 10_000;
 pub struct Verifier {
     trust: Arc<TrustStore>,
     /// Looked up and filled for microseconds per document: a std Mutex.
-    chains: Arc<
-        std::sync::Mutex<std::collections::HashMap<[u8; 32], (crate::trust::CertifiedAgency, u64)>>,
-    >,
+    chains: Arc<std::sync::Mutex<ChainCache>>,
 }
 
 impl Verifier {
