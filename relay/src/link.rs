@@ -566,6 +566,14 @@ impl Session {
         let s = self.clone();
         tokio::task::spawn_blocking(move || {
             let out = s.out.clone();
+            let sent = s
+                .node
+                .metrics
+                .chunk_bytes_sent
+                .get_or_create(&NeighbourLabel {
+                    neighbour: s.peer.to_string(),
+                })
+                .clone();
             let res = s
                 .node
                 .store
@@ -577,6 +585,7 @@ impl Session {
                         offset: off + skip as u64,
                         data: data[skip.min(data.len())..].to_vec(),
                     };
+                    sent.inc_by(chunk.data.len() as u64);
                     !s.cancel.is_cancelled()
                         && out.blocking_send(frame(Frame::Chunk(chunk))).is_ok()
                 });

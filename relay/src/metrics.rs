@@ -35,6 +35,8 @@ pub struct Metrics {
     pub link_up: Family<NeighbourLabel, Gauge>,
     /// Time from sending an item to its hop ack.
     pub hop_ack_seconds: Histogram,
+    /// Attachment bytes sent to each neighbour (a resumed transfer sends only what is missing).
+    pub chunk_bytes_sent: Family<NeighbourLabel, Counter>,
     /// Documents delivered into a local inbox.
     pub delivered: Counter,
     /// Documents accepted from the local side.
@@ -57,6 +59,7 @@ impl Metrics {
         let link_up = Family::<NeighbourLabel, Gauge>::default();
         let hop_ack_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let delivered = Counter::default();
+        let chunk_bytes_sent = Family::<NeighbourLabel, Counter>::default();
         let submitted = Counter::default();
         registry.register(
             "forwarded",
@@ -80,6 +83,11 @@ impl Metrics {
             hop_ack_seconds.clone(),
         );
         registry.register(
+            "chunk_bytes_sent",
+            "Attachment bytes sent to each neighbour",
+            chunk_bytes_sent.clone(),
+        );
+        registry.register(
             "delivered",
             "Documents delivered into a local inbox",
             delivered.clone(),
@@ -96,6 +104,7 @@ impl Metrics {
             queue_depth,
             link_up,
             hop_ack_seconds,
+            chunk_bytes_sent,
             delivered,
             submitted,
         }
@@ -113,8 +122,9 @@ impl Metrics {
     /// The text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(cause = %e, "cannot encode metrics");
+            out = format!("# metrics encoding failed: {e}\n");
         }
         out
     }

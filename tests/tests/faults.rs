@@ -230,3 +230,117 @@ fn cut_link_queues_then_flows_after_it_heals() {
         assert_all_once(&net, "000.00.07.H49", &sent, Duration::from_secs(60));
     }
 }
+
+fn metric(net: &Network, agency: &str, name_and_labels: &str) -> u64 {
+    let text = net
+        .client(&code(agency))
+        .unwrap()
+        .get_text("/metrics")
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{text}"))
+}
+
+#[test]
+fn a_cut_transfer_resumes_without_resending_what_the_next_hop_holds() {
+    const SIZE: u64 = 300 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Network::create(dir.path(), &relay_exe(), &five_nodes()).unwrap();
+    let commune = code("000.00.21.H53");
+    let proxy = Proxy::start(net.nodes[&code("000.00.00.H53")].grpc);
+    net.set_parent_address(&commune, proxy.addr).unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+
+    let src = dir.path().join("big.bin");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
+        for i in 0..(SIZE / 8) {
+            f.write_all(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes())
+                .unwrap();
+        }
+    }
+    let client = net.client(&commune).unwrap();
+    let up = client.upload_file(&src).unwrap();
+    let to = code("000.00.07.H49");
+    let mut env = sample_envelope(&commune, &[&to], "1", "tiếp tục sau khi cắt");
+    env["attachments"] =
+        serde_json::json!([{ "name": "a.bin", "size": SIZE, "sha256": up.sha256 }]);
+    let (id, _) = client.submit(env).unwrap();
+
+    // Cut the link once the province holds more than a third of the attachment.
+    let blobs = dir.path().join("000.00.00.H53/data/store/blobs");
+    let held_at_cut = wait_for(Duration::from_secs(120), "transfer under way", || {
+        let part = std::fs::read_dir(&blobs)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".part"))?;
+        let len = part.metadata().ok()?.len();
+        (len > SIZE / 3).then_some(len)
+    });
+    proxy.set(DROP);
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.set(PASS);
+    assert_all_once(
+        &net,
+        "000.00.07.H49",
+        &[id.clone()],
+        Duration::from_secs(300),
+    );
+    let sent = metric(
+        &net,
+        "000.00.21.H53",
+        "lienthong_chunk_bytes_sent_total{neighbour=\"000.00.00.H53\"}",
+    );
+    // Resending from zero would cost at least SIZE + held_at_cut; a resume costs SIZE plus
+    // what was in flight when the link was cut (bounded by the link buffers).
+    assert!(sent >= SIZE, "sent {sent}");
+    assert!(
+        sent < SIZE + held_at_cut.min(64 * 1024 * 1024),
+        "sent {sent} bytes for {SIZE}; {held_at_cut} were held at the cut"
+    );
+    let out = dir.path().join("out.bin");
+    net.client(&to)
+        .unwrap()
+        .download(&id, &up.sha256, &out)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
+}
+
+#[test]
+fn sigterm_drains_and_restart_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Network::create(dir.path(), &relay_exe(), &five_nodes()).unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let from = code("000.00.21.H53");
+    let to = code("000.00.07.H49");
+    let root = code("000.00.00.G22");
+    let client = net.client(&from).unwrap();
+    let mut sent = Vec::new();
+    for i in 0..200 {
+        if i == 50 {
+            let pid = net.pid(&root).unwrap();
+            lienthong_relay::topology::send_signal(pid as i32, libc::SIGTERM);
+        }
+        if i == 150 {
+            // The root exited on its own after SIGTERM.
+            net.stop(&root, libc::SIGTERM).unwrap();
+            net.start(&root).unwrap();
+        }
+        sent.push(
+            client
+                .submit(sample_envelope(&from, &[&to], &format!("{i}"), "dừng êm"))
+                .unwrap()
+                .0,
+        );
+    }
+    assert_all_once(&net, "000.00.07.H49", &sent, Duration::from_secs(120));
+    let log = std::fs::read_to_string(&net.nodes[&root].log).unwrap();
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("store flushed; stopped"), "{log}");
+}
