@@ -288,7 +288,7 @@ fn a_cut_transfer_resumes_without_resending_what_the_next_hop_holds() {
     assert_all_once(
         &net,
         "000.00.07.H49",
-        &[id.clone()],
+        std::slice::from_ref(&id),
         Duration::from_secs(300),
     );
     let sent = metric(
