@@ -26,6 +26,8 @@ pub struct NodeSpec {
     pub parent: Option<AgencyCode>,
     /// Children the code hierarchy does not imply (3-tier trees).
     pub extra_children: Vec<AgencyCode>,
+    /// Run as `lt-gateway serve` (no link listener) instead of `lt-relay serve`.
+    pub gateway: bool,
 }
 
 impl NodeSpec {
@@ -36,7 +38,15 @@ impl NodeSpec {
             name: name.to_owned(),
             parent: parent.map(AgencyCode::parse).transpose()?,
             extra_children: Vec::new(),
+            gateway: false,
         })
+    }
+
+    /// A gateway under `parent`.
+    pub fn gateway(agency: &str, name: &str, parent: &str) -> anyhow::Result<Self> {
+        let mut s = Self::new(agency, name, Some(parent))?;
+        s.gateway = true;
+        Ok(s)
     }
 }
 
@@ -84,6 +94,7 @@ pub struct Network {
     /// Working directory (PKI, configs, data, logs).
     pub dir: PathBuf,
     exe: PathBuf,
+    gateway_exe: Option<PathBuf>,
     /// Nodes by agency.
     pub nodes: BTreeMap<AgencyCode, NodeProc>,
 }
@@ -117,8 +128,13 @@ impl Network {
             let (api, grpc) = addrs[&s.agency];
             let node_dir = dir.join(s.agency.as_str());
             std::fs::create_dir_all(&node_dir)?;
+            let grpc_line = if s.gateway {
+                String::new()
+            } else {
+                format!("grpc = \"{grpc}\"\n")
+            };
             let mut toml = format!(
-                "[node]\nagency = \"{a}\"\nname = \"{n}\"\ndata_dir = \"data\"\n\n[listen]\ngrpc = \"{grpc}\"\napi = \"{api}\"\n\n[tls]\nca = \"../pki/ca.pem\"\ncert = \"../pki/{a}.pem\"\nkey = \"../pki/{a}.key\"\ncrl = \"../pki/ca.crl\"\n\n[link]\nheartbeat_secs = 2\nmax_backoff_secs = 2\n",
+                "[node]\nagency = \"{a}\"\nname = \"{n}\"\ndata_dir = \"data\"\n\n[listen]\n{grpc_line}api = \"{api}\"\n\n[tls]\nca = \"../pki/ca.pem\"\ncert = \"../pki/{a}.pem\"\nkey = \"../pki/{a}.key\"\ncrl = \"../pki/ca.crl\"\n\n[link]\nheartbeat_secs = 2\nmax_backoff_secs = 2\n",
                 a = s.agency,
                 n = s.name
             );
@@ -150,8 +166,15 @@ impl Network {
         Ok(Self {
             dir: dir.to_owned(),
             exe: exe.to_owned(),
+            gateway_exe: None,
             nodes,
         })
+    }
+
+    /// Sets the `lt-gateway` binary used for gateway nodes.
+    pub fn with_gateway_exe(mut self, exe: &Path) -> Self {
+        self.gateway_exe = Some(exe.to_owned());
+        self
     }
 
     /// The PKI directory.
@@ -430,12 +453,17 @@ impl ApiClient {
 
     /// Uploads a file's bytes; returns its digest and size.
     pub fn upload_file(&self, path: &Path) -> anyhow::Result<Uploaded> {
-        let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        self.upload_reader(f)
+    }
+
+    /// Uploads bytes read from `reader` (streamed); returns their digest and size.
+    pub fn upload_reader(&self, mut reader: impl std::io::Read) -> anyhow::Result<Uploaded> {
         let resp = self
             .agent
             .post(format!("{}/v1/attachments", self.base))
             .header("content-type", "application/octet-stream")
-            .send(ureq::SendBody::from_reader(&mut f))
+            .send(ureq::SendBody::from_reader(&mut reader))
             .map_err(body_error)?;
         let mut resp = Self::check(resp, "upload")?;
         resp.body_mut().read_json().map_err(body_error)
