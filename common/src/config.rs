@@ -50,6 +50,35 @@ pub struct RawConfig {
     /// `[link]`
     #[serde(default)]
     pub link: RawLink,
+    /// `[amqp]`: RabbitMQ as the DMS integration point (absent: the embedded default).
+    pub amqp: Option<RawAmqp>,
+}
+
+/// `[amqp]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmqp {
+    /// `amqp://user:pass@host:5672/vhost` or `amqps://...`.
+    pub url: Option<String>,
+    /// `quorum` (default) or `classic`.
+    pub queue_type: Option<String>,
+    /// Unacknowledged messages the relay takes at once from each queue.
+    pub prefetch: Option<u16>,
+    /// Message format the relay publishes: `protobuf` (default) or `json`.
+    pub format: Option<String>,
+}
+
+/// Resolved `[amqp]`.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// Broker URL.
+    pub url: String,
+    /// Declare quorum queues (else classic).
+    pub quorum: bool,
+    /// Prefetch per consumer.
+    pub prefetch: u16,
+    /// Publish JSON instead of protobuf.
+    pub json: bool,
 }
 
 /// `[node]`
@@ -220,6 +249,8 @@ pub struct NodeConfig {
     pub local: Vec<LocalAgency>,
     /// Link tuning.
     pub link: LinkSettings,
+    /// RabbitMQ integration, if configured.
+    pub amqp: Option<AmqpConfig>,
 }
 
 impl NodeConfig {
@@ -385,7 +416,52 @@ impl NodeConfig {
             heartbeat: Duration::from_secs(raw.link.heartbeat_secs.unwrap_or(10).max(1)),
             max_backoff: Duration::from_secs(raw.link.max_backoff_secs.unwrap_or(30).max(1)),
         };
+        let amqp = match raw.amqp {
+            None => None,
+            Some(a) => {
+                let url = a
+                    .url
+                    .ok_or_else(|| err("amqp.url", "required when [amqp] is present".into()))?;
+                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                    return Err(err(
+                        "amqp.url",
+                        format!("{url:?} must start with amqp:// or amqps://"),
+                    ));
+                }
+                let quorum = match a.queue_type.as_deref().unwrap_or("quorum") {
+                    "quorum" => true,
+                    "classic" => false,
+                    other => {
+                        return Err(err(
+                            "amqp.queue_type",
+                            format!("{other:?}: use \"quorum\" or \"classic\""),
+                        ))
+                    }
+                };
+                let json = match a.format.as_deref().unwrap_or("protobuf") {
+                    "protobuf" => false,
+                    "json" => true,
+                    other => {
+                        return Err(err(
+                            "amqp.format",
+                            format!("{other:?}: use \"protobuf\" or \"json\""),
+                        ))
+                    }
+                };
+                let prefetch = a.prefetch.unwrap_or(64);
+                if prefetch == 0 {
+                    return Err(err("amqp.prefetch", "must be at least 1".into()));
+                }
+                Some(AmqpConfig {
+                    url,
+                    quorum,
+                    prefetch,
+                    json,
+                })
+            }
+        };
         Ok(Self {
+            amqp,
             path: path.to_owned(),
             agency,
             name,
@@ -434,6 +510,9 @@ pub fn apply_env(raw: &mut RawConfig, get: impl Fn(&str) -> Option<String>) {
     }
     if let Some(v) = get("LT_PARENT_AGENCY") {
         raw.parent.get_or_insert_with(Default::default).agency = Some(v);
+    }
+    if let Some(v) = get("LT_AMQP_URL") {
+        raw.amqp.get_or_insert_with(Default::default).url = Some(v);
     }
     if let Some(v) = get("LT_TLS_CA") {
         raw.tls.ca = Some(v.into());

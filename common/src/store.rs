@@ -442,8 +442,27 @@ impl Store {
         Ok(())
     }
 
-    /// Adds an envelope to an agency's inbox unless it is already there. Returns true if added.
-    pub fn add_to_inbox(&self, agency: &str, envelope_id: &str) -> Result<bool, StoreError> {
+    /// Adds an envelope to an agency's inbox unless it is already there and, when added and
+    /// `queue_to` is given, queues it there too (atomically). Returns true if added.
+    pub fn add_to_inbox(
+        &self,
+        agency: &str,
+        envelope_id: &str,
+        queue_to: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let qentry = match queue_to {
+            Some(n) => {
+                let mut k = queue_prefix(n);
+                k.push(RECEIPT_CLASS);
+                k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+                let item = QueueItem::Envelope {
+                    id: envelope_id.to_owned(),
+                    recipients: vec![agency.to_owned()],
+                };
+                Some((k, item.encode()))
+            }
+            None => None,
+        };
         let xkey = key(b"x/", &[agency.as_bytes(), envelope_id.as_bytes()]);
         let seq = self.next_seq()?;
         let ikey = key(b"i/", &[agency.as_bytes(), &seq.to_be_bytes()]);
@@ -455,6 +474,9 @@ impl Store {
             }
             t.insert(xkey.as_slice(), &seq.to_be_bytes()[..])?;
             t.insert(ikey.as_slice(), val.as_slice())?;
+            if let Some((k, v)) = &qentry {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
             Ok::<_, ConflictableTransactionError<()>>(true)
         });
         res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
@@ -829,9 +851,9 @@ mod tests {
     async fn inbox_once_and_ack() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        assert!(s.add_to_inbox("A", "e1").unwrap());
-        assert!(!s.add_to_inbox("A", "e1").unwrap());
-        assert!(s.add_to_inbox("A", "e2").unwrap());
+        assert!(s.add_to_inbox("A", "e1", None).unwrap());
+        assert!(!s.add_to_inbox("A", "e1", None).unwrap());
+        assert!(s.add_to_inbox("A", "e2", None).unwrap());
         assert!(s.acknowledge("A", "e1").unwrap());
         assert!(!s.acknowledge("A", "nope").unwrap());
         let inbox = s.inbox("A").unwrap();

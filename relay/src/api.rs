@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope::{self, EnvelopeError, STATUS_CODES_TEXT};
 use lienthong_common::now_unix_ms;
-use lienthong_common::store::StoreError;
+use lienthong_common::store::{Persisted, StoreError};
 use lienthong_proto::v1::{
     receipt_frame, AttachmentManifest, Envelope, ReceiptFrame, ReceiptResponseFor, StaffInfo,
     StatusCode as Status, StatusReceipt, SubmitRequest, SubmitResponse, TraceEntry, TransportEvent,
@@ -50,6 +50,14 @@ impl ApiError {
     }
     fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
+    }
+    /// True when the request itself is at fault (4xx): retrying it cannot succeed.
+    pub fn is_client_error(&self) -> bool {
+        self.status.is_client_error()
+    }
+    /// The message naming the problem.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -247,7 +255,7 @@ async fn submit(
         }
         env.attachments.push(m);
     }
-    let (envelope_id, document_id) = submit_envelope(&node, env).await?;
+    let (envelope_id, document_id, _persisted) = submit_envelope(&node, env).await?;
     Ok(Json(SubmitResponse {
         envelope_id,
         document_id,
@@ -255,8 +263,12 @@ async fn submit(
 }
 
 /// Accepts a document from the local side: fills id and document id, checks it, signs it with
-/// the sending agency's key, stores and queues it, and waits until it is durable.
-pub async fn submit_envelope(node: &Arc<Node>, mut env: Envelope) -> ApiResult<(String, String)> {
+/// the sending agency's key (or, if the DMS signed it itself, verifies that signature), stores
+/// and queues it, and returns once it is durable, with the proof.
+pub async fn submit_envelope(
+    node: &Arc<Node>,
+    mut env: Envelope,
+) -> ApiResult<(String, String, Persisted)> {
     let from = env.from.get_or_insert_with(Default::default);
     if from.code.is_empty() {
         from.code = node.agency().to_string();
@@ -293,7 +305,8 @@ pub async fn submit_envelope(node: &Arc<Node>, mut env: Envelope) -> ApiResult<(
             e.trace.clear();
         }
         if a == b {
-            return Ok((existing.id, existing.document_id));
+            let persisted = node.store.commit().await?;
+            return Ok((existing.id, existing.document_id, persisted));
         }
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -318,18 +331,24 @@ pub async fn submit_envelope(node: &Arc<Node>, mut env: Envelope) -> ApiResult<(
             )));
         }
     }
-    signer
-        .sign_envelope(&mut env, now_unix_ms())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let verified = node
-        .verifier
-        .verify_envelope(env, UnixTime::now())
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("own signature does not verify: {e}"),
-            )
-        })?;
+    let verified = if env.signature.is_some() {
+        // Signed by the DMS itself with the agency's key: checked like at any hop.
+        node.verifier
+            .verify_envelope(env, UnixTime::now())
+            .map_err(|e| ApiError::bad(format!("signature: {e}")))?
+    } else {
+        signer
+            .sign_envelope(&mut env, now_unix_ms())
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        node.verifier
+            .verify_envelope(env, UnixTime::now())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("own signature does not verify: {e}"),
+                )
+            })?
+    };
     let recipients: Vec<AgencyCode> = verified
         .to
         .iter()
@@ -341,10 +360,10 @@ pub async fn submit_envelope(node: &Arc<Node>, mut env: Envelope) -> ApiResult<(
     let copy: Envelope = (*verified).clone();
     node.accept(verified, &recipients, None)?;
     node.record_local_event(&copy, &recips, TransportState::TransportQueued, None)?;
-    let _persisted = node.store.commit().await?;
+    let persisted = node.store.commit().await?;
     node.metrics.submitted.inc();
     info!(envelope = %id, document = %doc, recipients = recips.len(), "document accepted from local side");
-    Ok((id, doc))
+    Ok((id, doc, persisted))
 }
 
 fn join(codes: &[AgencyCode]) -> String {
@@ -498,6 +517,18 @@ async fn post_status(
     Path(id): Path<String>,
     Json(p): Json<StatusPost>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let (ids, _persisted) = post_status_checked(&node, &id, &p).await?;
+    Ok(Json(serde_json::json!({ "receipt_ids": ids })))
+}
+
+/// Checks a status a local DMS or clerk reports about document `id`, signs and routes it, and
+/// returns once it is durable, with the receipt ids and the proof.
+pub async fn post_status_checked(
+    node: &Arc<Node>,
+    id: &str,
+    p: &StatusPost,
+) -> ApiResult<(Vec<String>, Persisted)> {
+    let id = id.to_owned();
     let status = match Status::try_from(p.status) {
         Ok(Status::StatusUnspecified | Status::StatusArrived) | Err(_) => {
             return Err(ApiError::bad(format!(
@@ -517,20 +548,20 @@ async fn post_status(
         .unwrap_or_default();
     let mut ids = Vec::new();
     if status == Status::StatusRecallRequested {
-        let agency = agency_param(&node, Some(p.agency.as_deref().unwrap_or(&sender)))?;
+        let agency = agency_param(node, Some(p.agency.as_deref().unwrap_or(&sender)))?;
         if agency.as_str() != sender {
             return Err(ApiError::bad(format!(
                 "status 13 (recall) is sent by the document's sender {sender}, not {agency}"
             )));
         }
         for to in &env.to {
-            let r = receipt(&env, &agency, &to.code, &to.code, status, &p);
+            let r = receipt(&env, &agency, &to.code, &to.code, status, p);
             ids.push(r.id.clone());
             node.post_receipt(r)?;
         }
     } else {
         let agency = match p.agency.as_deref() {
-            Some(a) => agency_param(&node, Some(a))?,
+            Some(a) => agency_param(node, Some(a))?,
             None => env
                 .to
                 .iter()
@@ -552,13 +583,16 @@ async fn post_status(
                 "agency: {id} is not in the inbox of {agency}"
             )));
         }
-        let r = receipt(&env, &agency, &sender, agency.as_str(), status, &p);
+        // The recipient has the document: its 01 goes first (a no-op if already sent), so the
+        // sender never sees a later status before the arrival.
+        node.confirm_delivered(&env, &agency)?;
+        let r = receipt(&env, &agency, &sender, agency.as_str(), status, p);
         ids.push(r.id.clone());
         node.post_receipt(r)?;
     }
-    let _persisted = node.store.commit().await?;
+    let persisted = node.store.commit().await?;
     info!(envelope = %id, status = p.status, "status posted");
-    Ok(Json(serde_json::json!({ "receipt_ids": ids })))
+    Ok((ids, persisted))
 }
 
 fn receipt(

@@ -7,11 +7,13 @@
 //! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
 //! - [`route`]: the routing table (hierarchy, announcements, configured routes).
 //! - [`link`]: the parent–child link protocol (one bidirectional gRPC stream over mTLS).
+//! - [`amqp`]: RabbitMQ as the DMS integration point (intake, delivery, receipts).
 //! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics).
 //! - [`topology`]: a local network of real processes (demo, tests, benchmark).
 //! - [`demo`]: `lt-relay demo`.
 //! - [`metrics`]: the Prometheus registry.
 
+pub mod amqp;
 pub mod api;
 pub mod cli;
 pub mod demo;

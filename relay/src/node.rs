@@ -130,6 +130,13 @@ pub struct Node {
     wakers: Mutex<HashMap<AgencyCode, Arc<Notify>>>,
     /// Signalled when what this node serves changes, so the parent link re-announces.
     pub serves_changed: Notify,
+    /// Signalled when something is queued for the local DMS on RabbitMQ.
+    pub amqp_wake: Notify,
+}
+
+/// The store queue holding what is to be published to an agency's DMS over AMQP.
+pub fn amqp_queue(agency: &AgencyCode) -> String {
+    format!("amqp/{agency}")
 }
 
 impl std::fmt::Debug for Node {
@@ -207,6 +214,7 @@ impl Node {
             routes: RwLock::new(routes),
             wakers: Mutex::new(HashMap::new()),
             serves_changed: Notify::new(),
+            amqp_wake: Notify::new(),
             config,
         }))
     }
@@ -381,13 +389,23 @@ impl Node {
             .into());
         }
         let env = env.into_inner();
+        let amqp = self.config.amqp.is_some();
         for r in &local {
-            if self.store.add_to_inbox(r.as_str(), &env.id)? {
+            // With RabbitMQ the document counts as delivered once the broker confirmed it on the
+            // agency's inbox queue: the publisher then sends 01. Without, the inbox is the DMS.
+            let queue = amqp.then(|| amqp_queue(r));
+            if self
+                .store
+                .add_to_inbox(r.as_str(), &env.id, queue.as_deref())?
+            {
                 self.metrics.delivered.inc();
                 info!(envelope = %env.id, recipient = %r, document = %env.document_id, "delivered to local inbox");
             }
-            self.emit_transport(&env, r, TransportState::TransportDelivered, "", None)?;
-            self.emit_status(&env, r, r, StatusCode::StatusArrived, "")?;
+            if amqp {
+                self.amqp_wake.notify_one();
+            } else {
+                self.confirm_delivered(&env, r)?;
+            }
         }
         for r in &no_route {
             let reason = format!("no route to {r}");
@@ -400,6 +418,17 @@ impl Node {
             self.wake(n);
         }
         Ok(offer)
+    }
+
+    /// Records that `recipient`'s DMS has the document: a DELIVERED transport event and status
+    /// 01 toward the sender. Idempotent.
+    pub fn confirm_delivered(
+        &self,
+        env: &Envelope,
+        recipient: &AgencyCode,
+    ) -> Result<(), NodeError> {
+        self.emit_transport(env, recipient, TransportState::TransportDelivered, "", None)?;
+        self.emit_status(env, recipient, recipient, StatusCode::StatusArrived, "")
     }
 
     /// Answers a refused envelope: a rejection receipt and a failed transport event for each
@@ -633,7 +662,14 @@ impl Node {
         let bytes = frame.encode_to_vec();
         match hop {
             NextHop::Local => {
-                self.store.put_receipt(&id, &envelope_id, &bytes, None)?;
+                let queue = self.config.amqp.is_some().then(|| amqp_queue(&dest));
+                if self
+                    .store
+                    .put_receipt(&id, &envelope_id, &bytes, queue.as_deref())?
+                    && queue.is_some()
+                {
+                    self.amqp_wake.notify_one();
+                }
             }
             NextHop::Neighbour(n) => {
                 if self

@@ -121,6 +121,10 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
             }
         });
     }
+    if let Some(amqp) = node.config.amqp.clone() {
+        info!("RabbitMQ integration enabled");
+        tracker.spawn(crate::amqp::run(node.clone(), amqp, shutdown.clone()));
+    }
     if node.config.parent.is_some() {
         tracker.spawn(link::parent_loop(node.clone(), identity, shutdown.clone()));
     }

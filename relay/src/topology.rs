@@ -28,6 +28,8 @@ pub struct NodeSpec {
     pub extra_children: Vec<AgencyCode>,
     /// Run as `lt-gateway serve` (no link listener) instead of `lt-relay serve`.
     pub gateway: bool,
+    /// RabbitMQ URL: the node's DMS side is the broker (`[amqp]`).
+    pub amqp: Option<String>,
 }
 
 impl NodeSpec {
@@ -39,6 +41,7 @@ impl NodeSpec {
             parent: parent.map(AgencyCode::parse).transpose()?,
             extra_children: Vec::new(),
             gateway: false,
+            amqp: None,
         })
     }
 
@@ -145,6 +148,9 @@ impl Network {
                 toml.push_str(&format!(
                     "\n[parent]\nendpoint = \"https://{pgrpc}\"\nagency = \"{p}\"\n"
                 ));
+            }
+            if let Some(url) = &s.amqp {
+                toml.push_str(&format!("\n[amqp]\nurl = \"{url}\"\nprefetch = 64\n"));
             }
             for c in &s.extra_children {
                 toml.push_str(&format!("\n[[child]]\nagency = \"{c}\"\n"));

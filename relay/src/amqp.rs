@@ -1,0 +1,530 @@
+//! RabbitMQ as the DMS integration point (docs/integration.md).
+//!
+//! Per agency served by the node, five durable queues:
+//! - `lienthong.<agency>.outbox`: DMS → relay, new documents (`SubmitRequest`);
+//! - `lienthong.<agency>.status`: DMS → relay, status updates (`StatusReceipt`);
+//! - `lienthong.<agency>.inbox`: relay → DMS, received documents (`SubmitRequest`);
+//! - `lienthong.<agency>.receipts`: relay → DMS, receipts and transport events (`ReceiptFrame`);
+//! - `lienthong.<agency>.dead`: messages refused from outbox/status, reason in the
+//!   `x-lienthong-error` header.
+//!
+//! Intake acks a message only with the store's [`Persisted`] proof in hand; delivery counts a
+//! document as delivered (and sends 01) only after the broker confirmed the publish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::config::AmqpConfig;
+use lienthong_common::now_unix_ms;
+use lienthong_common::store::{Persisted, QueueItem};
+use lienthong_proto::v1::{
+    receipt_frame, ReceiptFrame, StatusReceipt, SubmitAttachment, SubmitRequest, TransportEvent,
+    TransportState,
+};
+use prost::Message;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::api::{self, StatusPost};
+use crate::node::{amqp_queue, Node};
+
+/// Largest message accepted from a DMS queue (checked before decoding).
+pub const MAX_AMQP_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Attachments up to this total size travel inside the inbox message; larger ones are left for
+/// the DMS to fetch from the local HTTP API (the manifest is always in the message).
+pub const INLINE_ATTACHMENT_BYTES: u64 = 4 * 1024 * 1024;
+/// Content type of protobuf messages.
+pub const CONTENT_PROTOBUF: &str = "application/x-protobuf";
+/// Content type of JSON messages.
+pub const CONTENT_JSON: &str = "application/json";
+
+/// Queue names of an agency.
+pub fn queue_name(agency: &AgencyCode, kind: &str) -> String {
+    format!("lienthong.{agency}.{kind}")
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AmqpError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("broker refused to confirm a publish to {0}")]
+    Nacked(String),
+}
+
+/// Runs the integration until `shutdown`, reconnecting with backoff when the broker goes away.
+pub async fn run(node: Arc<Node>, cfg: AmqpConfig, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let started = std::time::Instant::now();
+        match session(&node, &cfg, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => warn!(cause = %e, "AMQP connection lost; reconnecting"),
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(250);
+        }
+        let wait = backoff.mul_f64(0.75 + fastrand::f64() * 0.5);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn declare(ch: &Channel, name: &str, quorum: bool) -> Result<(), lapin::Error> {
+    let mut args = FieldTable::default();
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString((if quorum { "quorum" } else { "classic" }).into()),
+    );
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn session(
+    node: &Arc<Node>,
+    cfg: &AmqpConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), AmqpError> {
+    let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+    let publisher = conn.create_channel().await?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let agencies = node.local_agencies();
+    for a in &agencies {
+        for kind in ["outbox", "status", "inbox", "receipts", "dead"] {
+            declare(&publisher, &queue_name(a, kind), cfg.quorum).await?;
+        }
+    }
+    info!(agencies = agencies.len(), "AMQP connected; queues declared");
+    let stop = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    for a in &agencies {
+        for kind in [Kind::Outbox, Kind::Status] {
+            let ch = conn.create_channel().await?;
+            ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
+                .await?;
+            let dead = conn.create_channel().await?;
+            dead.confirm_select(ConfirmSelectOptions::default()).await?;
+            tasks.spawn(consume(
+                node.clone(),
+                cfg.clone(),
+                a.clone(),
+                kind,
+                ch,
+                dead,
+                stop.clone(),
+            ));
+        }
+    }
+    tasks.spawn(publish_loop(
+        node.clone(),
+        cfg.clone(),
+        agencies,
+        publisher,
+        stop.clone(),
+    ));
+    let res = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        r = tasks.join_next() => match r {
+            Some(Ok(Err(e))) => Err(e),
+            _ => Err(AmqpError::Store("an AMQP task ended".into())),
+        },
+    };
+    stop.cancel();
+    tasks.shutdown().await;
+    let _ = conn.close(200, "closing".into()).await;
+    res
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Outbox,
+    Status,
+}
+
+impl Kind {
+    fn queue(self) -> &'static str {
+        match self {
+            Kind::Outbox => "outbox",
+            Kind::Status => "status",
+        }
+    }
+}
+
+/// Why an intake message was refused: goes to the dead-letter queue and the receipts queue.
+#[derive(Debug)]
+struct Refused(String);
+
+/// Acknowledges a delivery. Takes the store's proof, so acking before the write is durable
+/// cannot be written.
+async fn ack(d: &lapin::message::Delivery, _proof: Persisted) -> Result<(), lapin::Error> {
+    d.ack(BasicAckOptions::default()).await.map(|_| ())
+}
+
+fn is_json(d: &lapin::message::Delivery) -> bool {
+    d.properties
+        .content_type()
+        .as_ref()
+        .is_some_and(|c| c.as_str().starts_with(CONTENT_JSON))
+}
+
+fn decode<T: Message + Default + serde::de::DeserializeOwned>(
+    d: &lapin::message::Delivery,
+) -> Result<T, Refused> {
+    if d.data.len() > MAX_AMQP_MESSAGE_BYTES {
+        return Err(Refused(format!(
+            "message is {} bytes; the limit is {MAX_AMQP_MESSAGE_BYTES} (upload large attachments to the local HTTP API and reference them)",
+            d.data.len()
+        )));
+    }
+    if is_json(d) {
+        serde_json::from_slice(&d.data).map_err(|e| Refused(format!("malformed JSON: {e}")))
+    } else {
+        T::decode(d.data.as_slice()).map_err(|e| Refused(format!("malformed protobuf: {e}")))
+    }
+}
+
+async fn consume(
+    node: Arc<Node>,
+    cfg: AmqpConfig,
+    agency: AgencyCode,
+    kind: Kind,
+    ch: Channel,
+    dead: Channel,
+    stop: CancellationToken,
+) -> Result<(), AmqpError> {
+    let queue = queue_name(&agency, kind.queue());
+    let mut consumer = ch
+        .basic_consume(
+            queue.as_str().into(),
+            format!("lt-{}", kind.queue()).into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            n = consumer.next() => n,
+        };
+        let Some(delivery) = next else {
+            return Err(AmqpError::Store(format!("consumer of {queue} ended")));
+        };
+        let d = delivery?;
+        let outcome = match kind {
+            Kind::Outbox => intake_document(&node, &agency, &d).await,
+            Kind::Status => intake_status(&node, &agency, &d).await,
+        };
+        match outcome {
+            Ok(Ok(proof)) => ack(&d, proof).await?,
+            Ok(Err(Refused(reason))) => {
+                warn!(queue = %queue, cause = %reason, "message refused; dead-lettered");
+                node.metrics.refuse("amqp_invalid");
+                dead_letter(&dead, &agency, &queue, &d, &reason).await?;
+                error_event(&dead, &cfg, &agency, &reason).await?;
+                d.ack(BasicAckOptions::default()).await?;
+            }
+            Err(store_problem) => {
+                // The store cannot take it now: give the message back and stop consuming for
+                // a while instead of failing messages.
+                error!(queue = %queue, cause = %store_problem, "store unavailable; message returned to the queue, pausing intake");
+                d.nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+async fn intake_document(
+    node: &Arc<Node>,
+    agency: &AgencyCode,
+    d: &lapin::message::Delivery,
+) -> Result<Result<Persisted, Refused>, String> {
+    let req: SubmitRequest = match decode(d) {
+        Ok(r) => r,
+        Err(r) => return Ok(Err(r)),
+    };
+    let Some(mut env) = req.envelope else {
+        return Ok(Err(Refused("envelope is required".into())));
+    };
+    match env.from.as_ref().map(|f| f.code.as_str()) {
+        None | Some("") => {
+            env.from.get_or_insert_with(Default::default).code = agency.to_string();
+        }
+        Some(c) if c == agency.as_str() => {}
+        Some(c) => {
+            return Ok(Err(Refused(format!(
+                "from.code: {c} may not publish on the queue of {agency}"
+            ))))
+        }
+    }
+    for a in req.attachments {
+        let mut m = a.manifest.unwrap_or_default();
+        if !a.data.is_empty() {
+            m.sha256 = node
+                .store
+                .put_attachment(&a.data)
+                .map_err(|e| e.to_string())?;
+            m.size = a.data.len() as u64;
+        }
+        env.attachments.push(m);
+    }
+    match api::submit_envelope(node, env).await {
+        Ok((_, _, proof)) => Ok(Ok(proof)),
+        Err(e) if e.is_client_error() => Ok(Err(Refused(e.message().to_owned()))),
+        Err(e) => Err(e.message().to_owned()),
+    }
+}
+
+async fn intake_status(
+    node: &Arc<Node>,
+    agency: &AgencyCode,
+    d: &lapin::message::Delivery,
+) -> Result<Result<Persisted, Refused>, String> {
+    let r: StatusReceipt = match decode(d) {
+        Ok(r) => r,
+        Err(r) => return Ok(Err(r)),
+    };
+    let Some(envelope_id) = r
+        .response_for
+        .as_ref()
+        .map(|f| f.envelope_id.clone())
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(Err(Refused("response_for.envelope_id is required".into())));
+    };
+    let reporter = r
+        .from
+        .as_ref()
+        .map(|f| f.code.clone())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| agency.to_string());
+    if reporter != agency.as_str() {
+        return Ok(Err(Refused(format!(
+            "from.code: {reporter} may not publish on the status queue of {agency}"
+        ))));
+    }
+    let post = StatusPost {
+        agency: Some(reporter),
+        status: r.status,
+        description: r.description,
+        staff: r.staff,
+    };
+    match api::post_status_checked(node, &envelope_id, &post).await {
+        Ok((_, proof)) => Ok(Ok(proof)),
+        Err(e) if e.is_client_error() => Ok(Err(Refused(e.message().to_owned()))),
+        Err(e) => Err(e.message().to_owned()),
+    }
+}
+
+async fn publish_confirmed(
+    ch: &Channel,
+    queue: &str,
+    body: &[u8],
+    props: BasicProperties,
+) -> Result<(), AmqpError> {
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            props.with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+    if confirm.is_nack() {
+        return Err(AmqpError::Nacked(queue.to_owned()));
+    }
+    Ok(())
+}
+
+async fn dead_letter(
+    ch: &Channel,
+    agency: &AgencyCode,
+    from_queue: &str,
+    d: &lapin::message::Delivery,
+    reason: &str,
+) -> Result<(), AmqpError> {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-lienthong-error".into(),
+        AMQPValue::LongString(reason.into()),
+    );
+    headers.insert(
+        "x-lienthong-queue".into(),
+        AMQPValue::LongString(from_queue.into()),
+    );
+    let mut props = BasicProperties::default().with_headers(headers);
+    if let Some(ct) = d.properties.content_type() {
+        props = props.with_content_type(ct.clone());
+    }
+    publish_confirmed(ch, &queue_name(agency, "dead"), &d.data, props).await
+}
+
+fn encode_frame(cfg: &AmqpConfig, frame: &ReceiptFrame) -> (Vec<u8>, &'static str) {
+    if cfg.json {
+        (serde_json::to_vec(frame).unwrap_or_default(), CONTENT_JSON)
+    } else {
+        (frame.encode_to_vec(), CONTENT_PROTOBUF)
+    }
+}
+
+async fn error_event(
+    ch: &Channel,
+    cfg: &AmqpConfig,
+    agency: &AgencyCode,
+    reason: &str,
+) -> Result<(), AmqpError> {
+    let ev = TransportEvent {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        origin: agency.to_string(),
+        state: TransportState::TransportFailed as i32,
+        node: agency.to_string(),
+        reason: reason.to_owned(),
+        at_unix_ms: now_unix_ms(),
+        ..Default::default()
+    };
+    let frame = ReceiptFrame {
+        item: Some(receipt_frame::Item::Transport(ev)),
+    };
+    let (body, ct) = encode_frame(cfg, &frame);
+    let props = BasicProperties::default()
+        .with_content_type(ct.into())
+        .with_type("error".into());
+    publish_confirmed(ch, &queue_name(agency, "receipts"), &body, props).await
+}
+
+async fn publish_loop(
+    node: Arc<Node>,
+    cfg: AmqpConfig,
+    agencies: Vec<AgencyCode>,
+    ch: Channel,
+    stop: CancellationToken,
+) -> Result<(), AmqpError> {
+    loop {
+        let mut sent = 0usize;
+        for agency in &agencies {
+            let entries = node
+                .store
+                .outbound(&amqp_queue(agency), 64)
+                .map_err(|e| AmqpError::Store(e.to_string()))?;
+            for e in entries {
+                match &e.item {
+                    QueueItem::Envelope { id, .. } => {
+                        let Some(env) = node
+                            .store
+                            .envelope(id)
+                            .map_err(|e| AmqpError::Store(e.to_string()))?
+                        else {
+                            let _ = node.store.dequeue(&e.key);
+                            continue;
+                        };
+                        let total: u64 = env.attachments.iter().map(|a| a.size).sum();
+                        let mut attachments = Vec::new();
+                        if total <= INLINE_ATTACHMENT_BYTES {
+                            for a in &env.attachments {
+                                let mut data =
+                                    Vec::with_capacity(usize::try_from(a.size).unwrap_or(0));
+                                node.store
+                                    .for_each_chunk(&a.sha256, 0, |_, d| {
+                                        data.extend_from_slice(d);
+                                        true
+                                    })
+                                    .map_err(|e| AmqpError::Store(e.to_string()))?;
+                                attachments.push(SubmitAttachment {
+                                    manifest: Some(a.clone()),
+                                    data,
+                                });
+                            }
+                        }
+                        let msg = SubmitRequest {
+                            envelope: Some(env.clone()),
+                            attachments,
+                        };
+                        let (body, ct) = if cfg.json {
+                            (serde_json::to_vec(&msg).unwrap_or_default(), CONTENT_JSON)
+                        } else {
+                            (msg.encode_to_vec(), CONTENT_PROTOBUF)
+                        };
+                        let props = BasicProperties::default()
+                            .with_content_type(ct.into())
+                            .with_message_id(id.as_str().into())
+                            .with_type("document".into());
+                        publish_confirmed(&ch, &queue_name(agency, "inbox"), &body, props).await?;
+                        node.store
+                            .dequeue(&e.key)
+                            .map_err(|e| AmqpError::Store(e.to_string()))?;
+                        node.confirm_delivered(&env, agency)
+                            .map_err(|e| AmqpError::Store(e.to_string()))?;
+                    }
+                    QueueItem::Receipt { id } => {
+                        let Some(bytes) = node
+                            .store
+                            .receipt(id)
+                            .map_err(|e| AmqpError::Store(e.to_string()))?
+                        else {
+                            let _ = node.store.dequeue(&e.key);
+                            continue;
+                        };
+                        let frame = ReceiptFrame::decode(bytes.as_slice())
+                            .map_err(|e| AmqpError::Store(e.to_string()))?;
+                        let kind = match &frame.item {
+                            Some(receipt_frame::Item::Status(_)) => "status",
+                            _ => "transport",
+                        };
+                        let (body, ct) = encode_frame(&cfg, &frame);
+                        let props = BasicProperties::default()
+                            .with_content_type(ct.into())
+                            .with_message_id(id.as_str().into())
+                            .with_type(kind.into());
+                        publish_confirmed(&ch, &queue_name(agency, "receipts"), &body, props)
+                            .await?;
+                        node.store
+                            .dequeue(&e.key)
+                            .map_err(|e| AmqpError::Store(e.to_string()))?;
+                    }
+                }
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            let _persisted = node
+                .store
+                .commit()
+                .await
+                .map_err(|e| AmqpError::Store(e.to_string()))?;
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = node.amqp_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! RabbitMQ as the DMS integration point, against the real broker on 127.0.0.1:5672 (started
+//! by deploy/rabbitmq.sh; a test that cannot reach it fails). Each test uses its own agency
+//! codes, so its queues are its own, and purges them first.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lienthong_common::pki;
+use lienthong_common::signing::AgencySigner;
+use lienthong_proto::v1::{
+    receipt_frame, AttachmentManifest, DocumentCode, Envelope, Organization, PromulgationInfo,
+    ReceiptFrame, ReceiptResponseFor, StatusReceipt, SubmitAttachment, SubmitRequest,
+};
+use lienthong_relay::topology::{Network, NodeSpec};
+use prost::Message;
+use support::{code, relay_exe};
+use tokio_stream::StreamExt;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn q(agency: &str, kind: &str) -> String {
+    format!("lienthong.{agency}.{kind}")
+}
+
+async fn channel() -> (Connection, Channel) {
+    let conn = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ must answer on 127.0.0.1:5672 (run deploy/rabbitmq.sh)");
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (conn, ch)
+}
+
+async fn fresh_queues(ch: &Channel, agencies: &[&str]) {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    for a in agencies {
+        for kind in ["outbox", "status", "inbox", "receipts", "dead"] {
+            ch.queue_declare(
+                q(a, kind).as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                args.clone(),
+            )
+            .await
+            .unwrap();
+            ch.queue_purge(q(a, kind).as_str().into(), QueuePurgeOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
+    let props = BasicProperties::default()
+        .with_content_type("application/x-protobuf".into())
+        .with_delivery_mode(2);
+    let c = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(c.is_ack());
+}
+
+fn envelope(id: &str, from: &str, to: &str, subject: &str) -> Envelope {
+    let today = lienthong_common::envelope::format_date(
+        lienthong_common::envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+    );
+    Envelope {
+        id: id.into(),
+        from: Some(Organization {
+            code: from.into(),
+            name: from.into(),
+            ..Default::default()
+        }),
+        to: vec![Organization {
+            code: to.into(),
+            name: to.into(),
+            ..Default::default()
+        }],
+        code: Some(DocumentCode {
+            number: "1".into(),
+            notation: "DMS".into(),
+        }),
+        promulgation: Some(PromulgationInfo {
+            place: String::new(),
+            date: today,
+        }),
+        subject: subject.into(),
+        ..Default::default()
+    }
+}
+
+/// Consumes up to `until` returns true, acking each message; returns what it saw.
+async fn drain(
+    queue: &str,
+    timeout: Duration,
+    mut until: impl FnMut(&lapin::message::Delivery) -> bool,
+) -> Vec<lapin::message::Delivery> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(conn) = Connection::connect(URL, ConnectionProperties::default()).await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            continue;
+        };
+        let Ok(mut consumer) = ch
+            .basic_consume(
+                queue.into(),
+                "test".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, consumer.next()).await {
+                Ok(Some(Ok(d))) => {
+                    let _ = d.ack(BasicAckOptions::default()).await;
+                    let done = until(&d);
+                    seen.push(d);
+                    if done {
+                        return seen;
+                    }
+                }
+                Ok(_) => break, // connection lost: reconnect
+                Err(_) => return seen,
+            }
+        }
+    }
+    seen
+}
+
+fn start_net(dir: &std::path::Path, a: &str, b: &str) -> Network {
+    let mut na = NodeSpec::new(a, "DMS A", Some("000.00.00.H53")).unwrap();
+    na.amqp = Some(URL.into());
+    let mut nb = NodeSpec::new(b, "DMS B", Some("000.00.00.H49")).unwrap();
+    nb.amqp = Some(URL.into());
+    let specs = vec![
+        NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
+        NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
+        na,
+        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
+        nb,
+    ];
+    let mut net = Network::create(dir, &relay_exe(), &specs).unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    net
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_to_dms_with_statuses_and_refusals() {
+    let (a, b) = ("000.00.23.H53", "000.00.13.H49");
+    let (_conn, ch) = channel().await;
+    fresh_queues(&ch, &[a, b]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let net = start_net(dir.path(), a, b);
+
+    // 1. A's DMS publishes; B's DMS consumes it from its inbox and answers 03, 04, 05, 06.
+    let id = uuid::Uuid::new_v4().to_string();
+    let req = SubmitRequest {
+        envelope: Some(envelope(&id, a, b, "Công văn qua RabbitMQ")),
+        attachments: vec![SubmitAttachment {
+            manifest: Some(AttachmentManifest {
+                name: "a.txt".into(),
+                content_type: "text/plain".into(),
+                ..Default::default()
+            }),
+            data: b"noi dung dinh kem".to_vec(),
+        }],
+    };
+    publish(&ch, &q(a, "outbox"), &req.encode_to_vec()).await;
+    let got = drain(&q(b, "inbox"), Duration::from_secs(30), |d| {
+        SubmitRequest::decode(d.data.as_slice())
+            .ok()
+            .and_then(|r| r.envelope)
+            .is_some_and(|e| e.id == id)
+    })
+    .await;
+    let msg = SubmitRequest::decode(
+        got.last()
+            .expect("document in B's inbox queue")
+            .data
+            .as_slice(),
+    )
+    .unwrap();
+    assert_eq!(msg.attachments.len(), 1);
+    assert_eq!(msg.attachments[0].data, b"noi dung dinh kem");
+    for s in [3, 4, 5, 6] {
+        let r = StatusReceipt {
+            response_for: Some(ReceiptResponseFor {
+                envelope_id: id.clone(),
+                ..Default::default()
+            }),
+            status: s,
+            ..Default::default()
+        };
+        publish(&ch, &q(b, "status"), &r.encode_to_vec()).await;
+    }
+    let mut seen = Vec::new();
+    drain(&q(a, "receipts"), Duration::from_secs(30), |d| {
+        seen.push(d.data.clone());
+        statuses_from_bytes(&seen, &id).len() >= 5
+    })
+    .await;
+    assert_eq!(
+        statuses_from_bytes(&seen, &id),
+        vec![1, 3, 4, 5, 6],
+        "A's receipts queue, in order"
+    );
+
+    // 3. Malformed, oversize, unknown recipient, bad signature: each refused with its reason,
+    // and the consumer keeps going.
+    publish(&ch, &q(a, "outbox"), b"\xff\xff\xff not protobuf").await;
+    publish(&ch, &q(a, "outbox"), &vec![0u8; 17 * 1024 * 1024]).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    publish(
+        &ch,
+        &q(a, "outbox"),
+        &SubmitRequest {
+            envelope: Some(envelope(&unknown, a, "000.00.99.H49", "không có nơi nhận")),
+            attachments: vec![],
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    let pki_dir = net.pki_dir();
+    let signer = AgencySigner::load(
+        &pki::node_cert_path(&pki_dir, &code(a)),
+        &pki::node_key_path(&pki_dir, &code(a)),
+    )
+    .unwrap();
+    let mut tampered = envelope(&uuid::Uuid::new_v4().to_string(), a, b, "đã ký");
+    tampered.document_id = lienthong_common::envelope::document_id_for(&tampered);
+    signer
+        .sign_envelope(&mut tampered, lienthong_common::now_unix_ms())
+        .unwrap();
+    tampered.subject = "đã ký rồi sửa".into();
+    publish(
+        &ch,
+        &q(a, "outbox"),
+        &SubmitRequest {
+            envelope: Some(tampered),
+            attachments: vec![],
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    let after = uuid::Uuid::new_v4().to_string();
+    publish(
+        &ch,
+        &q(a, "outbox"),
+        &SubmitRequest {
+            envelope: Some(envelope(&after, a, b, "sau các lỗi")),
+            attachments: vec![],
+        }
+        .encode_to_vec(),
+    )
+    .await;
+
+    let dead = drain(&q(a, "dead"), Duration::from_secs(30), |_| false).await;
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|d| {
+            let h = d.properties.headers().as_ref().unwrap();
+            match h.inner().get("x-lienthong-error") {
+                Some(AMQPValue::LongString(s)) => s.to_string(),
+                other => format!("{other:?}"),
+            }
+        })
+        .collect();
+    if reasons.len() != 3 {
+        support::dump_logs(&net);
+    }
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("malformed protobuf"), "{reasons:?}");
+    assert!(reasons[1].contains("limit"), "{reasons:?}");
+    assert!(
+        reasons[2].contains("signature") && reasons[2].contains("does not verify"),
+        "{reasons:?}"
+    );
+    // The document after the bad ones still went through.
+    let got = drain(&q(b, "inbox"), Duration::from_secs(30), |d| {
+        SubmitRequest::decode(d.data.as_slice())
+            .ok()
+            .and_then(|r| r.envelope)
+            .is_some_and(|e| e.id == after)
+    })
+    .await;
+    assert!(!got.is_empty());
+    // The unknown recipient is answered with a rejection naming it, on A's receipts queue;
+    // error events for the refused messages are there too.
+    let mut seen = Vec::new();
+    drain(&q(a, "receipts"), Duration::from_secs(30), |d| {
+        seen.push(d.data.clone());
+        statuses_from_bytes(&seen, &unknown).contains(&2)
+    })
+    .await;
+    let rejection = seen
+        .iter()
+        .filter_map(|b| ReceiptFrame::decode(b.as_slice()).ok())
+        .find_map(|f| match f.item {
+            Some(receipt_frame::Item::Status(s)) if s.status == 2 => Some(s.description),
+            _ => None,
+        });
+    assert_eq!(rejection.as_deref(), Some("no route to 000.00.99.H49"));
+    let errors = seen
+        .iter()
+        .filter_map(|b| ReceiptFrame::decode(b.as_slice()).ok())
+        .filter(|f| matches!(&f.item, Some(receipt_frame::Item::Transport(t)) if t.state == 4))
+        .count();
+    assert!(
+        errors >= 3,
+        "error events for the refused messages: {errors}"
+    );
+}
+
+fn statuses_from_bytes(bodies: &[Vec<u8>], envelope_id: &str) -> Vec<i32> {
+    bodies
+        .iter()
+        .filter_map(|b| ReceiptFrame::decode(b.as_slice()).ok())
+        .filter_map(|f| match f.item {
+            Some(receipt_frame::Item::Status(s))
+                if s.response_for
+                    .as_ref()
+                    .is_some_and(|r| r.envelope_id == envelope_id) =>
+            {
+                Some(s.status)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn rabbitmqctl(arg: &str) {
+    let ok = std::process::Command::new("rabbitmqctl")
+        .arg(arg)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "rabbitmqctl {arg} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_in_the_middle_of_2000_documents_loses_none() {
+    let (a, b) = ("000.00.24.H53", "000.00.14.H49");
+    let (_conn, ch) = channel().await;
+    fresh_queues(&ch, &[a, b]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _net = start_net(dir.path(), a, b);
+    let mut ids = Vec::new();
+    for i in 0..2000 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let env = envelope(&id, a, b, &format!("văn bản {i}"));
+        publish(
+            &ch,
+            &q(a, "outbox"),
+            &SubmitRequest {
+                envelope: Some(env),
+                attachments: vec![],
+            }
+            .encode_to_vec(),
+        )
+        .await;
+        ids.push(id);
+    }
+    drop(ch);
+    // Let intake and delivery get going, then take the broker away and back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::spawn_blocking(|| {
+        rabbitmqctl("stop_app");
+        std::thread::sleep(Duration::from_secs(3));
+        rabbitmqctl("start_app");
+    })
+    .await
+    .unwrap();
+    let want: HashSet<String> = ids.into_iter().collect();
+    let mut have = HashSet::new();
+    drain(&q(b, "inbox"), Duration::from_secs(240), |d| {
+        if let Some(e) = SubmitRequest::decode(d.data.as_slice())
+            .ok()
+            .and_then(|r| r.envelope)
+        {
+            have.insert(e.id);
+        }
+        want.iter().all(|w| have.contains(w))
+    })
+    .await;
+    let missing = want.iter().filter(|w| !have.contains(*w)).count();
+    assert_eq!(
+        missing, 0,
+        "{missing} of 2000 documents never reached B's inbox queue"
+    );
+}
