@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`agency`]: agency codes (mã định danh), their hierarchy and subtree test.
+//! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`config`]: node configuration (TOML + `LT_*` overrides), raw and resolved.
 //! - [`envelope`]: structural validation of envelopes and receipts, size limits.
 //! - [`pki`]: the development certificate authority behind `lt-relay pki`.
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod agency;
+pub mod audit;
 pub mod config;
 pub mod envelope;
 pub mod pki;

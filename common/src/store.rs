@@ -71,6 +71,9 @@ pub enum StoreError {
     },
 }
 
+/// A raw key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Proof that everything written before [`Store::commit`] was called is on disk.
 #[derive(Debug, Clone, Copy)]
 #[must_use = "a Persisted proof is what allows an acknowledgement"]
@@ -89,6 +92,9 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     blobs: PathBuf,
+    /// Serialises audit-chain appends (read last hash, write next record): held for one sled
+    /// batch, never across an await.
+    audit_lock: std::sync::Mutex<()>,
     db: sled::Db,
     committer: mpsc::Sender<Waiter>,
 }
@@ -220,7 +226,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
+            .flush_every_ms(Some(1000))
             .cache_capacity(STORE_CACHE_BYTES)
             .open()
             .map_err(|e| StoreError::Sled {
@@ -244,6 +250,7 @@ impl Store {
             })?;
         Ok(Self {
             inner: Arc::new(Inner {
+                audit_lock: std::sync::Mutex::new(()),
                 blobs,
                 path: dir.to_owned(),
                 db,
@@ -752,6 +759,48 @@ impl Store {
     pub fn put_raw(&self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
         self.tree().insert(k, v).map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Writes two keys atomically (not durable until commit).
+    pub fn put_raw_pair(
+        &self,
+        k1: &[u8],
+        v1: &[u8],
+        k2: &[u8],
+        v2: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(k1, v1);
+        batch.insert(k2, v2);
+        self.tree().apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    /// Removes a key.
+    pub fn remove_raw(&self, k: &[u8]) -> Result<(), StoreError> {
+        self.tree().remove(k).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every key/value under `prefix`, in key order.
+    pub fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(prefix) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` holding the audit-chain lock.
+    pub fn with_audit_lock<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _guard = match self.inner.audit_lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f()
     }
 
     /// Raw read.

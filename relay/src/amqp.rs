@@ -240,7 +240,7 @@ async fn consume(
             Ok(Ok(proof)) => ack(&d, proof).await?,
             Ok(Err(Refused(reason))) => {
                 warn!(queue = %queue, cause = %reason, "message refused; dead-lettered");
-                node.metrics.refuse("amqp_invalid");
+                node.security_event("amqp_invalid", &queue, agency.as_str(), &reason);
                 dead_letter(&dead, &agency, &queue, &d, &reason).await?;
                 error_event(&dead, &cfg, &agency, &reason).await?;
                 d.ack(BasicAckOptions::default()).await?;

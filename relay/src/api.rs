@@ -115,6 +115,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/documents/{id}/status", post(post_status))
         .route("/v1/documents/{id}/track", get(track))
         .route("/v1/inbox", get(inbox))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/audit/records", get(audit_records))
         .route("/v1/inbox/{id}/ack", post(ack))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(node)
@@ -153,6 +155,35 @@ async fn healthz(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
         "children": children,
         "children_up": linked,
     }))
+}
+
+/// Time window of an audit query (unix ms; both optional).
+#[derive(Debug, Deserialize)]
+struct Window {
+    from: Option<i64>,
+    to: Option<i64>,
+    kind: Option<String>,
+}
+
+async fn audit_verify(State(node): State<Arc<Node>>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(match lienthong_common::audit::verify(&node.store)? {
+        Ok(n) => serde_json::json!({ "ok": true, "records": n }),
+        Err(b) => serde_json::json!({ "ok": false, "error": b.to_string() }),
+    }))
+}
+
+async fn audit_records(
+    State(node): State<Arc<Node>>,
+    Query(w): Query<Window>,
+) -> ApiResult<Json<Vec<lienthong_common::audit::AuditRecord>>> {
+    let out = lienthong_common::audit::records(&node.store)?
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|r| w.from.is_none_or(|f| r.at_unix_ms >= f))
+        .filter(|r| w.to.is_none_or(|t| r.at_unix_ms < t))
+        .filter(|r| w.kind.as_deref().is_none_or(|k| r.kind == k))
+        .collect();
+    Ok(Json(out))
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {

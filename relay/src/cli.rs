@@ -27,6 +27,12 @@ pub enum Command {
     /// Manage a development PKI (interchange CA, node certificates, CRL).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Verify or export the node's hash-chained audit log.
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCommand),
+    /// Security monitoring: the events this node recorded.
+    #[command(subcommand)]
+    Security(crate::audit_cmd::SecurityCommand),
     /// Run a whole local network (root, ministry, two provinces with a district and a commune
     /// each) as real processes, exchange documents and statuses, print what happened, stop.
     /// Exits 0 only if every document and receipt arrived.
@@ -49,6 +55,12 @@ pub const EXIT_CONFIG: u8 = 64;
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Pki(cmd) => report(crate::pki_cmd::run(cmd)),
+        Command::Audit(cmd) => match crate::audit_cmd::run_audit(cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => report(Err(e)),
+        },
+        Command::Security(cmd) => report(crate::audit_cmd::run_security(cmd)),
         Command::Demo(args) => match crate::demo::run(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {

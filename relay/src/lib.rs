@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`cli`]: the command line and its dispatch.
 //! - [`pki_cmd`]: `lt-relay pki`, the development certificate authority.
+//! - [`audit_cmd`]: `lt-relay audit` and `lt-relay security`.
 //! - [`serve`]: `lt-relay serve`: listeners, parent link, drain on SIGTERM.
 //! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
 //! - [`route`]: the routing table (hierarchy, announcements, configured routes).
@@ -15,6 +16,7 @@
 
 pub mod amqp;
 pub mod api;
+pub mod audit_cmd;
 pub mod cli;
 pub mod demo;
 pub mod link;

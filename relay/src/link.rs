@@ -302,7 +302,12 @@ impl Session {
 
     async fn refuse(&self, item_id: &str, r: &Refusal) -> Result<(), LinkError> {
         warn!(peer = %self.peer, item = %item_id, reason = r.class(), cause = %r.reason, "refused");
-        self.node.metrics.refuse(r.class());
+        self.node.security_event(
+            r.class(),
+            self.peer.as_str(),
+            "",
+            &format!("item {item_id}: {}", r.reason),
+        );
         self.send(Frame::Refusal(HopRefusal {
             item_id: item_id.to_owned(),
             code: r.code as i32,
@@ -676,7 +681,12 @@ fn apply_hello(node: &Node, child: &AgencyCode, h: &Hello) {
             }
             _ => {
                 warn!(peer = %child, code = %code, "child announced an agency outside its subtree; ignored");
-                node.metrics.refuse("announce_outside_subtree");
+                node.security_event(
+                    "announce_outside_subtree",
+                    child.as_str(),
+                    code,
+                    "announced an agency outside its subtree",
+                );
             }
         }
     }
@@ -741,12 +751,18 @@ impl RelayLink for LinkService {
             .unwrap_or_default();
         let child = tls::peer_agency(&certs).map_err(|e| {
             warn!(remote = %remote, cause = %e, "link refused: certificate names no usable agency");
-            self.node.metrics.refuse("bad_certificate");
+            self.node
+                .security_event("bad_certificate", &remote, "", &e.to_string());
             Status::unauthenticated(e.to_string())
         })?;
         if !self.node.accepts_child(&child) {
             warn!(remote = %remote, peer = %child, "link refused: not a child of this node");
-            self.node.metrics.refuse("not_a_child");
+            self.node.security_event(
+                "not_a_child",
+                &remote,
+                child.as_str(),
+                "certificate names an agency that is not a child of this node",
+            );
             return Err(Status::permission_denied(format!(
                 "{child} is not a child of {}",
                 self.node.agency()
@@ -764,7 +780,12 @@ impl RelayLink for LinkService {
         };
         if h.agency != child.as_str() {
             warn!(remote = %remote, peer = %child, claimed = %h.agency, "link refused: Hello names another agency than the certificate");
-            self.node.metrics.refuse("agency_mismatch");
+            self.node.security_event(
+                "agency_mismatch",
+                &remote,
+                child.as_str(),
+                &format!("Hello claims {}", h.agency),
+            );
             return Err(Status::permission_denied(format!(
                 "certificate names {child} but Hello claims {}",
                 h.agency

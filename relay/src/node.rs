@@ -420,6 +420,17 @@ impl Node {
         Ok(offer)
     }
 
+    /// Records a security event: counted by class, logged, and appended to the audit chain
+    /// (made durable with the next commit).
+    pub fn security_event(&self, class: &str, peer: &str, agency: &str, reason: &str) {
+        self.metrics.refuse(class);
+        if let Err(e) =
+            lienthong_common::audit::append(&self.store, "security", class, peer, agency, reason)
+        {
+            warn!(cause = %e, "cannot append security event to the audit log");
+        }
+    }
+
     /// Records that `recipient`'s DMS has the document: a DELIVERED transport event and status
     /// 01 toward the sender. Idempotent.
     pub fn confirm_delivered(

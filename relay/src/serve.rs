@@ -178,11 +178,21 @@ async fn serve_links(
                     }
                     Ok(Err(e)) => {
                         warn!(%remote, cause = %e, "TLS handshake refused");
-                        node.metrics.refuse("tls_handshake");
+                        node.security_event(
+                            "tls_handshake",
+                            &remote.to_string(),
+                            "",
+                            &e.to_string(),
+                        );
                     }
                     Err(_) => {
                         warn!(%remote, "TLS handshake timed out");
-                        node.metrics.refuse("tls_timeout");
+                        node.security_event(
+                            "tls_timeout",
+                            &remote.to_string(),
+                            "",
+                            "TLS handshake timed out",
+                        );
                     }
                 }
             });

@@ -350,6 +350,56 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
             "metric for {reason} missing:\n{text}"
         );
     }
+
+    // Every refusal is a security event in the province's hash-chained audit log, readable
+    // with the CLI while the node runs (through its API) and after it stopped (from its store).
+    let cfg = net.nodes[&code("000.00.00.H53")].config.clone();
+    let out = std::process::Command::new(relay_exe())
+        .args(["security", "events", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let classes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["class"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for class in [
+        "tls_handshake",
+        "not_a_child",
+        "spoofed_sender",
+        "bad_signature",
+    ] {
+        assert!(
+            classes.iter().any(|c| c == class),
+            "{class} not in the audit log: {classes:?}"
+        );
+    }
+    let verify = |cfg: &std::path::Path| {
+        let out = std::process::Command::new(relay_exe())
+            .args(["audit", "verify", "--config"])
+            .arg(cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = verify(&cfg);
+    assert!(ok && text.contains("intact"), "{text}");
+    net.stop(&code("000.00.00.H53"), libc::SIGTERM).unwrap();
+    let (ok, text) = verify(&cfg);
+    assert!(ok && text.contains("intact"), "{text}");
 }
 
 #[derive(Debug)]

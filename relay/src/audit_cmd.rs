@@ -1,0 +1,194 @@
+//! `lt-relay audit` and `lt-relay security`: read a node's audit log, through its local API when
+//! the node runs (its store is locked then), directly from its store when it does not.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::Subcommand;
+use lienthong_common::audit::{self, AuditRecord};
+use lienthong_common::config::NodeConfig;
+use lienthong_common::store::Store;
+
+use crate::topology::ApiClient;
+
+/// Audit log commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first edited, deleted or moved record. Exits non-zero
+    /// when the chain is broken.
+    Verify {
+        /// The node's configuration.
+        #[arg(long, env = "LT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Write the records as JSON lines.
+    Export {
+        /// The node's configuration.
+        #[arg(long, env = "LT_CONFIG")]
+        config: PathBuf,
+        /// From this date (YYYY-MM-DD, Vietnam time), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this date (YYYY-MM-DD), exclusive.
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+/// Security monitoring commands.
+#[derive(Debug, Subcommand)]
+pub enum SecurityCommand {
+    /// List the security events this node recorded (refused handshakes, links, envelopes...).
+    Events {
+        /// The node's configuration.
+        #[arg(long, env = "LT_CONFIG")]
+        config: PathBuf,
+        /// Only events on or after this date (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+enum Source {
+    Api(ApiClient),
+    Store(Store),
+}
+
+fn source(config: &std::path::Path) -> anyhow::Result<Source> {
+    let cfg = NodeConfig::load(config).map_err(|e| anyhow!("{e}"))?;
+    if let Some(api) = cfg.api {
+        let c = ApiClient::new(&format!("http://{api}"));
+        if c.health().is_ok() {
+            return Ok(Source::Api(c));
+        }
+    }
+    let store = Store::open(&cfg.data_dir.join("store")).with_context(|| {
+        format!(
+            "opening the store of {} (is the node running without its API?)",
+            cfg.agency
+        )
+    })?;
+    Ok(Source::Store(store))
+}
+
+fn date_ms(s: &str) -> anyhow::Result<i64> {
+    let d = lienthong_common::envelope::parse_date("date", s).map_err(|e| anyhow!("{e}"))?;
+    let t = d.midnight().assume_offset(time::macros::offset!(+7));
+    Ok(t.unix_timestamp().saturating_mul(1000))
+}
+
+fn fetch(
+    src: &Source,
+    from: Option<i64>,
+    to: Option<i64>,
+    kind: Option<&str>,
+) -> anyhow::Result<Vec<AuditRecord>> {
+    match src {
+        Source::Api(c) => {
+            let mut q = Vec::new();
+            if let Some(f) = from {
+                q.push(format!("from={f}"));
+            }
+            if let Some(t) = to {
+                q.push(format!("to={t}"));
+            }
+            if let Some(k) = kind {
+                q.push(format!("kind={k}"));
+            }
+            let v = c.get_json(&format!("/v1/audit/records?{}", q.join("&")))?;
+            Ok(serde_json::from_value(v)?)
+        }
+        Source::Store(s) => Ok(audit::records(s)?
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|r| from.is_none_or(|f| r.at_unix_ms >= f))
+            .filter(|r| to.is_none_or(|t| r.at_unix_ms < t))
+            .filter(|r| kind.is_none_or(|k| r.kind == k))
+            .collect()),
+    }
+}
+
+/// Runs an audit command; Ok(false) when the chain is broken.
+pub fn run_audit(cmd: AuditCommand) -> anyhow::Result<bool> {
+    match cmd {
+        AuditCommand::Verify { config } => {
+            let (ok, text) = match source(&config)? {
+                Source::Api(c) => {
+                    let v = c.get_json("/v1/audit/verify")?;
+                    if v["ok"].as_bool() == Some(true) {
+                        (true, format!("audit log intact: {} records", v["records"]))
+                    } else {
+                        (
+                            false,
+                            format!(
+                                "audit log BROKEN: {}",
+                                v["error"].as_str().unwrap_or_default()
+                            ),
+                        )
+                    }
+                }
+                Source::Store(s) => match audit::verify(&s)? {
+                    Ok(n) => (true, format!("audit log intact: {n} records")),
+                    Err(b) => (false, format!("audit log BROKEN: {b}")),
+                },
+            };
+            println!("{text}");
+            Ok(ok)
+        }
+        AuditCommand::Export { config, from, to } => {
+            let src = source(&config)?;
+            let from = from.as_deref().map(date_ms).transpose()?;
+            let to = to.as_deref().map(date_ms).transpose()?;
+            for r in fetch(&src, from, to, None)? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Runs a security command.
+pub fn run_security(cmd: SecurityCommand) -> anyhow::Result<()> {
+    match cmd {
+        SecurityCommand::Events {
+            config,
+            since,
+            json,
+        } => {
+            let src = source(&config)?;
+            let since = since.as_deref().map(date_ms).transpose()?;
+            let records = fetch(&src, since, None, Some("security"))?;
+            if json {
+                for r in &records {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+                return Ok(());
+            }
+            println!(
+                "{:<6} {:<24} {:<26} {:<22} {:<15} reason",
+                "seq", "at", "class", "peer", "agency"
+            );
+            for r in &records {
+                let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(r.at_unix_ms) * 1_000_000,
+                )
+                .map(|t| t.to_offset(time::macros::offset!(+7)).to_string())
+                .unwrap_or_default();
+                println!(
+                    "{:<6} {:<24} {:<26} {:<22} {:<15} {}",
+                    r.seq,
+                    at.get(..19).unwrap_or(&at),
+                    r.class,
+                    r.peer,
+                    r.agency,
+                    r.reason
+                );
+            }
+            println!("{} events", records.len());
+            Ok(())
+        }
+    }
+}
