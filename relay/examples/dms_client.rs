@@ -43,7 +43,7 @@ struct Args {
     /// Document number.
     #[arg(long, default_value = "1")]
     number: String,
-    /// A file to attach inline (up to the 16 MiB message limit).
+    /// A file to attach inline (up to the 8 MiB message limit).
     #[arg(long)]
     file: Option<PathBuf>,
     /// Seconds to keep printing receipts.

@@ -37,7 +37,7 @@ use crate::api::{self, StatusPost};
 use crate::node::{amqp_queue, Node};
 
 /// Largest message accepted from a DMS queue (checked before decoding).
-pub const MAX_AMQP_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_AMQP_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Attachments up to this total size travel inside the inbox message; larger ones are left for
 /// the DMS to fetch from the local HTTP API (the manifest is always in the message).
 pub const INLINE_ATTACHMENT_BYTES: u64 = 4 * 1024 * 1024;
@@ -348,20 +348,28 @@ async fn publish_confirmed(
     body: &[u8],
     props: BasicProperties,
 ) -> Result<(), AmqpError> {
+    // Mandatory: a publish to a queue that no longer exists comes back instead of being
+    // confirmed and dropped, so nothing counts as delivered that the broker did not store.
     let confirm = ch
         .basic_publish(
             "".into(),
             queue.into(),
-            BasicPublishOptions::default(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
             body,
             props.with_delivery_mode(2),
         )
         .await?
         .await?;
-    if confirm.is_nack() {
-        return Err(AmqpError::Nacked(queue.to_owned()));
+    match confirm {
+        lapin::Confirmation::Ack(None) => Ok(()),
+        lapin::Confirmation::Ack(Some(_)) => Err(AmqpError::Nacked(format!(
+            "{queue} (no such queue: the message was returned)"
+        ))),
+        _ => Err(AmqpError::Nacked(queue.to_owned())),
     }
-    Ok(())
 }
 
 async fn dead_letter(

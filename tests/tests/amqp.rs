@@ -244,7 +244,7 @@ async fn dms_to_dms_with_statuses_and_refusals() {
     // 3. Malformed, oversize, unknown recipient, bad signature: each refused with its reason,
     // and the consumer keeps going.
     publish(&ch, &q(a, "outbox"), b"\xff\xff\xff not protobuf").await;
-    publish(&ch, &q(a, "outbox"), &vec![0u8; 17 * 1024 * 1024]).await;
+    publish(&ch, &q(a, "outbox"), &vec![0u8; 9 * 1024 * 1024]).await;
     let unknown = uuid::Uuid::new_v4().to_string();
     publish(
         &ch,
