@@ -538,6 +538,9 @@ pub struct StatusPost {
     pub description: String,
     /// Who handles it.
     pub staff: Option<StaffInfo>,
+    /// The DMS's own id for this status update (at most 32 characters). A repeat with the same
+    /// id is not sent again, so a redelivered message is harmless.
+    pub id: Option<String>,
 }
 
 /// Statuses that can be posted through the API (01 is sent automatically on arrival).
@@ -634,8 +637,19 @@ fn receipt(
     status: Status,
     p: &StatusPost,
 ) -> StatusReceipt {
+    let id = match p.id.as_deref().filter(|i| !i.is_empty()) {
+        // One receipt per recipient for a recall: derive each id from the DMS's id.
+        Some(given) => {
+            let d = ring::digest::digest(
+                &ring::digest::SHA256,
+                format!("{given}\0{}\0{recipient}", env.id).as_bytes(),
+            );
+            hex::encode(&d.as_ref()[..16])
+        }
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
     StatusReceipt {
-        id: uuid::Uuid::new_v4().simple().to_string(),
+        id,
         from: Some(lienthong_proto::v1::Organization {
             code: reporter.to_string(),
             name: reporter.to_string(),
