@@ -4,6 +4,7 @@
 //! - [`agency`]: agency codes (mã định danh), their hierarchy and subtree test.
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`config`]: node configuration (TOML + `LT_*` overrides), raw and resolved.
+//! - [`edxml`]: edXML (QCVN 102:2016) packages to and from envelopes and status receipts.
 //! - [`envelope`]: structural validation of envelopes and receipts, size limits.
 //! - [`pki`]: the development certificate authority behind `lt-relay pki`.
 //! - [`trust`]: the interchange CA and CRL; the one certificate-chain check.
@@ -17,6 +18,7 @@
 pub mod agency;
 pub mod audit;
 pub mod config;
+pub mod edxml;
 pub mod envelope;
 pub mod pki;
 pub mod signing;

@@ -27,6 +27,9 @@ pub enum Command {
     /// Manage a development PKI (interchange CA, node certificates, CRL).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// edXML (QCVN 102:2016) packages: check them, convert to and from the JSON model.
+    #[command(subcommand)]
+    Edxml(crate::edxml_cmd::EdxmlCommand),
     /// Verify or export the node's hash-chained audit log.
     #[command(subcommand)]
     Audit(crate::audit_cmd::AuditCommand),
@@ -61,6 +64,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => report(Err(e)),
         },
         Command::Security(cmd) => report(crate::audit_cmd::run_security(cmd)),
+        Command::Edxml(cmd) => match crate::edxml_cmd::run(cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => report(Err(e)),
+        },
         Command::Demo(args) => match crate::demo::run(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {

@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line and its dispatch.
 //! - [`pki_cmd`]: `lt-relay pki`, the development certificate authority.
 //! - [`audit_cmd`]: `lt-relay audit` and `lt-relay security`.
+//! - [`edxml_cmd`]: `lt-relay edxml check|to-json|from-json`.
 //! - [`serve`]: `lt-relay serve`: listeners, parent link, drain on SIGTERM.
 //! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
 //! - [`route`]: the routing table (hierarchy, announcements, configured routes).
@@ -19,6 +20,7 @@ pub mod api;
 pub mod audit_cmd;
 pub mod cli;
 pub mod demo;
+pub mod edxml_cmd;
 pub mod link;
 pub mod metrics;
 pub mod node;
