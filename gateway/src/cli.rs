@@ -153,7 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Send(a) => send(&client, &cli.api, a, cli.json),
         Command::Inbox { agency, all } => inbox(&client, &cli.api, agency, all, cli.json),
         Command::Fetch { id, out } => fetch(&client, &cli.api, &id, &out, cli.json),
-        Command::Ack { id, agency } => ack(&client, &cli.api, &id, agency),
+        Command::Ack { id, agency } => ack(&client, &cli.api, &id, agency, cli.json),
         Command::Status {
             id,
             code,
@@ -518,13 +518,26 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
     Ok(hex::encode(ctx.finish()))
 }
 
-fn ack(client: &ApiClient, api: &str, id: &str, agency: Option<AgencyCode>) -> anyhow::Result<()> {
+fn ack(
+    client: &ApiClient,
+    api: &str,
+    id: &str,
+    agency: Option<AgencyCode>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let agency = match agency {
         Some(a) => a,
         None => own_agency(client, api)?,
     };
     client.ack(id, &agency).map_err(|e| reach(api, e))?;
-    println!("acknowledged {id}");
+    if as_json {
+        println!(
+            "{}",
+            json!({ "acknowledged": id, "agency": agency.to_string() })
+        );
+    } else {
+        println!("acknowledged {id}");
+    }
     Ok(())
 }
 
