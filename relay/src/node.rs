@@ -574,7 +574,25 @@ impl Node {
             self.agency().as_str().as_bytes(),
             &(state as i32).to_be_bytes(),
         ]);
-        let ev = TransportEvent {
+        let mut ev = self.transport_event(id, env, recipient.as_str(), state, next_hop);
+        ev.reason = reason.to_owned();
+        if state == TransportState::TransportDelivered {
+            ev.trace = env.trace.clone();
+        }
+        self.route_receipt(ReceiptFrame {
+            item: Some(receipt_frame::Item::Transport(ev)),
+        })
+    }
+
+    fn transport_event(
+        &self,
+        id: String,
+        env: &Envelope,
+        recipient: &str,
+        state: TransportState,
+        next_hop: Option<&AgencyCode>,
+    ) -> TransportEvent {
+        TransportEvent {
             id,
             envelope_id: env.id.clone(),
             document_id: env.document_id.clone(),
@@ -583,21 +601,14 @@ impl Node {
                 .as_ref()
                 .map(|f| f.code.clone())
                 .unwrap_or_default(),
-            recipient: recipient.to_string(),
+            recipient: recipient.to_owned(),
             state: state as i32,
             node: self.agency().to_string(),
             next_hop: next_hop.map(|n| n.to_string()).unwrap_or_default(),
-            reason: reason.to_owned(),
+            reason: String::new(),
             at_unix_ms: now_unix_ms(),
-            trace: if state == TransportState::TransportDelivered {
-                env.trace.clone()
-            } else {
-                vec![]
-            },
-        };
-        self.route_receipt(ReceiptFrame {
-            item: Some(receipt_frame::Item::Transport(ev)),
-        })
+            trace: vec![],
+        }
     }
 
     /// Records a local transport event (QUEUED at the origin, FORWARDED by this node): kept in
@@ -616,23 +627,7 @@ impl Node {
                 r.as_bytes(),
                 &(state as i32).to_be_bytes(),
             ]);
-            let ev = TransportEvent {
-                id: id.clone(),
-                envelope_id: env.id.clone(),
-                document_id: env.document_id.clone(),
-                origin: env
-                    .from
-                    .as_ref()
-                    .map(|f| f.code.clone())
-                    .unwrap_or_default(),
-                recipient: r.clone(),
-                state: state as i32,
-                node: self.agency().to_string(),
-                next_hop: next_hop.map(|n| n.to_string()).unwrap_or_default(),
-                reason: String::new(),
-                at_unix_ms: now_unix_ms(),
-                trace: vec![],
-            };
+            let ev = self.transport_event(id.clone(), env, r, state, next_hop);
             let frame = ReceiptFrame {
                 item: Some(receipt_frame::Item::Transport(ev)),
             };

@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use lienthong_relay::topology::{Network, NodeSpec};
 use serde_json::Value;
-use support::{code, relay_exe, wait_for};
+use support::{code, relay_exe, sha256_file, wait_for};
 
 fn gateway_exe() -> PathBuf {
     relay_exe().with_file_name("lt-gateway")
@@ -58,25 +58,6 @@ fn history(net: &Network, agency: &str, id: &str, recipient: &str) -> Vec<i64> {
         .unwrap()
         .iter()
         .map(|h| h[0].as_i64().unwrap())
-        .collect()
-}
-
-fn sha256_file(path: &Path) -> String {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
         .collect()
 }
 

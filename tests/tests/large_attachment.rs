@@ -5,32 +5,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use lienthong_relay::topology::{demo_topology, sample_envelope};
-use support::{code, start, wait_for};
+use support::{code, sha256_file, start, wait_for};
 
 const SIZE: u64 = 1024 * 1024 * 1024;
 const RSS_LIMIT_KIB: u64 = 100 * 1024;
-
-fn sha256_file(path: &std::path::Path) -> String {
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

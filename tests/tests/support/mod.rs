@@ -67,3 +67,23 @@ pub(crate) fn dump_logs(net: &Network) {
         }
     }
 }
+
+/// SHA-256 of a file, hex, read in 1 MiB pieces.
+pub(crate) fn sha256_file(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
