@@ -5,6 +5,7 @@
 //! - [`pki_cmd`]: `lt-relay pki`, the development certificate authority.
 //! - [`audit_cmd`]: `lt-relay audit` and `lt-relay security`.
 //! - [`edxml_cmd`]: `lt-relay edxml check|to-json|from-json`.
+//! - [`security`]: periodic checks of certificate expiry and CRL freshness.
 //! - [`serve`]: `lt-relay serve`: listeners, parent link, drain on SIGTERM.
 //! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
 //! - [`route`]: the routing table (hierarchy, announcements, configured routes).
@@ -26,5 +27,6 @@ pub mod metrics;
 pub mod node;
 pub mod pki_cmd;
 pub mod route;
+pub mod security;
 pub mod serve;
 pub mod topology;

@@ -792,6 +792,14 @@ impl RelayLink for LinkService {
             )));
         }
         apply_hello(&self.node, &child, &h);
+        if let Some(end) = certs.first() {
+            crate::security::check_expiry(
+                &self.node,
+                "peer_certificate_expiring",
+                child.as_str(),
+                end,
+            );
+        }
         let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
         tx.send(hello(&self.node))
             .await

@@ -125,6 +125,11 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         info!("RabbitMQ integration enabled");
         tracker.spawn(crate::amqp::run(node.clone(), amqp, shutdown.clone()));
     }
+    tracker.spawn(crate::security::watch(
+        node.clone(),
+        identity.clone(),
+        shutdown.clone(),
+    ));
     if node.config.parent.is_some() {
         tracker.spawn(link::parent_loop(node.clone(), identity, shutdown.clone()));
     }
