@@ -286,7 +286,9 @@ async fn submit(
         }
         env.attachments.push(m);
     }
-    let (envelope_id, document_id, _persisted) = submit_envelope(&node, env).await?;
+    let span = tracing::info_span!("envelope", id = %env.id, from = %env.from.as_ref().map(|f| f.code.as_str()).unwrap_or_default());
+    let (envelope_id, document_id, _persisted) =
+        tracing::Instrument::instrument(submit_envelope(&node, env), span).await?;
     Ok(Json(SubmitResponse {
         envelope_id,
         document_id,

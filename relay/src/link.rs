@@ -274,7 +274,20 @@ impl Session {
 
     async fn handle(self: &Arc<Self>, f: LinkFrame) -> Result<(), LinkError> {
         match f.frame {
-            Some(Frame::Envelope(h)) => self.on_envelope(h).await,
+            Some(Frame::Envelope(h)) => {
+                // One span per envelope handled on this link, inside the link's span.
+                let span = tracing::info_span!(
+                    "envelope",
+                    id = %h.envelope.as_ref().map(|e| e.id.as_str()).unwrap_or_default(),
+                    from = %h
+                        .envelope
+                        .as_ref()
+                        .and_then(|e| e.from.as_ref())
+                        .map(|f| f.code.as_str())
+                        .unwrap_or_default(),
+                );
+                self.on_envelope(h).instrument(span).await
+            }
             Some(Frame::Chunk(c)) => self.on_chunk(c).await,
             Some(Frame::ChunkRequest(r)) => {
                 self.on_chunk_request(r);
