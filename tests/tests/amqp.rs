@@ -27,6 +27,9 @@ use tokio_stream::StreamExt;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// The broker-restart test stops the broker: the tests of this file take turns.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn q(agency: &str, kind: &str) -> String {
     format!("lienthong.{agency}.{kind}")
 }
@@ -182,6 +185,7 @@ fn start_net(dir: &std::path::Path, a: &str, b: &str) -> Network {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dms_to_dms_with_statuses_and_refusals() {
+    let _turn = BROKER.lock().await;
     let (a, b) = ("000.00.23.H53", "000.00.13.H49");
     let (_conn, ch) = channel().await;
     fresh_queues(&ch, &[a, b]).await;
@@ -375,6 +379,7 @@ fn rabbitmqctl(arg: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_in_the_middle_of_2000_documents_loses_none() {
+    let _turn = BROKER.lock().await;
     let (a, b) = ("000.00.24.H53", "000.00.14.H49");
     let (_conn, ch) = channel().await;
     fresh_queues(&ch, &[a, b]).await;
