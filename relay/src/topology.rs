@@ -416,26 +416,26 @@ impl ApiClient {
         bail!("{what}: HTTP {status}: {msg}")
     }
 
-    /// GET returning JSON.
-    pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+    fn get(&self, path: &str) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let resp = self
             .agent
             .get(format!("{}{path}", self.base))
             .call()
             .map_err(body_error)?;
-        let mut resp = Self::check(resp, path)?;
-        resp.body_mut().read_json().map_err(body_error)
+        Self::check(resp, path)
+    }
+
+    /// GET returning JSON.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.get(path)?.body_mut().read_json().map_err(body_error)
     }
 
     /// GET returning text (e.g. `/metrics`).
     pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let resp = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .call()
-            .map_err(body_error)?;
-        let mut resp = Self::check(resp, path)?;
-        resp.body_mut().read_to_string().map_err(body_error)
+        self.get(path)?
+            .body_mut()
+            .read_to_string()
+            .map_err(body_error)
     }
 
     /// POST JSON returning JSON (empty object for 204).

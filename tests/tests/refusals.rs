@@ -354,25 +354,7 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
     // Every refusal is a security event in the province's hash-chained audit log, readable
     // with the CLI while the node runs (through its API) and after it stopped (from its store).
     let cfg = net.nodes[&code("000.00.00.H53")].config.clone();
-    let out = std::process::Command::new(relay_exe())
-        .args(["security", "events", "--json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let classes: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["class"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let classes = support::security_event_classes(&cfg);
     for class in [
         "tls_handshake",
         "not_a_child",

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use lienthong_common::pki::{self, IssueRequest};
@@ -12,25 +11,7 @@ use lienthong_relay::topology::{Network, NodeSpec};
 use support::{code, relay_exe, wait_for};
 
 fn classes(net: &Network, agency: &str) -> Vec<String> {
-    let out = Command::new(relay_exe())
-        .args(["security", "events", "--json", "--config"])
-        .arg(&net.nodes[&code(agency)].config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["class"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
+    support::security_event_classes(&net.nodes[&code(agency)].config)
 }
 
 #[test]

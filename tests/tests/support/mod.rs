@@ -87,3 +87,26 @@ pub(crate) fn sha256_file(path: &std::path::Path) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The classes of the security events a node recorded, read with `lt-relay security events`.
+pub(crate) fn security_event_classes(config: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new(relay_exe())
+        .args(["security", "events", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["class"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
