@@ -17,7 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".lienthong.v1",
             "#[derive(serde::Serialize, serde::Deserialize)]",
         )
-        .message_attribute(".lienthong.v1", "#[serde(default)]");
+        .message_attribute(".lienthong.v1", "#[serde(default)]")
+        // Ordered maps: a signed summary re-encodes to the same bytes on every node.
+        .btree_map(".lienthong.v1");
     for field in [
         "AttachmentManifest.sha256",
         "AttachmentChunk.sha256",

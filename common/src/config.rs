@@ -52,6 +52,28 @@ pub struct RawConfig {
     pub link: RawLink,
     /// `[amqp]`: RabbitMQ as the DMS integration point (absent: the embedded default).
     pub amqp: Option<RawAmqp>,
+    /// `[reports]`
+    #[serde(default)]
+    pub reports: RawReports,
+}
+
+/// `[reports]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReports {
+    /// Seconds between sending changed daily summaries to the parent.
+    pub summary_interval_secs: Option<u64>,
+    /// How many past days are re-summarised and re-sent when their figures change.
+    pub summary_days: Option<u32>,
+}
+
+/// Statistics summaries sent upward.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// Interval between sends.
+    pub summary_interval: Duration,
+    /// Days looked back.
+    pub summary_days: u32,
 }
 
 /// `[amqp]`
@@ -66,6 +88,8 @@ pub struct RawAmqp {
     pub prefetch: Option<u16>,
     /// Message format the relay publishes: `protobuf` (default) or `json`.
     pub format: Option<String>,
+    /// Trust roots (PEM) for the broker's certificate with `amqps://`; absent: the system's.
+    pub ca: Option<PathBuf>,
 }
 
 /// Resolved `[amqp]`.
@@ -79,6 +103,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// Publish JSON instead of protobuf.
     pub json: bool,
+    /// With `amqps://`: the PEM file whose certificates are the only trust roots for the
+    /// broker's certificate (absent: the system's trust roots).
+    pub ca: Option<PathBuf>,
 }
 
 /// `[node]`
@@ -251,6 +278,8 @@ pub struct NodeConfig {
     pub link: LinkSettings,
     /// RabbitMQ integration, if configured.
     pub amqp: Option<AmqpConfig>,
+    /// Daily summaries for the statistics reports.
+    pub reports: ReportSettings,
 }
 
 impl NodeConfig {
@@ -416,6 +445,19 @@ impl NodeConfig {
             heartbeat: Duration::from_secs(raw.link.heartbeat_secs.unwrap_or(10).max(1)),
             max_backoff: Duration::from_secs(raw.link.max_backoff_secs.unwrap_or(30).max(1)),
         };
+        let summary_days = raw.reports.summary_days.unwrap_or(62);
+        if !(1..=3660).contains(&summary_days) {
+            return Err(err(
+                "reports.summary_days",
+                format!("{summary_days} is outside 1..=3660"),
+            ));
+        }
+        let reports = ReportSettings {
+            summary_interval: Duration::from_secs(
+                raw.reports.summary_interval_secs.unwrap_or(3600).max(1),
+            ),
+            summary_days,
+        };
         let amqp = match raw.amqp {
             None => None,
             Some(a) => {
@@ -452,16 +494,32 @@ impl NodeConfig {
                 if prefetch == 0 {
                     return Err(err("amqp.prefetch", "must be at least 1".into()));
                 }
+                let ca = match a.ca {
+                    None => None,
+                    Some(_) if !url.starts_with("amqps://") => {
+                        return Err(err(
+                            "amqp.ca",
+                            "is only used with an amqps:// url; amqp.url is plain amqp://".into(),
+                        ))
+                    }
+                    Some(c) => {
+                        let c = file("amqp.ca", Some(c))?;
+                        check_pem_certificates(&c).map_err(|reason| err("amqp.ca", reason))?;
+                        Some(c)
+                    }
+                };
                 Some(AmqpConfig {
                     url,
                     quorum,
                     prefetch,
                     json,
+                    ca,
                 })
             }
         };
         Ok(Self {
             amqp,
+            reports,
             path: path.to_owned(),
             agency,
             name,
@@ -476,6 +534,24 @@ impl NodeConfig {
             link,
         })
     }
+}
+
+/// Checks that `path` holds at least one PEM certificate and nothing unreadable.
+fn check_pem_certificates(path: &Path) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut count = 0usize;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| format!("{}: not a PEM certificate file ({e})", path.display()))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -513,6 +589,9 @@ pub fn apply_env(raw: &mut RawConfig, get: impl Fn(&str) -> Option<String>) {
     }
     if let Some(v) = get("LT_AMQP_URL") {
         raw.amqp.get_or_insert_with(Default::default).url = Some(v);
+    }
+    if let Some(v) = get("LT_AMQP_CA") {
+        raw.amqp.get_or_insert_with(Default::default).ca = Some(v.into());
     }
     if let Some(v) = get("LT_TLS_CA") {
         raw.tls.ca = Some(v.into());

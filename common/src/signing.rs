@@ -3,7 +3,7 @@
 //! # Signing bytes
 //! The signature covers the message
 //! `DOMAIN || algorithm name || 0x00 || signing time (i64 big-endian, unix ms) || SHA-256(H)`
-//! where `DOMAIN` is `b"lienthong.v1.envelope\0"` (or `b"lienthong.v1.receipt\0"`) and `H` is the
+//! where `DOMAIN` is `b"lienthong.v1.envelope\0"` (or `b"lienthong.v1.receipt\0"`, `b"lienthong.v1.summary\0"`) and `H` is the
 //! protobuf encoding (prost, fields in number order) of the message with its `signature` cleared
 //! and, for envelopes, its `trace` cleared (each hop appends to the trace). The attachment
 //! manifest, with each attachment's SHA-256, is part of `H`, so the attachment bytes are covered.
@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lienthong_proto::v1::{Envelope, Signature, StatusReceipt};
+use lienthong_proto::v1::{Envelope, Signature, SignedSummary, StatusReceipt};
 use prost::Message;
 use ring::rand::SystemRandom;
 use ring::signature::{self as rsig, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
@@ -35,6 +35,7 @@ pub const MAX_CHAIN_CERTS: usize = 4;
 
 const ENVELOPE_DOMAIN: &[u8] = b"lienthong.v1.envelope\0";
 const RECEIPT_DOMAIN: &[u8] = b"lienthong.v1.receipt\0";
+const SUMMARY_DOMAIN: &[u8] = b"lienthong.v1.summary\0";
 
 /// Errors loading a signing key or signing.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +221,17 @@ impl AgencySigner {
         Ok(())
     }
 
+    /// Signs a daily summary in place.
+    pub fn sign_summary(
+        &self,
+        s: &mut SignedSummary,
+        signing_unix_ms: i64,
+    ) -> Result<(), SigningError> {
+        let msg = summary_signing_message(s, self.algorithm(), signing_unix_ms);
+        s.signature = Some(self.signature_block(&msg, signing_unix_ms)?);
+        Ok(())
+    }
+
     /// Signs a receipt in place.
     pub fn sign_receipt(
         &self,
@@ -266,6 +278,22 @@ pub fn receipt_signing_message(
     cleared.signature = None;
     message(
         RECEIPT_DOMAIN,
+        algorithm,
+        signing_unix_ms,
+        &cleared.encode_to_vec(),
+    )
+}
+
+/// The bytes a daily-summary signature covers (the message without its signature).
+pub fn summary_signing_message(
+    s: &SignedSummary,
+    algorithm: &str,
+    signing_unix_ms: i64,
+) -> Vec<u8> {
+    let mut cleared = s.clone();
+    cleared.signature = None;
+    message(
+        SUMMARY_DOMAIN,
         algorithm,
         signing_unix_ms,
         &cleared.encode_to_vec(),
@@ -438,6 +466,26 @@ impl Verifier {
             now,
         )?;
         Ok(Verified { inner: env, signer })
+    }
+
+    /// Verifies a daily summary's signature: signed by the agency it describes.
+    pub fn verify_summary(
+        &self,
+        s: SignedSummary,
+        now: UnixTime,
+    ) -> Result<Verified<SignedSummary>, VerifyError> {
+        let agency = s
+            .summary
+            .as_ref()
+            .map(|d| d.agency.clone())
+            .unwrap_or_default();
+        let signer = self.check(
+            s.signature.as_ref(),
+            &agency,
+            |alg, t| summary_signing_message(&s, alg, t),
+            now,
+        )?;
+        Ok(Verified { inner: s, signer })
     }
 
     /// Verifies a receipt's signature, chain and signer agency.

@@ -14,6 +14,10 @@
 //! - `i/<agency>\0<seq>`: local inbox entries; `x/<agency>\0<envelope id>`: inbox index
 //! - `r/<receipt id>`: a receipt frame; `R/<envelope id>\0<seq>`: receipts of an envelope
 //! - `m/<name>`: small metadata values
+//! - `g/<book>\0<number>`: register entries; `G/<scope>\0<key>`: the book and number a key
+//!   got (so a key is numbered once per scope, whatever the book); `N/<book>`: last number
+//! - `s/<agency>\0<day>`: the latest daily summary of an agency (from this node or below)
+//!   (`S/<agency>\0<day>`: its generation time)
 //!
 //! Attachment bytes are kept beside the database, content-addressed: `blobs/<sha256>` once
 //! complete and verified, `blobs/<sha256>.part` while arriving (its length is the resume
@@ -812,6 +816,134 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
+    /// Numbers an entry in a register book exactly once: if `entry_key` has no number in
+    /// `scope` yet, the book's next number (1, 2, …) is assigned and the entry written,
+    /// atomically; otherwise nothing changes. Returns the book and number the key has, and
+    /// whether it was assigned now.
+    pub fn number_once(
+        &self,
+        scope: &str,
+        book: &str,
+        entry_key: &str,
+        entry: impl Fn(u64) -> Vec<u8>,
+    ) -> Result<(String, u64, bool), StoreError> {
+        let ikey = key(b"G/", &[scope.as_bytes(), entry_key.as_bytes()]);
+        let nkey = key(b"N/", &[book.as_bytes()]);
+        let res = self.tree().transaction(|t| {
+            if let Some(v) = t.get(&ikey)? {
+                return Ok(split_numbered(&v));
+            }
+            let last = t
+                .get(&nkey)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let n = last + 1;
+            let mut idx = book.as_bytes().to_vec();
+            idx.push(0);
+            idx.extend_from_slice(&n.to_be_bytes());
+            t.insert(ikey.as_slice(), idx)?;
+            t.insert(nkey.as_slice(), &n.to_be_bytes()[..])?;
+            t.insert(key(b"g/", &[book.as_bytes(), &n.to_be_bytes()]), entry(n))?;
+            Ok::<_, ConflictableTransactionError<()>>((book.to_owned(), n, true))
+        });
+        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// The book and number `entry_key` got in `scope`, if any.
+    pub fn numbered(
+        &self,
+        scope: &str,
+        entry_key: &str,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let ikey = key(b"G/", &[scope.as_bytes(), entry_key.as_bytes()]);
+        Ok(self.get_raw(&ikey)?.map(|v| {
+            let (b, n, _) = split_numbered(&v);
+            (b, n)
+        }))
+    }
+
+    /// Entry `number` of a book.
+    pub fn book_entry(&self, book: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(&key(b"g/", &[book.as_bytes(), &number.to_be_bytes()]))
+    }
+
+    /// Every entry of a book, by number.
+    pub fn book_entries(&self, book: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let prefix = key(b"g/", &[book.as_bytes(), b""]);
+        let mut out = Vec::new();
+        for (k, v) in self.scan_raw(&prefix)? {
+            if let Ok(n) = <[u8; 8]>::try_from(&k[prefix.len()..]) {
+                out.push((u64::from_be_bytes(n), v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a daily summary frame under its receipt id, keeps `summary` as the latest for
+    /// (`agency`, `day`) unless a newer one is held, and queues the frame for `queue_to`,
+    /// atomically. Returns false for an id already stored (nothing changes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_summary(
+        &self,
+        id: &str,
+        agency: &str,
+        day: &str,
+        generated_unix_ms: i64,
+        frame: &[u8],
+        summary: &[u8],
+        queue_to: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let rkey = key(b"r/", &[id.as_bytes()]);
+        let skey = key(b"s/", &[agency.as_bytes(), day.as_bytes()]);
+        let tkey = key(b"S/", &[agency.as_bytes(), day.as_bytes()]);
+        let qentry = match queue_to {
+            Some(n) => {
+                let mut k = queue_prefix(n);
+                k.push(RECEIPT_CLASS);
+                k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+                Some((k, QueueItem::Receipt { id: id.to_owned() }.encode()))
+            }
+            None => None,
+        };
+        let res = self.tree().transaction(|t| {
+            if t.get(&rkey)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(rkey.as_slice(), frame)?;
+            let held = t
+                .get(&tkey)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(i64::from_be_bytes);
+            if held.is_none_or(|h| h <= generated_unix_ms) {
+                t.insert(skey.as_slice(), summary)?;
+                t.insert(tkey.as_slice(), &generated_unix_ms.to_be_bytes()[..])?;
+            }
+            if let Some((k, v)) = &qentry {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// Every daily summary held, as (agency, day, encoded summary), by agency then day.
+    pub fn summaries(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan_raw(b"s/")? {
+            let rest = &k[2..];
+            let Some(split) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            out.push((
+                String::from_utf8_lossy(&rest[..split]).into_owned(),
+                String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
+                v,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Checks the store by reading every record (sled verifies checksums as it reads).
     pub fn check(&self) -> Result<usize, StoreError> {
         let mut n = 0;
@@ -821,6 +953,17 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+fn split_numbered(v: &[u8]) -> (String, u64, bool) {
+    let split = v.len().saturating_sub(9);
+    let book = String::from_utf8_lossy(&v[..split]).into_owned();
+    let n = v
+        .get(split + 1..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    (book, n, false)
 }
 
 fn commit_loop(db: &sled::Db, rx: &mpsc::Receiver<Waiter>) {

@@ -376,7 +376,7 @@ fn send(client: &ApiClient, api: &str, a: SendArgs, as_json: bool) -> anyhow::Re
         attachments.push(upload(client, api, f)?);
     }
     let today = lienthong_common::envelope::format_date(
-        lienthong_common::envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+        lienthong_common::envelope::today_in_vietnam(lienthong_common::now_utc()),
     );
     let env = json!({
         "from": { "code": from.to_string() },
@@ -563,7 +563,10 @@ fn status(
     if as_json {
         println!("{r}");
     } else {
-        println!("status {n:02} ({}) sent for {id}", status_name(n));
+        println!(
+            "status {n:02} ({}) sent for {id}",
+            lienthong_relay::books_cmd::status_name(n)
+        );
     }
     Ok(())
 }
@@ -619,7 +622,12 @@ fn recall(
                 for r in &view.recipients {
                     let answer = r.history.iter().rev().find(|(c, _)| *c == 15 || *c == 16);
                     match answer {
-                        Some((c, _)) => println!("  {}  {:02} {}", r.recipient, c, status_name(*c)),
+                        Some((c, _)) => println!(
+                            "  {}  {:02} {}",
+                            r.recipient,
+                            c,
+                            lienthong_relay::books_cmd::status_name(*c)
+                        ),
                         None => println!("  {}  no answer yet", r.recipient),
                     }
                 }
@@ -634,102 +642,12 @@ fn track_view(client: &ApiClient, api: &str, id: &str) -> anyhow::Result<TrackVi
     client.track(id).map_err(|e| reach(api, e))
 }
 
-/// The name of a business status code.
-pub fn status_name(code: i32) -> &'static str {
-    match code {
-        0 => "no status yet",
-        1 => "arrived",
-        2 => "rejected",
-        3 => "accepted",
-        4 => "assigned",
-        5 => "processing",
-        6 => "done",
-        13 => "recall requested",
-        15 => "recall agreed",
-        16 => "recall refused",
-        _ => "unknown",
-    }
-}
-
-fn time_text(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(|t| {
-            let t = t.to_offset(time::macros::offset!(+7));
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        })
-        .unwrap_or_default()
-}
-
 fn track(client: &ApiClient, api: &str, id: &str, as_json: bool) -> anyhow::Result<()> {
     let view = track_view(client, api, id)?;
     if as_json {
         println!("{}", serde_json::to_string(&view)?);
         return Ok(());
     }
-    println!(
-        "{}  \"{}\"  from {}",
-        view.document_id, view.subject, view.from
-    );
-    if !view.due_date.is_empty() {
-        println!("due {}", view.due_date);
-    }
-    println!(
-        "\n{:<16} {:<4} {:<18} {:<20} {:<8} description",
-        "recipient", "code", "status", "at", "overdue"
-    );
-    for r in &view.recipients {
-        println!(
-            "{:<16} {:<4} {:<18} {:<20} {:<8} {}",
-            r.recipient,
-            format!("{:02}", r.status),
-            status_name(r.status),
-            if r.status_at > 0 {
-                time_text(r.status_at)
-            } else {
-                String::new()
-            },
-            if r.overdue { "OVERDUE" } else { "" },
-            r.description
-        );
-        if !r.trace.is_empty() {
-            let hops: Vec<String> = r
-                .trace
-                .iter()
-                .map(|t| format!("{} {}", t.agency, time_text(t.received_unix_ms)))
-                .collect();
-            println!("    hops: {}", hops.join(" → "));
-        }
-    }
-    println!("\ntransport events:");
-    for e in &view.events {
-        let state = match e.state {
-            1 => "queued",
-            2 => "forwarded",
-            3 => "delivered",
-            4 => "failed",
-            _ => "unknown",
-        };
-        let extra = if !e.next_hop.is_empty() {
-            format!("→ {}", e.next_hop)
-        } else {
-            e.reason.clone()
-        };
-        println!(
-            "  {}  {:<9} at {:<15} for {:<15} {}",
-            time_text(e.at_unix_ms),
-            state,
-            e.node,
-            e.recipient,
-            extra
-        );
-    }
+    print!("{}", lienthong_relay::books_cmd::track_text(&view));
     Ok(())
 }

@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
 
     let today = lienthong_common::envelope::format_date(
-        lienthong_common::envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+        lienthong_common::envelope::today_in_vietnam(lienthong_common::now_utc()),
     );
     let id = uuid::Uuid::new_v4().to_string();
     let mut attachments = Vec::new();
@@ -155,7 +155,10 @@ async fn main() -> anyhow::Result<()> {
                     t.state, t.node, t.recipient, t.reason
                 )
             }
-            None => println!("unreadable message on {receipts}"),
+            // Daily summaries travel between relays only; a receipts queue never carries one.
+            Some(receipt_frame::Item::Summary(_)) | None => {
+                println!("unreadable message on {receipts}")
+            }
         }
     }
     Ok(())

@@ -6,20 +6,30 @@
 //! - `lienthong.<agency>.inbox`: relay → DMS, received documents (`SubmitRequest`);
 //! - `lienthong.<agency>.receipts`: relay → DMS, receipts and transport events (`ReceiptFrame`);
 //! - `lienthong.<agency>.dead`: messages refused from outbox/status, reason in the
-//!   `x-lienthong-error` header.
+//!   `x-lienthong-error` header, and messages the broker handed out too often
+//!   ([`DELIVERY_LIMIT`]).
 //!
 //! Intake acks a message only with the store's [`Persisted`] proof in hand; delivery counts a
 //! document as delivered (and sends 01) only after the broker confirmed the publish.
+//!
+//! Submodules: [`broker`] connects (TLS trust for `amqps://`) and keeps the connection state
+//! `/healthz` reports; [`queues`] names and declares the queues.
+
+pub mod broker;
+pub mod queues;
+
+pub use broker::{BrokerHealth, BrokerState, LinkState};
+pub use queues::{queue_arguments, queue_name, DELIVERY_LIMIT};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::AmqpConfig;
 use lienthong_common::now_unix_ms;
@@ -46,15 +56,20 @@ pub const CONTENT_PROTOBUF: &str = "application/x-protobuf";
 /// Content type of JSON messages.
 pub const CONTENT_JSON: &str = "application/json";
 
-/// Queue names of an agency.
-pub fn queue_name(agency: &AgencyCode, kind: &str) -> String {
-    format!("lienthong.{agency}.{kind}")
-}
+/// First pause of intake while the store cannot take a message; doubles up to
+/// [`STORE_RETRY_MAX`].
+const STORE_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// Longest pause between two attempts to store a held message.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 enum AmqpError {
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
+    #[error(transparent)]
+    Connect(#[from] broker::ConnectError),
+    #[error(transparent)]
+    Declare(#[from] queues::DeclareError),
     #[error("store: {0}")]
     Store(String),
     #[error("broker refused to confirm a publish to {0}")]
@@ -68,7 +83,10 @@ pub async fn run(node: Arc<Node>, cfg: AmqpConfig, shutdown: CancellationToken) 
         let started = std::time::Instant::now();
         match session(&node, &cfg, &shutdown).await {
             Ok(()) => return,
-            Err(e) => warn!(cause = %e, "AMQP connection lost; reconnecting"),
+            Err(e) => {
+                warn!(cause = %e, "AMQP connection lost; reconnecting");
+                node.amqp_state.lost(&e.to_string());
+            }
         }
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(250);
@@ -82,41 +100,23 @@ pub async fn run(node: Arc<Node>, cfg: AmqpConfig, shutdown: CancellationToken) 
     }
 }
 
-async fn declare(ch: &Channel, name: &str, quorum: bool) -> Result<(), lapin::Error> {
-    let mut args = FieldTable::default();
-    args.insert(
-        ShortString::from("x-queue-type"),
-        AMQPValue::LongString((if quorum { "quorum" } else { "classic" }).into()),
-    );
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        args,
-    )
-    .await?;
-    Ok(())
-}
-
 async fn session(
     node: &Arc<Node>,
     cfg: &AmqpConfig,
     shutdown: &CancellationToken,
 ) -> Result<(), AmqpError> {
-    let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+    let conn = broker::connect(cfg).await?;
+    let agencies = node.local_agencies();
+    let legacy = queues::declare_all(&conn, &agencies, cfg.quorum).await?;
     let publisher = conn.create_channel().await?;
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let agencies = node.local_agencies();
-    for a in &agencies {
-        for kind in ["outbox", "status", "inbox", "receipts", "dead"] {
-            declare(&publisher, &queue_name(a, kind), cfg.quorum).await?;
-        }
-    }
-    info!(agencies = agencies.len(), "AMQP connected; queues declared");
+    info!(
+        agencies = agencies.len(),
+        without_dead_letter_arguments = legacy.len(),
+        "AMQP connected; queues declared"
+    );
     let stop = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
     for a in &agencies {
@@ -144,6 +144,7 @@ async fn session(
         publisher,
         stop.clone(),
     ));
+    node.amqp_state.connected();
     let res = tokio::select! {
         _ = shutdown.cancelled() => Ok(()),
         r = tasks.join_next() => match r {
@@ -172,9 +173,32 @@ impl Kind {
     }
 }
 
-/// Why an intake message was refused: goes to the dead-letter queue and the receipts queue.
+/// Why an intake message was refused: goes to the dead-letter queue and, with the ids of the
+/// document it was about when the message had them, to the receipts queue.
 #[derive(Debug)]
-struct Refused(String);
+struct Refused {
+    reason: String,
+    /// The envelope id the message carried (outbox) or named (status); empty if none.
+    envelope_id: String,
+    /// The document id it carried or named; empty if none.
+    document_id: String,
+}
+
+impl Refused {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            envelope_id: String::new(),
+            document_id: String::new(),
+        }
+    }
+
+    fn about(mut self, envelope_id: &str, document_id: &str) -> Self {
+        envelope_id.clone_into(&mut self.envelope_id);
+        document_id.clone_into(&mut self.document_id);
+        self
+    }
+}
 
 /// Acknowledges a delivery. Takes the store's proof, so acking before the write is durable
 /// cannot be written.
@@ -193,15 +217,15 @@ fn decode<T: Message + Default + serde::de::DeserializeOwned>(
     d: &lapin::message::Delivery,
 ) -> Result<T, Refused> {
     if d.data.len() > MAX_AMQP_MESSAGE_BYTES {
-        return Err(Refused(format!(
+        return Err(Refused::new(format!(
             "message is {} bytes; the limit is {MAX_AMQP_MESSAGE_BYTES} (upload large attachments to the local HTTP API and reference them)",
             d.data.len()
         )));
     }
     if is_json(d) {
-        serde_json::from_slice(&d.data).map_err(|e| Refused(format!("malformed JSON: {e}")))
+        serde_json::from_slice(&d.data).map_err(|e| Refused::new(format!("malformed JSON: {e}")))
     } else {
-        T::decode(d.data.as_slice()).map_err(|e| Refused(format!("malformed protobuf: {e}")))
+        T::decode(d.data.as_slice()).map_err(|e| Refused::new(format!("malformed protobuf: {e}")))
     }
 }
 
@@ -232,30 +256,52 @@ async fn consume(
             return Err(AmqpError::Store(format!("consumer of {queue} ended")));
         };
         let d = delivery?;
-        let outcome = match kind {
-            Kind::Outbox => intake_document(&node, &agency, &d).await,
-            Kind::Status => intake_status(&node, &agency, &d).await,
-        };
-        match outcome {
-            Ok(Ok(proof)) => ack(&d, proof).await?,
-            Ok(Err(Refused(reason))) => {
-                warn!(queue = %queue, cause = %reason, "message refused; dead-lettered");
-                node.security_event("amqp_invalid", &queue, agency.as_str(), &reason);
-                dead_letter(&dead, &agency, &queue, &d, &reason).await?;
-                error_event(&dead, &cfg, &agency, &reason).await?;
-                d.ack(BasicAckOptions::default()).await?;
+        // A store failure is not the message's fault: hold the message (unacknowledged, so
+        // the broker neither counts a redelivery nor hands it to anyone else) and try it
+        // again until the store takes it. Intake of this queue stops meanwhile.
+        let mut pause = STORE_RETRY_FIRST;
+        loop {
+            let outcome = match kind {
+                Kind::Outbox => intake_document(&node, &agency, &d).await,
+                Kind::Status => intake_status(&node, &agency, &d).await,
+            };
+            match outcome {
+                Ok(Ok(proof)) => ack(&d, proof).await?,
+                Ok(Err(refused)) => {
+                    warn!(
+                        queue = %queue,
+                        envelope_id = %refused.envelope_id,
+                        cause = %refused.reason,
+                        "message refused; dead-lettered"
+                    );
+                    node.security_event("amqp_invalid", &queue, agency.as_str(), &refused.reason);
+                    dead_letter(&dead, &agency, &queue, &d, &refused.reason).await?;
+                    error_event(&dead, &cfg, &agency, &refused).await?;
+                    d.ack(BasicAckOptions::default()).await?;
+                }
+                Err(store_problem) => {
+                    error!(
+                        queue = %queue,
+                        cause = %store_problem,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "store unavailable; message held, intake paused"
+                    );
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(STORE_RETRY_MAX);
+                    if !ch.status().connected() {
+                        // The broker took the message back (connection lost, consumer
+                        // timeout): it comes again on the next connection.
+                        return Err(AmqpError::Store(format!(
+                            "channel of {queue} closed while a message was held: {store_problem}"
+                        )));
+                    }
+                    continue;
+                }
             }
-            Err(store_problem) => {
-                // The store cannot take it now: give the message back and stop consuming for
-                // a while instead of failing messages.
-                error!(queue = %queue, cause = %store_problem, "store unavailable; message returned to the queue, pausing intake");
-                d.nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await?;
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
+            break;
         }
     }
 }
@@ -270,17 +316,19 @@ async fn intake_document(
         Err(r) => return Ok(Err(r)),
     };
     let Some(mut env) = req.envelope else {
-        return Ok(Err(Refused("envelope is required".into())));
+        return Ok(Err(Refused::new("envelope is required")));
     };
+    let (envelope_id, document_id) = (env.id.clone(), env.document_id.clone());
+    let refused = |reason: String| Ok(Err(Refused::new(reason).about(&envelope_id, &document_id)));
     match env.from.as_ref().map(|f| f.code.as_str()) {
         None | Some("") => {
             env.from.get_or_insert_with(Default::default).code = agency.to_string();
         }
         Some(c) if c == agency.as_str() => {}
         Some(c) => {
-            return Ok(Err(Refused(format!(
+            return refused(format!(
                 "from.code: {c} may not publish on the queue of {agency}"
-            ))))
+            ))
         }
     }
     for a in req.attachments {
@@ -296,7 +344,7 @@ async fn intake_document(
     }
     match api::submit_envelope(node, env).await {
         Ok((_, _, proof)) => Ok(Ok(proof)),
-        Err(e) if e.is_client_error() => Ok(Err(Refused(e.message().to_owned()))),
+        Err(e) if e.is_client_error() => refused(e.message().to_owned()),
         Err(e) => Err(e.message().to_owned()),
     }
 }
@@ -310,14 +358,22 @@ async fn intake_status(
         Ok(r) => r,
         Err(r) => return Ok(Err(r)),
     };
+    let document_id = r
+        .response_for
+        .as_ref()
+        .map(|f| f.document_id.clone())
+        .unwrap_or_default();
     let Some(envelope_id) = r
         .response_for
         .as_ref()
         .map(|f| f.envelope_id.clone())
         .filter(|s| !s.is_empty())
     else {
-        return Ok(Err(Refused("response_for.envelope_id is required".into())));
+        return Ok(Err(
+            Refused::new("response_for.envelope_id is required").about("", &document_id)
+        ));
     };
+    let refused = |reason: String| Ok(Err(Refused::new(reason).about(&envelope_id, &document_id)));
     let reporter = r
         .from
         .as_ref()
@@ -325,9 +381,9 @@ async fn intake_status(
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| agency.to_string());
     if reporter != agency.as_str() {
-        return Ok(Err(Refused(format!(
+        return refused(format!(
             "from.code: {reporter} may not publish on the status queue of {agency}"
-        ))));
+        ));
     }
     let post = StatusPost {
         agency: Some(reporter),
@@ -338,7 +394,7 @@ async fn intake_status(
     };
     match api::post_status_checked(node, &envelope_id, &post).await {
         Ok((_, proof)) => Ok(Ok(proof)),
-        Err(e) if e.is_client_error() => Ok(Err(Refused(e.message().to_owned()))),
+        Err(e) if e.is_client_error() => refused(e.message().to_owned()),
         Err(e) => Err(e.message().to_owned()),
     }
 }
@@ -408,14 +464,16 @@ async fn error_event(
     ch: &Channel,
     cfg: &AmqpConfig,
     agency: &AgencyCode,
-    reason: &str,
+    refused: &Refused,
 ) -> Result<(), AmqpError> {
     let ev = TransportEvent {
         id: uuid::Uuid::new_v4().simple().to_string(),
+        envelope_id: refused.envelope_id.clone(),
+        document_id: refused.document_id.clone(),
         origin: agency.to_string(),
         state: TransportState::TransportFailed as i32,
         node: agency.to_string(),
-        reason: reason.to_owned(),
+        reason: refused.reason.clone(),
         at_unix_ms: now_unix_ms(),
         ..Default::default()
     };

@@ -39,16 +39,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
         }
     }
-    fn bad(message: impl Into<String>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
     /// True when the request itself is at fault (4xx): retrying it cannot succeed.
@@ -98,7 +98,7 @@ impl From<NodeError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// The router for `node`.
 pub fn router(node: Arc<Node>) -> Router {
@@ -118,11 +118,25 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/audit/records", get(audit_records))
         .route("/v1/inbox/{id}/ack", post(ack))
+        .route("/v1/registers/{agency}", get(crate::books_api::register))
+        .route("/v1/reports/{agency}", get(crate::books_api::report))
+        .route("/v1/reports/push", post(crate::books_api::push))
+        .route("/v1/track", get(crate::books_api::track))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(node)
 }
 
-async fn healthz(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
+/// 200 while the node runs; 503 (same body, `status: degraded`) while `[amqp]` is configured and
+/// the broker is not connected, since the DMS side is then cut off (docs/api.md).
+async fn healthz(State(node): State<Arc<Node>>) -> (StatusCode, Json<serde_json::Value>) {
+    let amqp = node
+        .config
+        .amqp
+        .as_ref()
+        .map(|_| node.amqp_state.snapshot());
+    let broker_down = amqp
+        .as_ref()
+        .is_some_and(|a| a.state != crate::amqp::LinkState::Connected);
     let routes = node.routes();
     let children: Vec<String> = routes
         .announcements()
@@ -147,14 +161,21 @@ async fn healthz(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
         .filter(|c| link_up(c))
         .map(|c| c.to_string())
         .collect();
-    Json(serde_json::json!({
-        "status": "ok",
+    let code = if broker_down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Json(serde_json::json!({
+        "status": if broker_down { "degraded" } else { "ok" },
         "agency": node.agency().to_string(),
         "serves": routes.serves().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
         "parent": parent,
         "children": children,
         "children_up": linked,
-    }))
+        "amqp": amqp,
+    }));
+    (code, body)
 }
 
 /// Time window of an audit query (unix ms; both optional).
@@ -351,7 +372,7 @@ pub async fn submit_envelope(
     }
     envelope::validate_envelope(
         &env,
-        envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+        envelope::today_in_vietnam(lienthong_common::now_utc()),
     )?;
     for a in &env.attachments {
         if !node.store.has_attachment(&a.sha256, a.size) {
@@ -393,9 +414,16 @@ pub async fn submit_envelope(
     let copy: Envelope = (*verified).clone();
     node.accept(verified, &recipients, None)?;
     node.record_local_event(&copy, &recips, TransportState::TransportQueued, None)?;
+    let (number, _) = crate::register::register(
+        &node.store,
+        crate::register::Direction::Out,
+        &sender,
+        &copy,
+        now_unix_ms(),
+    )?;
     let persisted = node.store.commit().await?;
     node.metrics.submitted.inc();
-    info!(envelope = %id, document = %doc, recipients = recips.len(), "document accepted from local side");
+    info!(envelope = %id, document = %doc, recipients = recips.len(), outgoing_number = number, "document accepted from local side");
     Ok((id, doc, persisted))
 }
 
@@ -723,23 +751,23 @@ pub struct TrackView {
 }
 
 /// Builds the track view of a document from this node's store.
-pub fn track_view(node: &Node, id: &str) -> ApiResult<TrackView> {
-    let env = node.store.envelope(id)?.ok_or_else(|| {
+pub fn track_view(store: &lienthong_common::store::Store, id: &str) -> ApiResult<TrackView> {
+    let env = store.envelope(id)?.ok_or_else(|| {
         ApiError::not_found(format!("no document with envelope id {id} on this node"))
     })?;
     let mut statuses: Vec<StatusReceipt> = Vec::new();
     let mut events = Vec::new();
-    for bytes in node.store.receipts_for(id)? {
+    for bytes in store.receipts_for(id)? {
         match ReceiptFrame::decode(bytes.as_slice())
             .ok()
             .and_then(|f| f.item)
         {
             Some(receipt_frame::Item::Status(s)) => statuses.push(s),
             Some(receipt_frame::Item::Transport(t)) => events.push(t),
-            None => {}
+            Some(receipt_frame::Item::Summary(_)) | None => {}
         }
     }
-    let today = envelope::format_date(envelope::today_in_vietnam(time::OffsetDateTime::now_utc()));
+    let today = envelope::format_date(envelope::today_in_vietnam(lienthong_common::now_utc()));
     let recipients = env
         .to
         .iter()
@@ -796,5 +824,5 @@ async fn track(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TrackView>> {
-    Ok(Json(track_view(&node, &id)?))
+    Ok(Json(track_view(&node.store, &id)?))
 }

@@ -36,6 +36,16 @@ pub enum Command {
     /// Security monitoring: the events this node recorded.
     #[command(subcommand)]
     Security(crate::audit_cmd::SecurityCommand),
+    /// Print an agency's incoming or outgoing register (sổ đăng ký văn bản đến / đi) for a
+    /// year: as a table, CSV, JSON, or a printable HTML book with the official headings.
+    Register(crate::books_cmd::RegisterArgs),
+    /// Statistics for a period: documents sent and received, by latest status, handled on
+    /// time or overdue, times to 01/03/06, rejections, top senders and recipients; with
+    /// --subtree, summed over every agency below (from the signed daily summaries).
+    Report(crate::books_cmd::ReportArgs),
+    /// Where a document is: per recipient the latest status and its time, overdue flagged,
+    /// the hop trace and every transport event. Takes an envelope id or a document id.
+    Track(crate::books_cmd::TrackArgs),
     /// Run a whole local network (root, ministry, two provinces with a district and a commune
     /// each) as real processes, exchange documents and statuses, print what happened, stop.
     /// Exits 0 only if every document and receipt arrived.
@@ -64,6 +74,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => report(Err(e)),
         },
         Command::Security(cmd) => report(crate::audit_cmd::run_security(cmd)),
+        Command::Register(a) => report(crate::books_cmd::run_register(a)),
+        Command::Report(a) => report(crate::books_cmd::run_report(a)),
+        Command::Track(a) => report(crate::books_cmd::run_track(a)),
         Command::Edxml(cmd) => match crate::edxml_cmd::run(cmd) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),

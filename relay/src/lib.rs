@@ -19,6 +19,8 @@
 pub mod amqp;
 pub mod api;
 pub mod audit_cmd;
+pub mod books_api;
+pub mod books_cmd;
 pub mod cli;
 pub mod demo;
 pub mod edxml_cmd;
@@ -26,6 +28,8 @@ pub mod link;
 pub mod metrics;
 pub mod node;
 pub mod pki_cmd;
+pub mod register;
+pub mod report;
 pub mod route;
 pub mod security;
 pub mod serve;

@@ -657,6 +657,7 @@ impl Session {
         let id = match &r.item {
             Some(lienthong_proto::v1::receipt_frame::Item::Status(s)) => s.id.clone(),
             Some(lienthong_proto::v1::receipt_frame::Item::Transport(t)) => t.id.clone(),
+            Some(lienthong_proto::v1::receipt_frame::Item::Summary(s)) => s.id.clone(),
             None => String::new(),
         };
         let checked = match self

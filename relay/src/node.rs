@@ -25,6 +25,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
+use crate::register::{self, Direction};
+use crate::report::{self, NodeView};
 use crate::route::{NextHop, RouteTable};
 
 /// Why an item is refused at this node. Sent to the neighbour as a hop refusal.
@@ -132,6 +134,8 @@ pub struct Node {
     pub serves_changed: Notify,
     /// Signalled when something is queued for the local DMS on RabbitMQ.
     pub amqp_wake: Notify,
+    /// The RabbitMQ connection state, for `/healthz` (meaningful only with `[amqp]`).
+    pub amqp_state: crate::amqp::BrokerState,
 }
 
 /// The store queue holding what is to be published to an agency's DMS over AMQP.
@@ -215,6 +219,7 @@ impl Node {
             wakers: Mutex::new(HashMap::new()),
             serves_changed: Notify::new(),
             amqp_wake: Notify::new(),
+            amqp_state: crate::amqp::BrokerState::default(),
             config,
         }))
     }
@@ -272,7 +277,7 @@ impl Node {
         w.entry(neighbour.clone()).or_default().clone()
     }
 
-    fn wake(&self, neighbour: &AgencyCode) {
+    pub(crate) fn wake(&self, neighbour: &AgencyCode) {
         self.waker(neighbour).notify_one();
     }
 
@@ -308,7 +313,7 @@ impl Node {
     ) -> Result<Verified<Envelope>, Refusal> {
         envelope::validate_envelope(
             &env,
-            envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+            envelope::today_in_vietnam(lienthong_common::now_utc()),
         )?;
         let sender = AgencyCode::parse(
             &env.from
@@ -400,6 +405,12 @@ impl Node {
             {
                 self.metrics.delivered.inc();
                 info!(envelope = %env.id, recipient = %r, document = %env.document_id, "delivered to local inbox");
+            }
+            // Every time, not only when new: numbering is idempotent, and a redelivery after a
+            // crash between the two writes fills the gap.
+            let (number, new) = register::register(&self.store, Direction::In, r, &env, now)?;
+            if new {
+                info!(envelope = %env.id, recipient = %r, number, "entered in the incoming register");
             }
             if amqp {
                 self.amqp_wake.notify_one();
@@ -652,6 +663,16 @@ impl Node {
             Some(receipt_frame::Item::Transport(t)) => {
                 (t.id.clone(), t.envelope_id.clone(), t.origin.clone())
             }
+            Some(receipt_frame::Item::Summary(s)) => {
+                // Summaries only go up: kept here and passed to the parent, if any.
+                let parent = self.config.parent.as_ref().map(|p| p.agency.clone());
+                if report::store_summary(&self.store, s, parent.as_ref().map(|p| p.as_str()))? {
+                    if let Some(p) = parent {
+                        self.wake(&p);
+                    }
+                }
+                return Ok(());
+            }
             None => {
                 return Err(
                     Refusal::new(RefusalCode::RefusalMalformed, "empty receipt frame").into(),
@@ -743,10 +764,55 @@ impl Node {
                     item: Some(receipt_frame::Item::Transport(t)),
                 })
             }
+            Some(receipt_frame::Item::Summary(sum)) => {
+                if !from_child {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalInvalid,
+                        "daily summaries travel upward only, not from a parent",
+                    ));
+                }
+                let (agency, day) = sum
+                    .summary
+                    .as_ref()
+                    .map(|d| (d.agency.clone(), d.day.clone()))
+                    .unwrap_or_default();
+                let agency = AgencyCode::parse(&agency).map_err(|e| {
+                    Refusal::new(RefusalCode::RefusalInvalid, format!("summary agency: {e}"))
+                })?;
+                envelope::parse_date("summary day", &day)?;
+                if sum.id.is_empty() || sum.id.len() > envelope::MAX_ID_LEN {
+                    return Err(Refusal::new(RefusalCode::RefusalInvalid, "summary id"));
+                }
+                if !self.with_routes(|t| t.child_may_originate(peer, &agency)) {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalSpoofedSender,
+                        format!("summary of {agency} is outside the subtree of {peer}"),
+                    ));
+                }
+                let v = self.verifier.verify_summary(sum, UnixTime::now())?;
+                Ok(ReceiptFrame {
+                    item: Some(receipt_frame::Item::Summary(v.into_inner())),
+                })
+            }
             None => Err(Refusal::new(
                 RefusalCode::RefusalMalformed,
                 "empty receipt frame",
             )),
+        }
+    }
+
+    /// The configured name of an agency this node serves.
+    pub fn agency_name(&self, agency: &AgencyCode) -> Option<String> {
+        self.names.get(agency).cloned()
+    }
+
+    /// What the registers and reports need to know about this node.
+    pub fn books(&self) -> NodeView<'_> {
+        NodeView {
+            store: &self.store,
+            agency: self.agency().clone(),
+            locals: self.local_agencies(),
+            announcements: self.with_routes(|r| r.announcements().clone()),
         }
     }
 
@@ -780,16 +846,27 @@ impl Node {
     }
 }
 
-fn restore_announcements(store: &Store, routes: &mut RouteTable) -> Result<(), StoreError> {
-    // Children known before a restart keep their routes until they announce again.
+/// What each child announced before the last stop, as kept in the store.
+pub fn stored_announcements(
+    store: &Store,
+) -> Result<BTreeMap<AgencyCode, std::collections::BTreeSet<AgencyCode>>, StoreError> {
+    let mut out = BTreeMap::new();
     for child in store_meta_children(store)? {
         if let Some(v) = store.get_meta(&format!("{ANNOUNCE_META}{child}"))? {
             let set = String::from_utf8_lossy(&v)
                 .lines()
                 .filter_map(|l| AgencyCode::parse(l).ok())
                 .collect();
-            routes.announce(child, set);
+            out.insert(child, set);
         }
+    }
+    Ok(out)
+}
+
+fn restore_announcements(store: &Store, routes: &mut RouteTable) -> Result<(), StoreError> {
+    // Children known before a restart keep their routes until they announce again.
+    for (child, set) in stored_announcements(store)? {
+        routes.announce(child, set);
     }
     Ok(())
 }

@@ -130,6 +130,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         identity.clone(),
         shutdown.clone(),
     ));
+    tracker.spawn(crate::report::summary_loop(node.clone(), shutdown.clone()));
     if node.config.parent.is_some() {
         tracker.spawn(link::parent_loop(node.clone(), identity, shutdown.clone()));
     }

@@ -30,6 +30,8 @@ pub struct NodeSpec {
     pub gateway: bool,
     /// RabbitMQ URL: the node's DMS side is the broker (`[amqp]`).
     pub amqp: Option<String>,
+    /// `[amqp].ca`: trust roots for an `amqps://` broker.
+    pub amqp_ca: Option<PathBuf>,
 }
 
 impl NodeSpec {
@@ -42,6 +44,7 @@ impl NodeSpec {
             extra_children: Vec::new(),
             gateway: false,
             amqp: None,
+            amqp_ca: None,
         })
     }
 
@@ -98,6 +101,7 @@ pub struct Network {
     pub dir: PathBuf,
     exe: PathBuf,
     gateway_exe: Option<PathBuf>,
+    env: Vec<(String, String)>,
     /// Nodes by agency.
     pub nodes: BTreeMap<AgencyCode, NodeProc>,
 }
@@ -151,6 +155,9 @@ impl Network {
             }
             if let Some(url) = &s.amqp {
                 toml.push_str(&format!("\n[amqp]\nurl = \"{url}\"\nprefetch = 64\n"));
+                if let Some(ca) = &s.amqp_ca {
+                    toml.push_str(&format!("ca = {:?}\n", ca.display().to_string()));
+                }
             }
             for c in &s.extra_children {
                 toml.push_str(&format!("\n[[child]]\nagency = \"{c}\"\n"));
@@ -173,6 +180,7 @@ impl Network {
             dir: dir.to_owned(),
             exe: exe.to_owned(),
             gateway_exe: None,
+            env: Vec::new(),
             nodes,
         })
     }
@@ -180,6 +188,12 @@ impl Network {
     /// Sets the `lt-gateway` binary used for gateway nodes.
     pub fn with_gateway_exe(mut self, exe: &Path) -> Self {
         self.gateway_exe = Some(exe.to_owned());
+        self
+    }
+
+    /// Sets an environment variable for every node started from now on.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -201,11 +215,14 @@ impl Network {
 
     /// Starts one node's process (appending to its log).
     pub fn start(&mut self, agency: &AgencyCode) -> anyhow::Result<()> {
-        let exe = self.exe.clone();
         let n = self
             .nodes
             .get_mut(agency)
             .ok_or_else(|| anyhow!("no node {agency}"))?;
+        let exe = match (&self.gateway_exe, n.spec.gateway) {
+            (Some(g), true) => g.clone(),
+            _ => self.exe.clone(),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -218,6 +235,7 @@ impl Network {
                 "LT_LOG",
                 std::env::var("LT_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -454,7 +472,22 @@ impl ApiClient {
 
     /// `/healthz`.
     pub fn health(&self) -> anyhow::Result<Value> {
-        self.get_json("/healthz")
+        Ok(self.health_with_status()?.1)
+    }
+
+    /// `/healthz` with its HTTP status: 503 carries the same body (the node runs, its broker
+    /// connection does not).
+    pub fn health_with_status(&self) -> anyhow::Result<(u16, Value)> {
+        let mut resp = self
+            .agent
+            .get(format!("{}/healthz", self.base))
+            .call()
+            .map_err(body_error)?;
+        let status = resp.status().as_u16();
+        if status != 503 {
+            resp = Self::check(resp, "/healthz")?;
+        }
+        Ok((status, resp.body_mut().read_json().map_err(body_error)?))
     }
 
     /// Uploads a file's bytes; returns its digest and size.
@@ -547,7 +580,7 @@ pub fn sample_envelope(
     subject: &str,
 ) -> Value {
     let today = lienthong_common::envelope::format_date(
-        lienthong_common::envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
+        lienthong_common::envelope::today_in_vietnam(lienthong_common::now_utc()),
     );
     json!({
         "from": { "code": from.to_string() },

@@ -1,16 +1,18 @@
-//! RabbitMQ as the DMS integration point, against the real broker on 127.0.0.1:5672 (started
-//! by deploy/rabbitmq.sh; a test that cannot reach it fails). Each test uses its own agency
-//! codes, so its queues are its own, and purges them first.
+//! RabbitMQ as the DMS integration point, against the real broker on 127.0.0.1:5672 and its TLS
+//! listener on 127.0.0.1:5671 (both set up by deploy/rabbitmq.sh; a test that cannot reach them,
+//! or finds no test CA, fails). Each test uses its own agency codes, so its queues are its own,
+//! and declares them afresh first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -20,12 +22,18 @@ use lienthong_proto::v1::{
     receipt_frame, AttachmentManifest, DocumentCode, Envelope, Organization, PromulgationInfo,
     ReceiptFrame, ReceiptResponseFor, StatusReceipt, SubmitAttachment, SubmitRequest,
 };
+use lienthong_relay::amqp::{queue_arguments, DELIVERY_LIMIT};
 use lienthong_relay::topology::{Network, NodeSpec};
 use prost::Message;
 use support::{code, relay_exe};
 use tokio_stream::StreamExt;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The broker's TLS listener; guest may log in only from localhost, and the certificate names
+/// DNS:localhost and IP:127.0.0.1.
+const TLS_URL: &str = "amqps://guest:guest@localhost:5671/%2f";
+/// The test CA deploy/rabbitmq.sh made for the TLS listener.
+const TLS_CA: &str = "/etc/rabbitmq/lienthong-test-tls/ca.pem";
 
 /// The broker-restart test stops the broker: the tests of this file take turns.
 static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -45,29 +53,40 @@ async fn channel() -> (Connection, Channel) {
     (conn, ch)
 }
 
-async fn fresh_queues(ch: &Channel, agencies: &[&str]) {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+/// Deletes the queues of `agencies` and declares them empty, with the node's arguments (or,
+/// with `legacy`, only the queue type, as nodes before dead-lettering did).
+async fn fresh_queues_as(ch: &Channel, agencies: &[&str], legacy: bool) {
     for a in agencies {
         for kind in ["outbox", "status", "inbox", "receipts", "dead"] {
+            ch.queue_delete(q(a, kind).as_str().into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
+            let args = if legacy {
+                let mut t = FieldTable::default();
+                t.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString("quorum".into()),
+                );
+                t
+            } else {
+                queue_arguments(&code(a), kind, true)
+            };
             ch.queue_declare(
                 q(a, kind).as_str().into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..Default::default()
                 },
-                args.clone(),
+                args,
             )
             .await
             .unwrap();
-            ch.queue_purge(q(a, kind).as_str().into(), QueuePurgeOptions::default())
-                .await
-                .unwrap();
         }
     }
+}
+
+async fn fresh_queues(ch: &Channel, agencies: &[&str]) {
+    fresh_queues_as(ch, agencies, false).await;
 }
 
 async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
@@ -165,11 +184,18 @@ async fn drain(
     seen
 }
 
-fn start_net(dir: &std::path::Path, a: &str, b: &str) -> Network {
+fn start_net(dir: &Path, a: &str, b: &str) -> Network {
+    start_net_on(dir, a, b, URL, None)
+}
+
+/// Root, two provinces, and under them A and B, whose DMS side is the broker at `url`.
+fn start_net_on(dir: &Path, a: &str, b: &str, url: &str, ca: Option<&Path>) -> Network {
     let mut na = NodeSpec::new(a, "DMS A", Some("000.00.00.H53")).unwrap();
-    na.amqp = Some(URL.into());
+    na.amqp = Some(url.into());
+    na.amqp_ca = ca.map(Path::to_owned);
     let mut nb = NodeSpec::new(b, "DMS B", Some("000.00.00.H49")).unwrap();
-    nb.amqp = Some(URL.into());
+    nb.amqp = Some(url.into());
+    nb.amqp_ca = ca.map(Path::to_owned);
     let specs = vec![
         NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
         NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
@@ -272,6 +298,7 @@ async fn dms_to_dms_with_statuses_and_refusals() {
         .sign_envelope(&mut tampered, lienthong_common::now_unix_ms())
         .unwrap();
     tampered.subject = "đã ký rồi sửa".into();
+    let (tampered_id, tampered_doc) = (tampered.id.clone(), tampered.document_id.clone());
     publish(
         &ch,
         &q(a, "outbox"),
@@ -349,6 +376,27 @@ async fn dms_to_dms_with_statuses_and_refusals() {
         errors >= 3,
         "error events for the refused messages: {errors}"
     );
+    // Issue 4: an error event names the document of the refused message when it had one; the
+    // malformed message had none.
+    let events: Vec<_> = seen
+        .iter()
+        .filter_map(|b| ReceiptFrame::decode(b.as_slice()).ok())
+        .filter_map(|f| match f.item {
+            Some(receipt_frame::Item::Transport(t)) if t.state == 4 => Some(t),
+            _ => None,
+        })
+        .collect();
+    let signature = events
+        .iter()
+        .find(|t| t.reason.contains("does not verify"))
+        .expect("error event for the bad signature");
+    assert_eq!(signature.envelope_id, tampered_id);
+    assert_eq!(signature.document_id, tampered_doc);
+    let malformed = events
+        .iter()
+        .find(|t| t.reason.contains("malformed protobuf"))
+        .expect("error event for the malformed message");
+    assert_eq!(malformed.envelope_id, "");
 }
 
 fn statuses_from_bytes(bodies: &[Vec<u8>], envelope_id: &str) -> Vec<i32> {
@@ -427,5 +475,218 @@ async fn broker_restart_in_the_middle_of_2000_documents_loses_none() {
     assert_eq!(
         missing, 0,
         "{missing} of 2000 documents never reached B's inbox queue"
+    );
+}
+
+/// Waits until the node's `/healthz` shows the broker connection in `state`; returns the HTTP
+/// status and the body.
+fn wait_broker_state(
+    net: &Network,
+    agency: &str,
+    state: &str,
+    timeout: Duration,
+) -> (u16, serde_json::Value) {
+    let client = net.client(&code(agency)).unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, h) = client.health_with_status().unwrap();
+        if h["amqp"]["state"] == state {
+            return (status, h);
+        }
+        if Instant::now() > deadline {
+            support::dump_logs(net);
+            panic!("{agency}: broker connection not {state} within {timeout:?}: {h}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_with_the_brokers_ca_carries_a_document() {
+    let _turn = BROKER.lock().await;
+    let ca = PathBuf::from(TLS_CA);
+    assert!(
+        ca.is_file(),
+        "{TLS_CA} is missing: run deploy/rabbitmq.sh (as root) to give the broker its TLS listener"
+    );
+    let (a, b) = ("000.00.25.H53", "000.00.15.H49");
+    let (_conn, ch) = channel().await;
+    fresh_queues(&ch, &[a, b]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let net = start_net_on(dir.path(), a, b, TLS_URL, Some(&ca));
+    for agency in [a, b] {
+        let (status, h) = wait_broker_state(&net, agency, "connected", Duration::from_secs(30));
+        assert_eq!(status, 200, "{h}");
+        assert_eq!(h["status"], "ok", "{h}");
+    }
+
+    let id = uuid::Uuid::new_v4().to_string();
+    let req = SubmitRequest {
+        envelope: Some(envelope(&id, a, b, "Công văn qua amqps")),
+        attachments: vec![],
+    };
+    publish(&ch, &q(a, "outbox"), &req.encode_to_vec()).await;
+    let got = drain(&q(b, "inbox"), Duration::from_secs(30), |d| {
+        SubmitRequest::decode(d.data.as_slice())
+            .ok()
+            .and_then(|r| r.envelope)
+            .is_some_and(|e| e.id == id)
+    })
+    .await;
+    if got.is_empty() {
+        support::dump_logs(&net);
+    }
+    assert!(
+        got.iter()
+            .any(|d| d.properties.message_id().as_ref().map(|m| m.as_str()) == Some(id.as_str())),
+        "the document reached B's inbox queue over amqps"
+    );
+    let mut seen = Vec::new();
+    drain(&q(a, "receipts"), Duration::from_secs(30), |d| {
+        seen.push(d.data.clone());
+        statuses_from_bytes(&seen, &id).contains(&1)
+    })
+    .await;
+    assert_eq!(
+        statuses_from_bytes(&seen, &id),
+        vec![1],
+        "01 back to A over amqps"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_a_broker_it_cannot_connect_to() {
+    let _turn = BROKER.lock().await;
+    assert!(
+        Path::new(TLS_CA).is_file(),
+        "{TLS_CA} is missing: run deploy/rabbitmq.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The root trusts the wrong CA for the broker's certificate (the interchange CA); the
+    // province has a wrong password.
+    let mut root = NodeSpec::new("000.00.00.G22", "Root", None).unwrap();
+    root.amqp = Some(TLS_URL.into());
+    root.amqp_ca = Some(dir.path().join("pki").join("ca.pem"));
+    let mut province = NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap();
+    province.amqp = Some("amqp://guest:not-the-password@127.0.0.1:5672/%2f".into());
+    let mut net = Network::create(dir.path(), &relay_exe(), &[root, province]).unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+
+    let (status, h) = wait_broker_state(
+        &net,
+        "000.00.00.G22",
+        "reconnecting",
+        Duration::from_secs(30),
+    );
+    assert_eq!(status, 503, "{h}");
+    assert_eq!(h["status"], "degraded", "{h}");
+    let cause = h["amqp"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        cause.contains("certificate") || cause.contains("issuer"),
+        "{h}"
+    );
+
+    let (status, h) = wait_broker_state(
+        &net,
+        "000.00.00.H53",
+        "reconnecting",
+        Duration::from_secs(30),
+    );
+    assert_eq!(status, 503, "{h}");
+    let cause = h["amqp"]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains("ACCESS_REFUSED") || cause.to_lowercase().contains("auth"),
+        "{h}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_handed_out_too_often_is_dead_lettered_not_dropped() {
+    let _turn = BROKER.lock().await;
+    let (a, b) = ("000.00.26.H53", "000.00.16.H49");
+    let (_conn, ch) = channel().await;
+    fresh_queues(&ch, &[a]).await;
+    // B's queues as an older node declared them: the node must still connect and serve B.
+    fresh_queues_as(&ch, &[b], true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start_net(dir.path(), a, b);
+    wait_broker_state(&net, a, "connected", Duration::from_secs(30));
+    wait_broker_state(&net, b, "connected", Duration::from_secs(30));
+    let id = uuid::Uuid::new_v4().to_string();
+    publish(
+        &ch,
+        &q(a, "outbox"),
+        &SubmitRequest {
+            envelope: Some(envelope(&id, a, b, "tới hàng đợi cũ")),
+            attachments: vec![],
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    let got = drain(&q(b, "inbox"), Duration::from_secs(30), |d| {
+        SubmitRequest::decode(d.data.as_slice())
+            .ok()
+            .and_then(|r| r.envelope)
+            .is_some_and(|e| e.id == id)
+    })
+    .await;
+    assert!(
+        !got.is_empty(),
+        "document delivered to B's queues declared the old way"
+    );
+
+    // With A's node stopped, a consumer returns a message on A's outbox again and again: after
+    // DELIVERY_LIMIT returns the broker moves it to A's dead-letter queue.
+    net.stop(&code(a), libc::SIGTERM).unwrap();
+    publish(&ch, &q(a, "outbox"), b"returned again and again").await;
+    let mut deliveries = 0;
+    let mut empty_polls = 0;
+    while empty_polls < 20 {
+        match ch
+            .basic_get(q(a, "outbox").as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                deliveries += 1;
+                empty_polls = 0;
+                m.delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+            None => {
+                empty_polls += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(
+            deliveries <= DELIVERY_LIMIT + 1,
+            "handed out more than the limit"
+        );
+    }
+    assert_eq!(deliveries, DELIVERY_LIMIT + 1);
+    let dead = drain(&q(a, "dead"), Duration::from_secs(10), |_| true).await;
+    let m = dead
+        .first()
+        .expect("the message is in A's dead-letter queue");
+    assert_eq!(m.data, b"returned again and again");
+    let reason = m
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-first-death-reason").cloned());
+    assert_eq!(
+        reason,
+        Some(AMQPValue::LongString("delivery_limit".into())),
+        "{:?}",
+        m.properties.headers()
     );
 }

@@ -1,0 +1,156 @@
+//! Local API routes for registers, reports and tracking by document id (docs/api.md).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::envelope;
+use serde::Deserialize;
+
+use crate::api::{track_view, ApiError, ApiResult, TrackView};
+use crate::node::Node;
+use crate::register::{self, Direction, Register};
+use crate::report::{Report, ReportError};
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Bad(m) => ApiError::bad(m),
+            ReportError::Store(s) => s.into(),
+            other => ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+fn check_date(field: &'static str, v: &str) -> ApiResult<()> {
+    envelope::parse_date(field, v)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad(e.to_string()))
+}
+
+fn parse_agency(s: &str) -> ApiResult<AgencyCode> {
+    AgencyCode::parse(s).map_err(|e| ApiError::bad(format!("agency: {e}")))
+}
+
+/// The current year and today's date in Vietnam, by the node's clock.
+pub fn today() -> (i32, String) {
+    let d = envelope::today_in_vietnam(lienthong_common::now_utc());
+    (d.year(), envelope::format_date(d))
+}
+
+/// Query of `GET /v1/registers/{agency}`.
+#[derive(Debug, Deserialize)]
+pub struct RegisterQuery {
+    /// Year (default: this year).
+    pub year: Option<i32>,
+    /// `in` or `out` (default `in`).
+    pub direction: Option<String>,
+    /// First date, YYYY-MM-DD.
+    pub from: Option<String>,
+    /// Last date, inclusive.
+    pub to: Option<String>,
+}
+
+pub(crate) async fn register(
+    State(node): State<Arc<Node>>,
+    Path(agency): Path<String>,
+    Query(q): Query<RegisterQuery>,
+) -> ApiResult<Json<Register>> {
+    let agency = parse_agency(&agency)?;
+    let name = node.agency_name(&agency).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "agency: {agency} keeps no registers on this node (it serves {})",
+            node.local_agencies()
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let direction = match q.direction.as_deref() {
+        None => Direction::In,
+        Some(d) => Direction::parse(d)
+            .ok_or_else(|| ApiError::bad(format!("direction: {d:?} is not one of: in, out")))?,
+    };
+    for (f, v) in [("from", &q.from), ("to", &q.to)] {
+        if let Some(v) = v {
+            check_date(f, v)?;
+        }
+    }
+    let year = q.year.unwrap_or_else(|| today().0);
+    Ok(Json(register::read(
+        &node.store,
+        direction,
+        agency.as_str(),
+        &name,
+        year,
+        q.from.as_deref(),
+        q.to.as_deref(),
+    )?))
+}
+
+/// Query of `GET /v1/reports/{agency}`.
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    /// First day (default: the first of this month).
+    pub from: Option<String>,
+    /// Last day, inclusive (default: today).
+    pub to: Option<String>,
+    /// Include every agency below.
+    #[serde(default)]
+    pub subtree: bool,
+}
+
+pub(crate) async fn report(
+    State(node): State<Arc<Node>>,
+    Path(agency): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<Json<Report>> {
+    let agency = parse_agency(&agency)?;
+    let (_, today) = today();
+    let from = q
+        .from
+        .unwrap_or_else(|| format!("{}-01", today.get(0..7).unwrap_or("1970-01")));
+    let to = q.to.unwrap_or(today);
+    check_date("from", &from)?;
+    check_date("to", &to)?;
+    let r = node.books().report(
+        &agency,
+        q.subtree,
+        &from,
+        &to,
+        lienthong_common::now_unix_ms(),
+    )?;
+    Ok(Json(r))
+}
+
+pub(crate) async fn push(State(node): State<Arc<Node>>) -> ApiResult<Json<serde_json::Value>> {
+    let n = crate::report::push_summaries(&node, node.config.reports.summary_days)?;
+    let _durable = node.store.commit().await?;
+    Ok(Json(serde_json::json!({ "sent": n })))
+}
+
+/// Query of `GET /v1/track`.
+#[derive(Debug, Deserialize)]
+pub struct TrackQuery {
+    /// Envelope id or document id.
+    pub id: String,
+}
+
+pub(crate) async fn track(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<TrackQuery>,
+) -> ApiResult<Json<TrackView>> {
+    let env =
+        register::find_envelope(&node.store, &node.local_agencies(), &q.id)?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "id: no document with envelope id or document id {:?} on this node",
+                q.id
+            ))
+        })?;
+    Ok(Json(track_view(&node.store, &env)?))
+}
