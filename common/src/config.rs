@@ -55,6 +55,74 @@ pub struct RawConfig {
     /// `[reports]`
     #[serde(default)]
     pub reports: RawReports,
+    /// `[security]`
+    #[serde(default)]
+    pub security: RawSecurity,
+    /// `[backup]`: periodic backups of the store (absent: none).
+    pub backup: Option<RawBackup>,
+}
+
+/// `[security]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    /// The security level (1–5, NĐ 85/2016) the node is assessed against in its reports to
+    /// its parent (absent: not assessed).
+    pub level: Option<u8>,
+    /// Certificates (own, CA, children's) expiring within this many days raise an event.
+    pub expiry_warning_days: Option<u32>,
+    /// Audit records older than this many days are pruned (absent or 0: kept forever).
+    pub audit_retention_days: Option<u32>,
+    /// Seconds between the node's signed reports on itself to its parent.
+    pub report_interval_secs: Option<u64>,
+    /// Items a single peer may send per minute before a `burst` event (0: no limit).
+    pub burst_items_per_minute: Option<u32>,
+    /// URL to POST each security event to as JSON (http:// only, e.g. a local collector).
+    pub webhook_url: Option<String>,
+    /// Event classes sent to the webhook (absent or empty: every class).
+    pub webhook_classes: Option<Vec<String>>,
+}
+
+/// Resolved `[security]`.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// Level assessed in the node's reports (0: none).
+    pub level: u8,
+    /// Expiry warning margin, days.
+    pub expiry_warning_days: u32,
+    /// Audit retention, days (0: forever).
+    pub audit_retention_days: u32,
+    /// Interval of the reports to the parent.
+    pub report_interval: Duration,
+    /// Burst threshold per peer and minute (0: off).
+    pub burst_items_per_minute: u32,
+    /// Webhook for security events.
+    pub webhook_url: Option<String>,
+    /// Classes sent to the webhook (empty: all).
+    pub webhook_classes: Vec<String>,
+}
+
+/// `[backup]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    /// Directory the backups are written to.
+    pub dir: Option<PathBuf>,
+    /// Hours between backups.
+    pub interval_hours: Option<u32>,
+    /// Backups kept (older ones are removed).
+    pub keep: Option<u32>,
+}
+
+/// Resolved `[backup]`.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// Directory.
+    pub dir: PathBuf,
+    /// Interval.
+    pub interval: Duration,
+    /// Backups kept.
+    pub keep: u32,
 }
 
 /// `[reports]`
@@ -152,6 +220,8 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     /// The CA's revocation list.
     pub crl: Option<PathBuf>,
+    /// Lowest TLS version on the link: "1.3" (default) or "1.2".
+    pub min_version: Option<String>,
 }
 
 /// `[[child]]`
@@ -220,6 +290,9 @@ pub struct TlsPaths {
     pub key: PathBuf,
     /// CRL, if any.
     pub crl: Option<PathBuf>,
+    /// The link also accepts TLS 1.2 (`[tls] min_version = "1.2"`). Off by default; an
+    /// assessment at any level reports it as not met.
+    pub allow_tls12: bool,
 }
 
 /// Another agency served locally.
@@ -280,6 +353,10 @@ pub struct NodeConfig {
     pub amqp: Option<AmqpConfig>,
     /// Daily summaries for the statistics reports.
     pub reports: ReportSettings,
+    /// Security monitoring settings.
+    pub security: SecuritySettings,
+    /// Backups, if configured.
+    pub backup: Option<BackupSettings>,
 }
 
 impl NodeConfig {
@@ -400,6 +477,16 @@ impl NodeConfig {
             cert: file("tls.cert", raw.tls.cert)?,
             key: file("tls.key", raw.tls.key)?,
             crl: raw.tls.crl.map(|c| file("tls.crl", Some(c))).transpose()?,
+            allow_tls12: match raw.tls.min_version.as_deref().unwrap_or("1.3") {
+                "1.3" => false,
+                "1.2" => true,
+                other => {
+                    return Err(err(
+                        "tls.min_version",
+                        format!("{other:?}: use \"1.3\" (or \"1.2\" where an old peer needs it)"),
+                    ))
+                }
+            },
         };
 
         let children = raw
@@ -444,6 +531,48 @@ impl NodeConfig {
             window,
             heartbeat: Duration::from_secs(raw.link.heartbeat_secs.unwrap_or(10).max(1)),
             max_backoff: Duration::from_secs(raw.link.max_backoff_secs.unwrap_or(30).max(1)),
+        };
+        let sec = raw.security;
+        let level = sec.level.unwrap_or(0);
+        if level > 5 {
+            return Err(err(
+                "security.level",
+                format!("{level}: levels run from 1 to 5"),
+            ));
+        }
+        if let Some(u) = &sec.webhook_url {
+            if !u.starts_with("http://") {
+                return Err(err(
+                    "security.webhook_url",
+                    format!("{u:?} must start with http:// (a collector on the local network)"),
+                ));
+            }
+        }
+        let security = SecuritySettings {
+            level,
+            expiry_warning_days: sec.expiry_warning_days.unwrap_or(30),
+            audit_retention_days: sec.audit_retention_days.unwrap_or(0),
+            report_interval: Duration::from_secs(sec.report_interval_secs.unwrap_or(300).max(1)),
+            burst_items_per_minute: sec.burst_items_per_minute.unwrap_or(0),
+            webhook_url: sec.webhook_url,
+            webhook_classes: sec.webhook_classes.unwrap_or_default(),
+        };
+        let backup = match raw.backup {
+            None => None,
+            Some(b) => {
+                let dir = abs(b.dir.ok_or_else(|| {
+                    err("backup.dir", "required when [backup] is present".into())
+                })?);
+                let hours = b.interval_hours.unwrap_or(24);
+                if hours == 0 {
+                    return Err(err("backup.interval_hours", "must be at least 1".into()));
+                }
+                Some(BackupSettings {
+                    dir,
+                    interval: Duration::from_secs(u64::from(hours) * 3600),
+                    keep: b.keep.unwrap_or(14).max(1),
+                })
+            }
         };
         let summary_days = raw.reports.summary_days.unwrap_or(62);
         if !(1..=3660).contains(&summary_days) {
@@ -520,6 +649,8 @@ impl NodeConfig {
         Ok(Self {
             amqp,
             reports,
+            security,
+            backup,
             path: path.to_owned(),
             agency,
             name,

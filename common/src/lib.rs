@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`agency`]: agency codes (mã định danh), their hierarchy and subtree test.
-//! - [`audit`]: the hash-chained audit log and its verification.
+//! - [`audit`]: the hash-chained audit log, its verification and its pruning under retention.
+//! - [`backup`]: backup files of a node's store (with its attachment files) and restoring them.
 //! - [`config`]: node configuration (TOML + `LT_*` overrides), raw and resolved.
 //! - [`edxml`]: edXML (QCVN 102:2016) packages to and from envelopes and status receipts.
 //! - [`envelope`]: structural validation of envelopes and receipts, size limits.
@@ -17,6 +18,7 @@
 
 pub mod agency;
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod edxml;
 pub mod envelope;

@@ -3,7 +3,8 @@
 //! # Signing bytes
 //! The signature covers the message
 //! `DOMAIN || algorithm name || 0x00 || signing time (i64 big-endian, unix ms) || SHA-256(H)`
-//! where `DOMAIN` is `b"lienthong.v1.envelope\0"` (or `b"lienthong.v1.receipt\0"`, `b"lienthong.v1.summary\0"`) and `H` is the
+//! where `DOMAIN` is `b"lienthong.v1.envelope\0"` (or `receipt`, `summary`, `attestation` in
+//! place of `envelope`) and `H` is the
 //! protobuf encoding (prost, fields in number order) of the message with its `signature` cleared
 //! and, for envelopes, its `trace` cleared (each hop appends to the trace). The attachment
 //! manifest, with each attachment's SHA-256, is part of `H`, so the attachment bytes are covered.
@@ -16,7 +17,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lienthong_proto::v1::{Envelope, Signature, SignedSummary, StatusReceipt};
+use lienthong_proto::v1::{Envelope, NodeAttestation, Signature, SignedSummary, StatusReceipt};
 use prost::Message;
 use ring::rand::SystemRandom;
 use ring::signature::{self as rsig, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
@@ -36,6 +37,49 @@ pub const MAX_CHAIN_CERTS: usize = 4;
 const ENVELOPE_DOMAIN: &[u8] = b"lienthong.v1.envelope\0";
 const RECEIPT_DOMAIN: &[u8] = b"lienthong.v1.receipt\0";
 const SUMMARY_DOMAIN: &[u8] = b"lienthong.v1.summary\0";
+const ATTESTATION_DOMAIN: &[u8] = b"lienthong.v1.attestation\0";
+
+/// A message signed as a whole by one agency, its signature in one of its fields: daily
+/// summaries (signed by the agency described) and node attestations (signed by the node).
+pub trait SignedItem: Message + Clone {
+    /// The domain that starts its signing bytes.
+    const DOMAIN: &'static [u8];
+    /// Its signature field.
+    fn signature_slot(&mut self) -> &mut Option<Signature>;
+    /// Its signature.
+    fn signature_ref(&self) -> Option<&Signature>;
+    /// The agency whose certificate must sign it.
+    fn signing_agency(&self) -> String;
+}
+
+impl SignedItem for SignedSummary {
+    const DOMAIN: &'static [u8] = SUMMARY_DOMAIN;
+    fn signature_slot(&mut self) -> &mut Option<Signature> {
+        &mut self.signature
+    }
+    fn signature_ref(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+    fn signing_agency(&self) -> String {
+        self.summary
+            .as_ref()
+            .map(|d| d.agency.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl SignedItem for NodeAttestation {
+    const DOMAIN: &'static [u8] = ATTESTATION_DOMAIN;
+    fn signature_slot(&mut self) -> &mut Option<Signature> {
+        &mut self.signature
+    }
+    fn signature_ref(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+    fn signing_agency(&self) -> String {
+        self.node.clone()
+    }
+}
 
 /// Errors loading a signing key or signing.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +222,14 @@ impl AgencySigner {
         &self.agency
     }
 
+    /// The key size in bits (256 for ECDSA P-256, the modulus length for RSA).
+    pub fn key_bits(&self) -> usize {
+        match &self.key {
+            Key::Ecdsa(_) => 256,
+            Key::Rsa(k) => k.public().modulus_len() * 8,
+        }
+    }
+
     /// The algorithm name written into signatures.
     pub fn algorithm(&self) -> &'static str {
         match self.key {
@@ -221,14 +273,14 @@ impl AgencySigner {
         Ok(())
     }
 
-    /// Signs a daily summary in place.
-    pub fn sign_summary(
+    /// Signs a daily summary or a node attestation in place.
+    pub fn sign_item<T: SignedItem>(
         &self,
-        s: &mut SignedSummary,
+        item: &mut T,
         signing_unix_ms: i64,
     ) -> Result<(), SigningError> {
-        let msg = summary_signing_message(s, self.algorithm(), signing_unix_ms);
-        s.signature = Some(self.signature_block(&msg, signing_unix_ms)?);
+        let msg = item_signing_message(item, self.algorithm(), signing_unix_ms);
+        *item.signature_slot() = Some(self.signature_block(&msg, signing_unix_ms)?);
         Ok(())
     }
 
@@ -284,16 +336,16 @@ pub fn receipt_signing_message(
     )
 }
 
-/// The bytes a daily-summary signature covers (the message without its signature).
-pub fn summary_signing_message(
-    s: &SignedSummary,
+/// The bytes the signature of a [`SignedItem`] covers (the message without its signature).
+pub fn item_signing_message<T: SignedItem>(
+    item: &T,
     algorithm: &str,
     signing_unix_ms: i64,
 ) -> Vec<u8> {
-    let mut cleared = s.clone();
-    cleared.signature = None;
+    let mut cleared = item.clone();
+    *cleared.signature_slot() = None;
     message(
-        SUMMARY_DOMAIN,
+        T::DOMAIN,
         algorithm,
         signing_unix_ms,
         &cleared.encode_to_vec(),
@@ -468,24 +520,23 @@ impl Verifier {
         Ok(Verified { inner: env, signer })
     }
 
-    /// Verifies a daily summary's signature: signed by the agency it describes.
-    pub fn verify_summary(
+    /// Verifies a daily summary or node attestation: signed by the agency it names.
+    pub fn verify_item<T: SignedItem>(
         &self,
-        s: SignedSummary,
+        item: T,
         now: UnixTime,
-    ) -> Result<Verified<SignedSummary>, VerifyError> {
-        let agency = s
-            .summary
-            .as_ref()
-            .map(|d| d.agency.clone())
-            .unwrap_or_default();
+    ) -> Result<Verified<T>, VerifyError> {
+        let agency = item.signing_agency();
         let signer = self.check(
-            s.signature.as_ref(),
+            item.signature_ref(),
             &agency,
-            |alg, t| summary_signing_message(&s, alg, t),
+            |alg, t| item_signing_message(&item, alg, t),
             now,
         )?;
-        Ok(Verified { inner: s, signer })
+        Ok(Verified {
+            inner: item,
+            signer,
+        })
     }
 
     /// Verifies a receipt's signature, chain and signer agency.

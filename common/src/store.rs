@@ -18,6 +18,8 @@
 //!   got (so a key is numbered once per scope, whatever the book); `N/<book>`: last number
 //! - `s/<agency>\0<day>`: the latest daily summary of an agency (from this node or below)
 //!   (`S/<agency>\0<day>`: its generation time)
+//! - `t/<node>`: the latest attestation of a node (`T/<node>`: its generation time);
+//!   `v/<node>\0<seq>`: the security events it reported
 //!
 //! Attachment bytes are kept beside the database, content-addressed: `blobs/<sha256>` once
 //! complete and verified, `blobs/<sha256>.part` while arriving (its length is the resume
@@ -880,29 +882,34 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores a daily summary frame under its receipt id, keeps `summary` as the latest for
-    /// (`agency`, `day`) unless a newer one is held, and queues the frame for `queue_to`,
-    /// atomically. Returns false for an id already stored (nothing changes).
-    #[allow(clippy::too_many_arguments)]
-    pub fn put_summary(
-        &self,
-        id: &str,
-        agency: &str,
-        day: &str,
-        generated_unix_ms: i64,
-        frame: &[u8],
-        summary: &[u8],
-        queue_to: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let rkey = key(b"r/", &[id.as_bytes()]);
-        let skey = key(b"s/", &[agency.as_bytes(), day.as_bytes()]);
-        let tkey = key(b"S/", &[agency.as_bytes(), day.as_bytes()]);
+    /// Stores an item travelling upward (a daily summary or a node attestation): the frame
+    /// under its receipt id, `latest` as the newest value for its subject unless a newer one is
+    /// held, `rows` beside it, and a queue entry for `queue_to`, atomically. Returns false for an
+    /// id already stored (nothing changes).
+    pub fn put_upward(&self, up: &Upward<'_>, queue_to: Option<&str>) -> Result<bool, StoreError> {
+        let rkey = key(b"r/", &[up.id.as_bytes()]);
+        let (lkey, tkey) = match &up.subject {
+            UpwardSubject::Summary { agency, day } => (
+                key(b"s/", &[agency.as_bytes(), day.as_bytes()]),
+                key(b"S/", &[agency.as_bytes(), day.as_bytes()]),
+            ),
+            UpwardSubject::Attestation { node } => (
+                key(b"t/", &[node.as_bytes()]),
+                key(b"T/", &[node.as_bytes()]),
+            ),
+        };
         let qentry = match queue_to {
             Some(n) => {
                 let mut k = queue_prefix(n);
                 k.push(RECEIPT_CLASS);
                 k.extend_from_slice(&self.next_seq()?.to_be_bytes());
-                Some((k, QueueItem::Receipt { id: id.to_owned() }.encode()))
+                Some((
+                    k,
+                    QueueItem::Receipt {
+                        id: up.id.to_owned(),
+                    }
+                    .encode(),
+                ))
             }
             None => None,
         };
@@ -910,14 +917,17 @@ impl Store {
             if t.get(&rkey)?.is_some() {
                 return Ok(false);
             }
-            t.insert(rkey.as_slice(), frame)?;
+            t.insert(rkey.as_slice(), up.frame)?;
             let held = t
                 .get(&tkey)?
                 .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                 .map(i64::from_be_bytes);
-            if held.is_none_or(|h| h <= generated_unix_ms) {
-                t.insert(skey.as_slice(), summary)?;
-                t.insert(tkey.as_slice(), &generated_unix_ms.to_be_bytes()[..])?;
+            if held.is_none_or(|h| h <= up.generated_unix_ms) {
+                t.insert(lkey.as_slice(), up.latest)?;
+                t.insert(tkey.as_slice(), &up.generated_unix_ms.to_be_bytes()[..])?;
+            }
+            for (k, v) in &up.rows {
+                t.insert(k.as_slice(), v.as_slice())?;
             }
             if let Some((k, v)) = &qentry {
                 t.insert(k.as_slice(), v.as_slice())?;
@@ -925,6 +935,28 @@ impl Store {
             Ok::<_, ConflictableTransactionError<()>>(true)
         });
         res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// The newest attestation held from every node, as (node, encoded attestation).
+    pub fn attestations(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .scan_raw(b"t/")?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k[2..]).into_owned(), v))
+            .collect())
+    }
+
+    /// The security events reported by nodes below, as (node, encoded event), by node then
+    /// sequence.
+    pub fn remote_events(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan_raw(b"v/")? {
+            let rest = &k[2..];
+            if let Some(split) = rest.iter().position(|b| *b == 0) {
+                out.push((String::from_utf8_lossy(&rest[..split]).into_owned(), v));
+            }
+        }
+        Ok(out)
     }
 
     /// Every daily summary held, as (agency, day, encoded summary), by agency then day.
@@ -953,6 +985,105 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// Whole-store access for backups (`crate::backup`) and audit pruning: every pair, batches of
+/// raw writes, the attachment files, the sequence generator.
+impl Store {
+    /// Every key/value of the store, in key order, read lazily (one pair in memory at a time).
+    /// Not a snapshot: writes made while it runs may or may not be seen.
+    pub fn iter_raw(&self) -> impl Iterator<Item = Result<KeyValue, StoreError>> + '_ {
+        self.tree().iter().map(move |kv| {
+            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    /// Inserts and removes raw keys in one atomic batch (not durable until commit).
+    pub fn apply_raw(&self, insert: &[KeyValue], remove: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for k in remove {
+            batch.remove(k.as_slice());
+        }
+        for (k, v) in insert {
+            batch.insert(k.as_slice(), v.as_slice());
+        }
+        self.tree().apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    /// The complete attachments held: SHA-256, file and size. `.part` files are left out.
+    pub fn attachment_files(&self) -> Result<Vec<(Vec<u8>, PathBuf, u64)>, StoreError> {
+        let dir = &self.inner.blobs;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| self.io(dir, e))? {
+            let entry = entry.map_err(|e| self.io(dir, e))?;
+            let name = entry.file_name();
+            let Some(sha) = name
+                .to_str()
+                .filter(|n| n.len() == 64)
+                .and_then(|n| hex::decode(n).ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_file() => out.push((sha, path, m.len())),
+                Ok(_) => {}
+                // Discarded while listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&path, e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Advances the sequence generator until [`Store::next_seq`] returns at least `floor`
+    /// (after a restore: the keys restored hold numbers below `floor`, new keys must not
+    /// reuse them).
+    pub fn advance_seq_to(&self, floor: u64) -> Result<(), StoreError> {
+        while self.next_seq()? < floor {}
+        Ok(())
+    }
+}
+
+/// What an upward item is about: the newest one per subject is kept.
+#[derive(Debug, Clone)]
+pub enum UpwardSubject {
+    /// A daily summary of an agency.
+    Summary {
+        /// Agency.
+        agency: String,
+        /// Day, YYYY-MM-DD.
+        day: String,
+    },
+    /// A node's attestation.
+    Attestation {
+        /// The node's agency.
+        node: String,
+    },
+}
+
+/// An item travelling upward, for [`Store::put_upward`].
+#[derive(Debug)]
+pub struct Upward<'a> {
+    /// Receipt id (dedup key).
+    pub id: &'a str,
+    /// What it is about.
+    pub subject: UpwardSubject,
+    /// Its generation time: the newest per subject is kept.
+    pub generated_unix_ms: i64,
+    /// The receipt frame to queue.
+    pub frame: &'a [u8],
+    /// The value kept as the subject's latest.
+    pub latest: &'a [u8],
+    /// Further rows written with it (the events of an attestation).
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The store key of a security event reported by `node` (`v/<node>\0<seq>`).
+pub fn remote_event_key(node: &str, seq: u64) -> Vec<u8> {
+    key(b"v/", &[node.as_bytes(), &seq.to_be_bytes()])
 }
 
 fn split_numbered(v: &[u8]) -> (String, u64, bool) {

@@ -75,8 +75,25 @@ impl Identity {
     }
 }
 
-/// Server (parent) side: client certificates required, TLS 1.3 only.
-pub fn server_config(trust: &TrustStore, id: &Identity) -> Result<Arc<ServerConfig>, TlsError> {
+/// TLS versions of the link: 1.3 only, unless `[tls] min_version = "1.2"` widens it.
+fn versions(allow_tls12: bool) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static WITH_TLS12: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    if allow_tls12 {
+        &WITH_TLS12
+    } else {
+        &TLS13_ONLY
+    }
+}
+
+/// Server (parent) side: client certificates required, TLS 1.3 only (TLS 1.2 as well with
+/// `allow_tls12`).
+pub fn server_config(
+    trust: &TrustStore,
+    id: &Identity,
+    allow_tls12: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     roots
         .add(trust.ca().clone())
@@ -87,7 +104,7 @@ pub fn server_config(trust: &TrustStore, id: &Identity) -> Result<Arc<ServerConf
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(versions(allow_tls12))
         .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(id.chain.clone(), id.key.clone_key())
@@ -101,6 +118,7 @@ pub fn client_config(
     trust: Arc<TrustStore>,
     parent: AgencyCode,
     id: &Identity,
+    allow_tls12: bool,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let verifier = Arc::new(AgencyServerVerifier {
         trust,
@@ -108,7 +126,7 @@ pub fn client_config(
         provider: provider(),
     });
     let mut cfg = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(versions(allow_tls12))
         .map_err(|e| TlsError::Rustls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)

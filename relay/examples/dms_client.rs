@@ -17,7 +17,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::BasicProperties;
 use lienthong_proto::v1::{
     receipt_frame, AttachmentManifest, DocumentCode, Envelope, Organization, PromulgationInfo,
     ReceiptFrame, SubmitAttachment, SubmitRequest,
@@ -28,9 +28,13 @@ use tokio_stream::StreamExt;
 /// Publish a document through RabbitMQ and follow its receipts.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Broker URL.
+    /// Broker URL (`amqp://` or `amqps://`).
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     url: String,
+    /// With an amqps:// URL: the PEM file of the CA that issued the broker's certificate
+    /// (default: the system's trust roots).
+    #[arg(long)]
+    ca: Option<PathBuf>,
     /// Sending agency (its relay consumes lienthong.<agency>.outbox).
     #[arg(long)]
     agency: String,
@@ -54,7 +58,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let conn = Connection::connect(&args.url, ConnectionProperties::default())
+    let conn = lienthong_relay::amqp::broker::connect(&args.url, args.ca.as_deref())
         .await
         .with_context(|| format!("connecting to {}", args.url))?;
     let ch = conn.create_channel().await?;
@@ -156,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
                 )
             }
             // Daily summaries travel between relays only; a receipts queue never carries one.
-            Some(receipt_frame::Item::Summary(_)) | None => {
+            Some(receipt_frame::Item::Summary(_) | receipt_frame::Item::Attestation(_)) | None => {
                 println!("unreadable message on {receipts}")
             }
         }

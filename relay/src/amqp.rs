@@ -105,7 +105,7 @@ async fn session(
     cfg: &AmqpConfig,
     shutdown: &CancellationToken,
 ) -> Result<(), AmqpError> {
-    let conn = broker::connect(cfg).await?;
+    let conn = broker::connect(&cfg.url, cfg.ca.as_deref()).await?;
     let agencies = node.local_agencies();
     let legacy = queues::declare_all(&conn, &agencies, cfg.quorum).await?;
     let publisher = conn.create_channel().await?;

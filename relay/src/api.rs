@@ -117,11 +117,21 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/inbox", get(inbox))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/audit/records", get(audit_records))
+        .route("/v1/backup", post(crate::upkeep::api_backup))
         .route("/v1/inbox/{id}/ack", post(ack))
         .route("/v1/registers/{agency}", get(crate::books_api::register))
         .route("/v1/reports/{agency}", get(crate::books_api::report))
         .route("/v1/reports/push", post(crate::books_api::push))
         .route("/v1/track", get(crate::books_api::track))
+        .route(
+            "/v1/security/report",
+            get(crate::books_api::security_report),
+        )
+        .route(
+            "/v1/security/events",
+            get(crate::books_api::security_events),
+        )
+        .route("/v1/security/push", post(crate::books_api::security_push))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(node)
 }
@@ -764,7 +774,7 @@ pub fn track_view(store: &lienthong_common::store::Store, id: &str) -> ApiResult
         {
             Some(receipt_frame::Item::Status(s)) => statuses.push(s),
             Some(receipt_frame::Item::Transport(t)) => events.push(t),
-            Some(receipt_frame::Item::Summary(_)) | None => {}
+            Some(receipt_frame::Item::Summary(_) | receipt_frame::Item::Attestation(_)) | None => {}
         }
     }
     let today = envelope::format_date(envelope::today_in_vietnam(lienthong_common::now_utc()));
@@ -799,7 +809,8 @@ pub fn track_view(store: &lienthong_common::store::Store, id: &str) -> ApiResult
                     .collect(),
                 overdue: !env.due_date.is_empty()
                     && env.due_date < today
-                    && status != Status::StatusDone as i32,
+                    && status != Status::StatusDone as i32
+                    && !crate::register::closes_without_done(status),
                 trace,
             }
         })

@@ -49,6 +49,21 @@ pub enum SecurityCommand {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also the events reported by the nodes within this agency's subtree (this node's own
+        /// code: everything below it), with the node that recorded each.
+        #[arg(long)]
+        subtree: Option<String>,
+    },
+    /// Per node (this one and every node reporting to it, directly or through others): last
+    /// seen, version, certificate/CA/CRL margins, queue depths, parent link, assessment
+    /// result, security events by class.
+    Report {
+        /// The node's configuration.
+        #[arg(long, env = "LT_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -157,6 +172,102 @@ pub fn run_security(cmd: SecurityCommand) -> anyhow::Result<()> {
             config,
             since,
             json,
+            subtree: Some(subtree),
+        } => {
+            let code = lienthong_common::agency::AgencyCode::parse(&subtree)
+                .map_err(|e| anyhow!("--subtree: {e}"))?;
+            let since = since.as_deref().map(date_ms).transpose()?.unwrap_or(0);
+            let events: Vec<crate::monitor::NodeEvent> = match source(&config)? {
+                Source::Api(c) => serde_json::from_value(
+                    c.get_json(&format!("/v1/security/events?subtree={code}&since={since}"))?,
+                )?,
+                Source::Store(store) => {
+                    let cfg = NodeConfig::load(&config).map_err(|e| anyhow!("{e}"))?;
+                    let view = crate::report::NodeView {
+                        store: &store,
+                        agency: cfg.agency.clone(),
+                        locals: Vec::new(),
+                        announcements: crate::node::stored_announcements(&store)?,
+                    };
+                    crate::monitor::subtree_events(&view, &code, since)?
+                }
+            };
+            if json {
+                for e in &events {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+                return Ok(());
+            }
+            println!(
+                "{:<15} {:<6} {:<20} {:<26} {:<22} {:<15} reason",
+                "node", "seq", "at", "class", "peer", "agency"
+            );
+            for e in &events {
+                println!(
+                    "{:<15} {:<6} {:<20} {:<26} {:<22} {:<15} {}",
+                    e.node,
+                    e.seq,
+                    crate::books_cmd::time_text(e.at_unix_ms),
+                    e.class,
+                    e.peer,
+                    e.agency,
+                    e.reason
+                );
+            }
+            println!("{} events", events.len());
+            Ok(())
+        }
+        SecurityCommand::Report { config, json } => {
+            let nodes: Vec<crate::monitor::NodeStatus> = match source(&config)? {
+                Source::Api(c) => serde_json::from_value(c.get_json("/v1/security/report")?)?,
+                Source::Store(store) => crate::monitor::stored_report(&store)?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&nodes)?);
+                return Ok(());
+            }
+            println!(
+                "{:<15} {:<20} {:<8} {:>9} {:>7} {:>8} {:<14} events",
+                "node", "last seen", "version", "cert days", "CA days", "CRL days", "assessment"
+            );
+            for n in &nodes {
+                let assessment = if n.assessed_level == 0 {
+                    "not assessed".to_owned()
+                } else {
+                    format!(
+                        "L{} {}/{}",
+                        n.assessed_level, n.assessment_met, n.assessment_total
+                    )
+                };
+                let events: Vec<String> = n
+                    .events_by_class
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                println!(
+                    "{:<15} {:<20} {:<8} {:>9} {:>7} {:>8} {:<14} {}",
+                    n.node,
+                    crate::books_cmd::time_text(n.last_seen_unix_ms),
+                    n.version,
+                    n.certificate_days_left,
+                    n.ca_days_left,
+                    n.crl_days_left
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                    assessment,
+                    events.join(", ")
+                );
+                if !n.assessment_not_met.is_empty() {
+                    println!("{:<15} not met: {}", "", n.assessment_not_met.join(", "));
+                }
+            }
+            Ok(())
+        }
+        SecurityCommand::Events {
+            config,
+            since,
+            json,
+            subtree: None,
         } => {
             let src = source(&config)?;
             let since = since.as_deref().map(date_ms).transpose()?;

@@ -129,7 +129,16 @@ pub(crate) async fn report(
 }
 
 pub(crate) async fn push(State(node): State<Arc<Node>>) -> ApiResult<Json<serde_json::Value>> {
-    let n = crate::report::push_summaries(&node, node.config.reports.summary_days)?;
+    let n2 = node.clone();
+    let days = node.config.reports.summary_days;
+    let n = tokio::task::spawn_blocking(move || crate::report::push_summaries(&n2, days))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("summary task: {e}"),
+            )
+        })??;
     let _durable = node.store.commit().await?;
     Ok(Json(serde_json::json!({ "sent": n })))
 }
@@ -153,4 +162,79 @@ pub(crate) async fn track(
             ))
         })?;
     Ok(Json(track_view(&node.store, &env)?))
+}
+
+impl From<crate::monitor::MonitorError> for ApiError {
+    fn from(e: crate::monitor::MonitorError) -> Self {
+        match e {
+            crate::monitor::MonitorError::Store(s) => s.into(),
+            other => ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+pub(crate) async fn security_report(
+    State(node): State<Arc<Node>>,
+) -> ApiResult<Json<Vec<crate::monitor::NodeStatus>>> {
+    let n = node.clone();
+    let r = tokio::task::spawn_blocking(move || crate::monitor::report(&n))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("report task: {e}"),
+            )
+        })??;
+    Ok(Json(r))
+}
+
+/// Query of `GET /v1/security/events`.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// Only nodes within this agency's subtree (default: this node and everything below it).
+    pub subtree: Option<String>,
+    /// Only events at or after this time, unix ms.
+    pub since: Option<i64>,
+}
+
+pub(crate) async fn security_events(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Json<Vec<crate::monitor::NodeEvent>>> {
+    let subtree = match q.subtree.as_deref() {
+        Some(s) => parse_agency(s)?,
+        None => node.agency().clone(),
+    };
+    let since = q.since.unwrap_or(0);
+    let n = node.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        crate::monitor::subtree_events(&n.books(), &subtree, since)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("events task: {e}"),
+        )
+    })??;
+    Ok(Json(r))
+}
+
+pub(crate) async fn security_push(
+    State(node): State<Arc<Node>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let n = node.clone();
+    let events = tokio::task::spawn_blocking(move || crate::monitor::push(&n))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("attestation task: {e}"),
+            )
+        })??;
+    let _durable = node.store.commit().await?;
+    Ok(Json(serde_json::json!({ "events": events })))
 }

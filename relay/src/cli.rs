@@ -46,6 +46,26 @@ pub enum Command {
     /// Where a document is: per recipient the latest status and its time, overdue flagged,
     /// the hop trace and every transport event. Takes an envelope id or a document id.
     Track(crate::books_cmd::TrackArgs),
+    /// Check this node against the requirements of a security level (1–5, NĐ 85/2016; the
+    /// checklist is docs/security-levels.md): each requirement met or not met with its
+    /// evidence. Exits 1 when any is not met, 64 when the configuration does not load.
+    Assess {
+        /// The node's configuration.
+        #[arg(long, env = "LT_CONFIG")]
+        config: PathBuf,
+        /// Security level to assess against.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+        level: u8,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a backup of the node's store now (through its local API when it runs, from the
+    /// store when it is stopped): `<agency>-<time>.ltbak` and the attachment files in `blobs/`.
+    Backup(crate::backup_cmd::BackupArgs),
+    /// Restore a backup into a stopped node's store (refused over a store that holds data
+    /// unless --force), checking its checksum, agency and attachment files.
+    Restore(crate::backup_cmd::RestoreArgs),
     /// Run a whole local network (root, ministry, two provinces with a district and a commune
     /// each) as real processes, exchange documents and statuses, print what happened, stop.
     /// Exits 0 only if every document and receipt arrived.
@@ -74,9 +94,26 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => report(Err(e)),
         },
         Command::Security(cmd) => report(crate::audit_cmd::run_security(cmd)),
+        Command::Assess {
+            config,
+            level,
+            json,
+        } => {
+            if let Err(e) = NodeConfig::load(&config) {
+                eprintln!("lt-relay: configuration error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            match crate::assess::run(&config, level, json) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => report(Err(e)),
+            }
+        }
         Command::Register(a) => report(crate::books_cmd::run_register(a)),
         Command::Report(a) => report(crate::books_cmd::run_report(a)),
         Command::Track(a) => report(crate::books_cmd::run_track(a)),
+        Command::Backup(a) => report(crate::backup_cmd::run_backup(a)),
+        Command::Restore(a) => report(crate::backup_cmd::run_restore(a)),
         Command::Edxml(cmd) => match crate::edxml_cmd::run(cmd) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),

@@ -4,6 +4,8 @@
 //! - [`cli`]: the command line and its dispatch.
 //! - [`pki_cmd`]: `lt-relay pki`, the development certificate authority.
 //! - [`audit_cmd`]: `lt-relay audit` and `lt-relay security`.
+//! - [`backup_cmd`]: `lt-relay backup` and `lt-relay restore`.
+//! - [`upkeep`]: audit retention and scheduled backups of a running node, `POST /v1/backup`.
 //! - [`edxml_cmd`]: `lt-relay edxml check|to-json|from-json`.
 //! - [`security`]: periodic checks of certificate expiry and CRL freshness.
 //! - [`serve`]: `lt-relay serve`: listeners, parent link, drain on SIGTERM.
@@ -15,10 +17,13 @@
 //! - [`topology`]: a local network of real processes (demo, tests, benchmark).
 //! - [`demo`]: `lt-relay demo`.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`webhook`]: security events posted as JSON to a collector.
 
 pub mod amqp;
 pub mod api;
+pub mod assess;
 pub mod audit_cmd;
+pub mod backup_cmd;
 pub mod books_api;
 pub mod books_cmd;
 pub mod cli;
@@ -26,6 +31,7 @@ pub mod demo;
 pub mod edxml_cmd;
 pub mod link;
 pub mod metrics;
+pub mod monitor;
 pub mod node;
 pub mod pki_cmd;
 pub mod register;
@@ -34,3 +40,5 @@ pub mod route;
 pub mod security;
 pub mod serve;
 pub mod topology;
+pub mod upkeep;
+pub mod webhook;

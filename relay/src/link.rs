@@ -124,6 +124,8 @@ impl Session {
         let sender = tokio::spawn(s.clone().send_loop().in_current_span());
         let beats = tokio::spawn(s.clone().heartbeat_loop(heartbeat).in_current_span());
         let idle = heartbeat * 3;
+        let mut burst =
+            crate::security::BurstCounter::new(node.config.security.burst_items_per_minute);
         let result = loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
@@ -134,6 +136,11 @@ impl Session {
                 Ok(Err(status)) => break Err(LinkError::Transport(status.to_string())),
                 Ok(Ok(None)) => break Ok(()),
                 Ok(Ok(Some(f))) => {
+                    if matches!(f.frame, Some(Frame::Envelope(_) | Frame::Receipt(_))) {
+                        if let Some(count) = burst.hit(Instant::now()) {
+                            s.on_burst(count);
+                        }
+                    }
                     if let Err(e) = s.handle(f).await {
                         break Err(e);
                     }
@@ -311,6 +318,18 @@ impl Session {
             Some(Frame::Heartbeat(_)) => Ok(()),
             None => Err(LinkError::Protocol("empty frame".into())),
         }
+    }
+
+    /// Records that the peer passed `[security] burst_items_per_minute`; its items are still
+    /// taken (the event is for monitoring).
+    fn on_burst(&self, count: u32) {
+        let limit = self.node.config.security.burst_items_per_minute;
+        let reason = format!(
+            "{count} items (envelopes and receipts) within one minute, over the limit of {limit} per minute; items still accepted"
+        );
+        warn!(peer = %self.peer, count, limit, "burst of items from a peer");
+        self.node
+            .security_event("burst", self.peer.as_str(), self.peer.as_str(), &reason);
     }
 
     async fn refuse(&self, item_id: &str, r: &Refusal) -> Result<(), LinkError> {
@@ -658,6 +677,7 @@ impl Session {
             Some(lienthong_proto::v1::receipt_frame::Item::Status(s)) => s.id.clone(),
             Some(lienthong_proto::v1::receipt_frame::Item::Transport(t)) => t.id.clone(),
             Some(lienthong_proto::v1::receipt_frame::Item::Summary(s)) => s.id.clone(),
+            Some(lienthong_proto::v1::receipt_frame::Item::Attestation(a)) => a.id.clone(),
             None => String::new(),
         };
         let checked = match self
@@ -856,6 +876,7 @@ pub async fn parent_loop(node: Arc<Node>, identity: Identity, shutdown: Cancella
         node.verifier.trust().clone(),
         parent.agency.clone(),
         &identity,
+        node.config.tls.allow_tls12,
     ) {
         Ok(c) => c,
         Err(e) => {

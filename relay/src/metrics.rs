@@ -41,6 +41,10 @@ pub struct Metrics {
     pub delivered: Counter,
     /// Documents accepted from the local side.
     pub submitted: Counter,
+    /// Security events not posted to the webhook: its queue was full, or the node stopped.
+    pub webhook_dropped: Counter,
+    /// Security events whose post to the webhook failed (not retried).
+    pub webhook_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -61,6 +65,8 @@ impl Metrics {
         let delivered = Counter::default();
         let chunk_bytes_sent = Family::<NeighbourLabel, Counter>::default();
         let submitted = Counter::default();
+        let webhook_dropped = Counter::default();
+        let webhook_failed = Counter::default();
         registry.register(
             "forwarded",
             "Items acknowledged by the next hop",
@@ -97,6 +103,16 @@ impl Metrics {
             "Documents accepted from the local side",
             submitted.clone(),
         );
+        registry.register(
+            "webhook_dropped",
+            "Security events not posted to the webhook: queue full or node stopping",
+            webhook_dropped.clone(),
+        );
+        registry.register(
+            "webhook_failed",
+            "Security events whose single post to the webhook failed",
+            webhook_failed.clone(),
+        );
         Self {
             registry,
             forwarded,
@@ -107,6 +123,8 @@ impl Metrics {
             chunk_bytes_sent,
             delivered,
             submitted,
+            webhook_dropped,
+            webhook_failed,
         }
     }
 

@@ -136,6 +136,8 @@ pub struct Node {
     pub amqp_wake: Notify,
     /// The RabbitMQ connection state, for `/healthz` (meaningful only with `[amqp]`).
     pub amqp_state: crate::amqp::BrokerState,
+    /// Where security events go for the webhook; set once by [`crate::webhook::start`].
+    pub(crate) webhook: std::sync::OnceLock<crate::webhook::Sink>,
 }
 
 /// The store queue holding what is to be published to an agency's DMS over AMQP.
@@ -220,6 +222,7 @@ impl Node {
             serves_changed: Notify::new(),
             amqp_wake: Notify::new(),
             amqp_state: crate::amqp::BrokerState::default(),
+            webhook: std::sync::OnceLock::new(),
             config,
         }))
     }
@@ -431,14 +434,25 @@ impl Node {
         Ok(offer)
     }
 
-    /// Records a security event: counted by class, logged, and appended to the audit chain
-    /// (made durable with the next commit).
+    /// Records a security event: counted by class, appended to the audit chain (made durable
+    /// with the next commit) and queued for the webhook, if any, without waiting. The caller
+    /// logs it, with its context.
     pub fn security_event(&self, class: &str, peer: &str, agency: &str, reason: &str) {
         self.metrics.refuse(class);
-        if let Err(e) =
-            lienthong_common::audit::append(&self.store, "security", class, peer, agency, reason)
-        {
-            warn!(cause = %e, "cannot append security event to the audit log");
+        let record =
+            lienthong_common::audit::append(&self.store, "security", class, peer, agency, reason);
+        if let Err(e) = &record {
+            warn!(class, cause = %e, "cannot append security event to the audit log");
+        }
+        if let Some(hook) = self.webhook.get() {
+            let event = crate::webhook::Event {
+                class,
+                peer,
+                agency,
+                reason,
+                record: record.as_ref().ok(),
+            };
+            hook.offer(self.agency().as_str(), event, &self.metrics);
         }
     }
 
@@ -673,6 +687,19 @@ impl Node {
                 }
                 return Ok(());
             }
+            Some(receipt_frame::Item::Attestation(a)) => {
+                let parent = self.config.parent.as_ref().map(|p| p.agency.clone());
+                if crate::monitor::store_attestation(
+                    &self.store,
+                    a,
+                    parent.as_ref().map(|p| p.as_str()),
+                )? {
+                    if let Some(p) = parent {
+                        self.wake(&p);
+                    }
+                }
+                return Ok(());
+            }
             None => {
                 return Err(
                     Refusal::new(RefusalCode::RefusalMalformed, "empty receipt frame").into(),
@@ -789,9 +816,46 @@ impl Node {
                         format!("summary of {agency} is outside the subtree of {peer}"),
                     ));
                 }
-                let v = self.verifier.verify_summary(sum, UnixTime::now())?;
+                let v = self.verifier.verify_item(sum, UnixTime::now())?;
                 Ok(ReceiptFrame {
                     item: Some(receipt_frame::Item::Summary(v.into_inner())),
+                })
+            }
+            Some(receipt_frame::Item::Attestation(a)) => {
+                if !from_child {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalInvalid,
+                        "attestations travel upward only, not from a parent",
+                    ));
+                }
+                let reporter = AgencyCode::parse(&a.node).map_err(|e| {
+                    Refusal::new(
+                        RefusalCode::RefusalInvalid,
+                        format!("attestation node: {e}"),
+                    )
+                })?;
+                if a.id.is_empty() || a.id.len() > envelope::MAX_ID_LEN {
+                    return Err(Refusal::new(RefusalCode::RefusalInvalid, "attestation id"));
+                }
+                if a.events.len() > crate::monitor::MAX_EVENTS_PER_ATTESTATION {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalTooLarge,
+                        format!(
+                            "attestation carries {} events (at most {})",
+                            a.events.len(),
+                            crate::monitor::MAX_EVENTS_PER_ATTESTATION
+                        ),
+                    ));
+                }
+                if !self.with_routes(|t| t.child_may_originate(peer, &reporter)) {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalSpoofedSender,
+                        format!("attestation of {reporter} is outside the subtree of {peer}"),
+                    ));
+                }
+                let v = self.verifier.verify_item(a, UnixTime::now())?;
+                Ok(ReceiptFrame {
+                    item: Some(receipt_frame::Item::Attestation(v.into_inner())),
                 })
             }
             None => Err(Refusal::new(

@@ -17,6 +17,12 @@ use lienthong_common::store::{Store, StoreError};
 use lienthong_proto::v1::{
     receipt_frame, BusinessDocType, Envelope, ReceiptFrame, StatusCode, StatusReceipt,
 };
+
+/// Statuses that close a received document without a 06: rejected (02) or recalled (15). Such
+/// a document is never overdue.
+pub fn closes_without_done(status: i32) -> bool {
+    status == StatusCode::StatusRejected as i32 || status == StatusCode::StatusRecallAgreed as i32
+}
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -276,14 +282,23 @@ pub fn book(direction: Direction, agency: &str, year: i32) -> String {
     format!("{}/{agency}/{year}", direction.as_str())
 }
 
-/// What identifies a document for numbering: a new document by its document id (so the same
-/// document sent twice gets one number), a revocation, update or replacement by its envelope.
+/// What identifies a document for numbering: its document id and business type (so the same
+/// document, or the same revocation, sent twice under new envelopes gets one number); the
+/// envelope when it has no document id.
 fn numbering_key(env: &Envelope) -> String {
-    let business = env.business.as_ref().map(|b| b.doc_type).unwrap_or(0);
-    if business == BusinessDocType::BusinessNew as i32 && !env.document_id.is_empty() {
-        format!("doc:{}", env.document_id)
-    } else {
+    let business = business_name(env.business.as_ref().map(|b| b.doc_type).unwrap_or(0));
+    if env.document_id.is_empty() {
         format!("env:{}", env.id)
+    } else {
+        document_key(business, &env.document_id)
+    }
+}
+
+fn document_key(business: &str, document_id: &str) -> String {
+    if business == "new" {
+        format!("doc:{document_id}")
+    } else {
+        format!("doc:{business}:{document_id}")
     }
 }
 
@@ -567,8 +582,8 @@ fn row(
                     .unwrap_or_default();
                 passed_on = date.clone();
             }
-            (Direction::In, 3) => receipts.push(format!("03 {date}")),
-            (Direction::Out, 1) => receipts.push(format!("01 {} {date}", s.recipient)),
+            (Direction::In, 3) => receipts.push(format!("03 {}", vn_date(&date))),
+            (Direction::Out, 1) => receipts.push(format!("01 {} {}", s.recipient, vn_date(&date))),
             _ => {}
         }
         if matches!(s.status, 2 | 13 | 15 | 16) {
@@ -608,10 +623,13 @@ pub fn find_envelope(
     }
     for a in agencies {
         for d in [Direction::In, Direction::Out] {
-            if let Some((book, n)) = store.numbered(&scope(d, a.as_str()), &format!("doc:{id}"))? {
-                if let Some(v) = store.book_entry(&book, n)? {
-                    if let Ok(e) = serde_json::from_slice::<RegisterEntry>(&v) {
-                        return Ok(Some(e.envelope_id));
+            for business in ["new", "revoke", "update", "replace"] {
+                let key = document_key(business, id);
+                if let Some((book, n)) = store.numbered(&scope(d, a.as_str()), &key)? {
+                    if let Some(v) = store.book_entry(&book, n)? {
+                        if let Ok(e) = serde_json::from_slice::<RegisterEntry>(&v) {
+                            return Ok(Some(e.envelope_id));
+                        }
                     }
                 }
             }

@@ -146,7 +146,11 @@ pub fn day_summaries(
                             match done {
                                 Some(day) if day <= e.due_date => d.handled_on_time += 1,
                                 Some(_) => d.handled_late += 1,
-                                None if today > e.due_date => d.overdue_open += 1,
+                                None if today > e.due_date
+                                    && !register::closes_without_done(latest) =>
+                                {
+                                    d.overdue_open += 1
+                                }
                                 None => {}
                             }
                         }
@@ -424,7 +428,7 @@ pub fn push_summaries(node: &crate::node::Node, days: u32) -> Result<usize, Repo
                 signature: None,
             };
             signer
-                .sign_summary(&mut signed, now)
+                .sign_item(&mut signed, now)
                 .map_err(|e| ReportError::Signing {
                     agency: agency.to_string(),
                     reason: e.to_string(),
@@ -486,13 +490,20 @@ pub fn store_summary(
     let frame = ReceiptFrame {
         item: Some(receipt_frame::Item::Summary(signed.clone())),
     };
-    store.put_summary(
-        &signed.id,
-        agency,
-        day,
-        signed.generated_unix_ms,
-        &frame.encode_to_vec(),
-        &signed.encode_to_vec(),
+    let frame = frame.encode_to_vec();
+    let latest = signed.encode_to_vec();
+    store.put_upward(
+        &lienthong_common::store::Upward {
+            id: &signed.id,
+            subject: lienthong_common::store::UpwardSubject::Summary {
+                agency: agency.to_owned(),
+                day: day.to_owned(),
+            },
+            generated_unix_ms: signed.generated_unix_ms,
+            frame: &frame,
+            latest: &latest,
+            rows: Vec::new(),
+        },
         queue_to,
     )
 }

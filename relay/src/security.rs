@@ -1,16 +1,19 @@
 //! Periodic security checks of a node's own trust material: its certificate and the CA's close
-//! to expiry, and a missing or stale CRL. Each finding is a security event (log, metric, audit).
+//! to expiry (within `[security] expiry_warning_days`), and a missing or stale CRL; and the
+//! per-peer [`BurstCounter`] the link sessions use. Each finding is a security event (log,
+//! metric, audit, webhook).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lienthong_common::tls::Identity;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::node::Node;
 
-/// Certificates expiring within this many days raise an event.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
+/// The fixed window over which [`BurstCounter`] counts a peer's items.
+pub const BURST_WINDOW: Duration = Duration::from_secs(60);
 /// How often the checks run.
 pub const CHECK_EVERY: Duration = Duration::from_secs(3600);
 
@@ -25,25 +28,28 @@ fn date_of(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Checks a certificate's remaining validity; records `class` when it is short.
+/// Checks a certificate's remaining validity; records `class` when fewer days than
+/// `[security] expiry_warning_days` are left.
 pub fn check_expiry(node: &Node, class: &str, who: &str, der: &[u8]) {
+    let margin = i64::from(node.config.security.expiry_warning_days);
     match x509_parser::parse_x509_certificate(der) {
         Ok((_, cert)) => {
             let not_after = cert.validity().not_after.timestamp();
             let left = days_left(not_after);
-            if left < EXPIRY_WARNING_DAYS {
-                node.security_event(
-                    class,
-                    who,
-                    node.agency().as_str(),
-                    &format!(
-                        "certificate of {who} expires on {} ({left} days left)",
-                        date_of(not_after)
-                    ),
+            if left < margin {
+                let reason = format!(
+                    "certificate of {who} expires on {} ({left} days left, warning margin {margin} days)",
+                    date_of(not_after)
                 );
+                warn!(class, peer = %who, cause = %reason, "certificate close to expiry");
+                node.security_event(class, who, node.agency().as_str(), &reason);
             }
         }
-        Err(e) => node.security_event(class, who, "", &format!("unreadable certificate: {e}")),
+        Err(e) => {
+            let reason = format!("unreadable certificate: {e}");
+            warn!(class, peer = %who, cause = %reason, "cannot check certificate expiry");
+            node.security_event(class, who, "", &reason);
+        }
     }
 }
 
@@ -60,6 +66,10 @@ pub fn check_once(node: &Node, identity: &Identity) {
     );
     let crls = node.verifier.trust().crl_ders();
     if crls.is_empty() {
+        warn!(
+            class = "crl_missing",
+            "no CRL configured ([tls] crl): revoked certificates are not refused"
+        );
         node.security_event(
             "crl_missing",
             "",
@@ -72,12 +82,9 @@ pub fn check_once(node: &Node, identity: &Identity) {
             let next = parsed.next_update().map(|t| t.timestamp());
             if let Some(next) = next {
                 if next < time::OffsetDateTime::now_utc().unix_timestamp() {
-                    node.security_event(
-                        "crl_stale",
-                        "",
-                        node.agency().as_str(),
-                        &format!("the CRL was due for renewal on {}", date_of(next)),
-                    );
+                    let reason = format!("the CRL was due for renewal on {}", date_of(next));
+                    warn!(class = "crl_stale", cause = %reason, "stale CRL");
+                    node.security_event("crl_stale", "", node.agency().as_str(), &reason);
                 }
             }
         }
@@ -93,5 +100,84 @@ pub async fn watch(node: Arc<Node>, identity: Identity, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(CHECK_EVERY) => {}
         }
+    }
+}
+
+/// Counts the items (envelopes and receipts) one peer sends, in fixed windows of
+/// [`BURST_WINDOW`] starting at the first item after the previous window ended, and says once
+/// per window when the count passes the limit. It only observes: the items are still taken.
+#[derive(Debug)]
+pub struct BurstCounter {
+    limit: u32,
+    started: Option<Instant>,
+    count: u32,
+    reported: bool,
+}
+
+impl BurstCounter {
+    /// A counter for `limit` items per window (0: never reports).
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            started: None,
+            count: 0,
+            reported: false,
+        }
+    }
+
+    /// Counts one item arriving at `now`. Returns the count the first time it exceeds the limit
+    /// in the current window, `None` otherwise.
+    pub fn hit(&mut self, now: Instant) -> Option<u32> {
+        if self.limit == 0 {
+            return None;
+        }
+        match self.started {
+            Some(t) if now.saturating_duration_since(t) < BURST_WINDOW => {}
+            _ => {
+                self.started = Some(now);
+                self.count = 0;
+                self.reported = false;
+            }
+        }
+        self.count = self.count.saturating_add(1);
+        if self.count > self.limit && !self.reported {
+            self.reported = true;
+            return Some(self.count);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_reported_once_per_window() {
+        let t0 = Instant::now();
+        let mut c = BurstCounter::new(3);
+        let seen: Vec<Option<u32>> = (0..6).map(|_| c.hit(t0)).collect();
+        assert_eq!(seen, vec![None, None, None, Some(4), None, None]);
+        // A new window starts with the first item after the last one ended.
+        let t1 = t0 + BURST_WINDOW;
+        let seen: Vec<Option<u32>> = (0..4).map(|_| c.hit(t1)).collect();
+        assert_eq!(seen, vec![None, None, None, Some(4)]);
+    }
+
+    #[test]
+    fn items_spread_over_windows_are_no_burst() {
+        let t0 = Instant::now();
+        let mut c = BurstCounter::new(3);
+        for i in 0..20u32 {
+            let at = t0 + BURST_WINDOW / 2 * i;
+            assert_eq!(c.hit(at), None, "item {i}");
+        }
+    }
+
+    #[test]
+    fn a_zero_limit_never_reports() {
+        let t0 = Instant::now();
+        let mut c = BurstCounter::new(0);
+        assert!((0..10_000).all(|_| c.hit(t0).is_none()));
     }
 }

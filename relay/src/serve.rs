@@ -71,6 +71,8 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     let node = Node::open(config).map_err(|e| ServeError::Config(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Before anything can record a security event, so that none misses the webhook.
+    crate::webhook::start(&node, &tracker, shutdown.clone());
 
     let grpc = match node.config.grpc {
         Some(addr) => Some((
@@ -92,8 +94,12 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     };
 
     if let Some((addr, listener)) = grpc {
-        let server_cfg = tls::server_config(node.verifier.trust(), &identity)
-            .map_err(|e| ServeError::Config(e.to_string()))?;
+        let server_cfg = tls::server_config(
+            node.verifier.trust(),
+            &identity,
+            node.config.tls.allow_tls12,
+        )
+        .map_err(|e| ServeError::Config(e.to_string()))?;
         info!(%addr, "link listener (mTLS 1.3) ready");
         tracker.spawn(serve_links(
             node.clone(),
@@ -131,6 +137,8 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         shutdown.clone(),
     ));
     tracker.spawn(crate::report::summary_loop(node.clone(), shutdown.clone()));
+    crate::upkeep::spawn(&tracker, &node, &shutdown);
+    tracker.spawn(crate::monitor::monitor_loop(node.clone(), shutdown.clone()));
     if node.config.parent.is_some() {
         tracker.spawn(link::parent_loop(node.clone(), identity, shutdown.clone()));
     }

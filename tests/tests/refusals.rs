@@ -34,7 +34,7 @@ fn log_of(net: &Network, agency: &str) -> String {
 
 /// Connects to the province as `id` and returns the error text (or "linked").
 async fn try_link(addr: &str, trust: Arc<TrustStore>, id: &Identity, claims: &str) -> String {
-    let cfg = tls::client_config(trust, code("000.00.00.H53"), id).unwrap();
+    let cfg = tls::client_config(trust, code("000.00.00.H53"), id, false).unwrap();
     let hello = LinkFrame {
         frame: Some(Frame::Hello(Hello {
             agency: claims.into(),
@@ -232,7 +232,8 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
     .unwrap();
     let g14_signer = AgencySigner::load(&g14.cert, &g14.key).unwrap();
     rt.block_on(async {
-        let cfg = tls::client_config(trust.clone(), code("000.00.00.H53"), &good_child).unwrap();
+        let cfg =
+            tls::client_config(trust.clone(), code("000.00.00.H53"), &good_child, false).unwrap();
         let hello = LinkFrame {
             frame: Some(Frame::Hello(Hello {
                 agency: "000.00.22.H53".into(),
@@ -379,6 +380,43 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
     };
     let (ok, text) = verify(&cfg);
     assert!(ok && text.contains("intact"), "{text}");
+
+    // The province reports its events upward in its signed attestation: the root sees every
+    // class the province recorded, naming the province as the node that recorded it.
+    net.client(&code("000.00.00.H53"))
+        .unwrap()
+        .post_json("/v1/security/push", &serde_json::json!({}))
+        .unwrap();
+    let root_cfg = net.nodes[&code("000.00.00.G22")].config.clone();
+    let at_root = support::wait_for(Duration::from_secs(30), "events at the root", || {
+        let out = std::process::Command::new(relay_exe())
+            .args([
+                "security",
+                "events",
+                "--json",
+                "--subtree",
+                "000.00.00.H53",
+                "--config",
+            ])
+            .arg(&root_cfg)
+            .output()
+            .unwrap();
+        let seen: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    v["node"].as_str().unwrap_or_default().to_owned(),
+                    v["class"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        classes
+            .iter()
+            .all(|c| seen.iter().any(|(n, k)| n == "000.00.00.H53" && k == c))
+            .then_some(seen)
+    });
+    assert!(at_root.len() >= classes.len(), "{at_root:?}");
     net.stop(&code("000.00.00.H53"), libc::SIGTERM).unwrap();
     let (ok, text) = verify(&cfg);
     assert!(ok && text.contains("intact"), "{text}");

@@ -7,9 +7,12 @@ use std::sync::Mutex;
 use base64::Engine as _;
 use lapin::tcp::OwnedTLSConfig;
 use lapin::{Connection, ConnectionProperties};
-use lienthong_common::config::AmqpConfig;
 use lienthong_common::now_unix_ms;
 use serde::Serialize;
+
+/// Does not build unless lapin's TCP layer can do TLS: without it, `amqps://` URLs would be
+/// connected in plain text (see the `tcp-stream` entry of the workspace Cargo.toml).
+const _: fn(&lapin::tcp::TcpStream) -> bool = |s| matches!(s, lapin::tcp::TcpStream::Rustls(_));
 
 /// Why the node could not connect to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -69,22 +72,19 @@ fn trust_roots(ca: Option<&Path>) -> Result<String, ConnectError> {
     Ok(pem)
 }
 
-/// Connects to the broker of `cfg`, with TLS trust from `amqp.ca` (or the system) for
-/// `amqps://`. The broker's certificate must name the URL's host.
-pub async fn connect(cfg: &AmqpConfig) -> Result<Connection, ConnectError> {
-    let tls = if cfg.url.starts_with("amqps://") {
+/// Connects to the broker at `url`; for `amqps://`, trusting only the certificates in `ca` or,
+/// without it, the system's roots. The broker's certificate must name the URL's host.
+pub async fn connect(url: &str, ca: Option<&Path>) -> Result<Connection, ConnectError> {
+    let tls = if url.starts_with("amqps://") {
         OwnedTLSConfig {
             identity: None,
-            cert_chain: Some(trust_roots(cfg.ca.as_deref())?),
+            cert_chain: Some(trust_roots(ca)?),
         }
     } else {
         OwnedTLSConfig::default()
     };
     let runtime = lapin::runtime::default_runtime()?;
-    Ok(
-        Connection::connect_with_config(&cfg.url, ConnectionProperties::default(), tls, runtime)
-            .await?,
-    )
+    Ok(Connection::connect_with_config(url, ConnectionProperties::default(), tls, runtime).await?)
 }
 
 /// Where the node stands with the broker.
