@@ -134,11 +134,12 @@ pub fn certificate_validity(path: &Path) -> Result<(i64, i64), String> {
 
 /// `thisUpdate` and `nextUpdate` (unix seconds) of the first CRL in a PEM file.
 pub fn crl_dates(path: &Path) -> Result<(i64, Option<i64>), String> {
-    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
-    let der = rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&pem)
-        .next()
-        .ok_or_else(|| "no CRL in the file".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    // PEM or DER, as the node accepts.
+    let der = match rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&bytes).next() {
+        Some(r) => r.map_err(|e| e.to_string())?.as_ref().to_vec(),
+        None => bytes,
+    };
     x509_parser::parse_x509_crl(&der)
         .map(|(_, c)| {
             (

@@ -807,6 +807,7 @@ impl Node {
                     Refusal::new(RefusalCode::RefusalInvalid, format!("summary agency: {e}"))
                 })?;
                 envelope::parse_date("summary day", &day)?;
+                check_generated(sum.generated_unix_ms)?;
                 if sum.id.is_empty() || sum.id.len() > envelope::MAX_ID_LEN {
                     return Err(Refusal::new(RefusalCode::RefusalInvalid, "summary id"));
                 }
@@ -837,6 +838,7 @@ impl Node {
                 if a.id.is_empty() || a.id.len() > envelope::MAX_ID_LEN {
                     return Err(Refusal::new(RefusalCode::RefusalInvalid, "attestation id"));
                 }
+                check_generated(a.generated_unix_ms)?;
                 if a.events.len() > crate::monitor::MAX_EVENTS_PER_ATTESTATION {
                     return Err(Refusal::new(
                         RefusalCode::RefusalTooLarge,
@@ -908,6 +910,25 @@ impl Node {
     pub fn cert_refusal(e: &CertError) -> Refusal {
         Refusal::new(RefusalCode::RefusalBadCertificate, e.to_string())
     }
+}
+
+/// How far ahead of this node's clock a summary or attestation may say it was generated: a
+/// child whose clock runs ahead would otherwise pin its figures as the newest for good.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 10 * 60 * 1000;
+
+fn check_generated(generated_unix_ms: i64) -> Result<(), Refusal> {
+    let now = now_unix_ms();
+    if generated_unix_ms > now + MAX_CLOCK_AHEAD_MS {
+        return Err(Refusal::new(
+            RefusalCode::RefusalInvalid,
+            format!(
+                "generated {} s in the future by this node's clock (more than {} s): check the sender's clock",
+                (generated_unix_ms - now) / 1000,
+                MAX_CLOCK_AHEAD_MS / 1000
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What each child announced before the last stop, as kept in the store.
