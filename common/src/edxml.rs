@@ -12,16 +12,18 @@
 //! (`unmapped`) and written back by [`export`], so that a round trip does not lose them.
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use lienthong_proto::v1::{
-    AttachmentManifest, Business, BusinessDocType, DocumentCode, DocumentType, Envelope,
-    Organization, OtherInfo, Priority, PromulgationInfo, ReceiptResponseFor, ReplacementInfo,
-    ResponseFor, SignerInfo, StaffInfo, StatusCode, StatusReceipt, SteeringType, TraceEntry,
+    AttachmentManifest, Business, BusinessDocType, DocumentCode, DocumentType, EdxmlExtras,
+    EdxmlField, Envelope, Organization, OtherInfo, Priority, PromulgationInfo, ReceiptResponseFor,
+    ReplacementInfo, ResponseFor, SignerInfo, StaffInfo, StatusCode, StatusReceipt, SteeringType,
+    TraceEntry,
 };
-use quick_xml::events::Event;
+use quick_xml::events::{BytesRef, Event};
 use quick_xml::{Reader, XmlVersion};
 use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
@@ -42,8 +44,12 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Largest attribute value.
 pub const MAX_ATTRIBUTE_BYTES: usize = 4 * 1024;
 
-/// The local name of the element whose text may be as large as the package.
+/// The local name of the element whose text may be as large as the package. Its text is never
+/// copied out of the input while reading: see [`Text::InInput`].
 const ATTACHMENT_TEXT: &str = "ContentTransferEncoded";
+/// Whitespace-free base64 characters decoded at a time: attachments are decoded from the input
+/// in pieces of this size straight into their one output buffer.
+const BASE64_CHUNK: usize = 64 * 1024;
 /// Vietnam's civil time: edXML timestamps carry no offset and are read and written in it.
 const VN_OFFSET_SECONDS: i32 = 7 * 3600;
 
@@ -198,13 +204,32 @@ struct Node {
     /// Byte range of the whole element in the input.
     start: usize,
     end: usize,
-    text: String,
+    text: Text,
     children: Vec<Node>,
 }
 
+/// An element's own text content (that of its children excluded).
+#[derive(Debug)]
+enum Text {
+    /// Copied while reading: every element but `ContentTransferEncoded`, bounded by
+    /// [`MAX_TEXT_BYTES`].
+    Owned(String),
+    /// Left in the input, of which it is `len` bytes (references unresolved, line ends not
+    /// normalized): `ContentTransferEncoded`, whose base64 text may be as large as the package.
+    /// It is read again from the element's byte range where it is needed: decoded straight into
+    /// the attachment's buffer ([`decode_attachment`]), or copied out by [`Ctx::text`] in the rare
+    /// case of an element kept as unmapped.
+    InInput { len: usize },
+}
+
 impl Node {
+    /// The trimmed text of an ordinary element. Empty for a `ContentTransferEncoded` element,
+    /// whose text stays in the input: read it with [`Ctx::text`] or [`decode_attachment`].
     fn value(&self) -> &str {
-        self.text.trim()
+        match &self.text {
+            Text::Owned(s) => s.trim(),
+            Text::InInput { .. } => "",
+        }
     }
 
     fn child(&self, name: &str) -> Option<&Node> {
@@ -381,13 +406,18 @@ fn parse(input: &str) -> Result<Node, EdxmlError> {
                     Some((_, local)) => local.to_owned(),
                     None => qname.clone(),
                 };
+                let text = if name == ATTACHMENT_TEXT {
+                    Text::InInput { len: 0 }
+                } else {
+                    Text::Owned(String::new())
+                };
                 let node = Node {
                     name,
                     qname,
                     line,
                     start: pos,
                     end: pos,
-                    text: String::new(),
+                    text,
                     children: Vec::new(),
                 };
                 stack.push(node);
@@ -401,45 +431,33 @@ fn parse(input: &str) -> Result<Node, EdxmlError> {
                 close(&mut stack, &mut scopes, &mut root, end);
             }
             Event::Text(t) => {
-                let content = t.xml10_content();
-                append_text(&mut stack, &content, &mut lines, pos)?;
+                // Attachment text is only measured here, so it is not normalized (which copies
+                // it when it has CR line ends) either.
+                if in_input(&stack) {
+                    append_text(&mut stack, &t, &mut lines, pos)?;
+                } else {
+                    append_text(&mut stack, &t.xml10_content(), &mut lines, pos)?;
+                }
             }
             Event::CData(c) => {
-                let content = c.into_inner();
-                append_text(&mut stack, &content, &mut lines, pos)?;
+                append_text(&mut stack, &c, &mut lines, pos)?;
             }
             Event::GeneralRef(r) => {
-                let resolved: Cow<'_, str> = if r.is_char_ref() {
-                    match r.resolve_char_ref() {
-                        Ok(Some(c)) => Cow::Owned(c.to_string()),
-                        _ => {
-                            return Err(EdxmlError::Malformed {
-                                element: open_name(&stack),
-                                line: lines.at(pos),
-                                reason: "invalid character reference".into(),
-                            })
-                        }
-                    }
-                } else {
-                    let name = r.into_inner();
-                    match &*name {
-                        "amp" => Cow::Borrowed("&"),
-                        "lt" => Cow::Borrowed("<"),
-                        "gt" => Cow::Borrowed(">"),
-                        "quot" => Cow::Borrowed("\""),
-                        "apos" => Cow::Borrowed("'"),
-                        other => {
-                            return Err(EdxmlError::Refused {
-                                element: open_name(&stack),
-                                line: lines.at(pos),
-                                reason: format!(
-                                    "entity &{other}; is not one of the five predefined \
-                                     entities (no DTD or entity processing)"
-                                ),
-                            })
-                        }
-                    }
-                };
+                let resolved = resolve_reference(r).map_err(|problem| match problem {
+                    RefProblem::BadCharacter => EdxmlError::Malformed {
+                        element: open_name(&stack),
+                        line: lines.at(pos),
+                        reason: "invalid character reference".into(),
+                    },
+                    RefProblem::Entity(other) => EdxmlError::Refused {
+                        element: open_name(&stack),
+                        line: lines.at(pos),
+                        reason: format!(
+                            "entity &{other}; is not one of the five predefined \
+                             entities (no DTD or entity processing)"
+                        ),
+                    },
+                })?;
                 append_text(&mut stack, &resolved, &mut lines, pos)?;
             }
             Event::DocType(_) => {
@@ -466,6 +484,39 @@ fn parse(input: &str) -> Result<Node, EdxmlError> {
             }
         }
     }
+}
+
+/// Why a reference in text was not resolved.
+enum RefProblem {
+    /// A character reference to no character.
+    BadCharacter,
+    /// A named entity other than the five predefined ones.
+    Entity(String),
+}
+
+/// A character reference or one of the five predefined entities; nothing else (no DTD).
+fn resolve_reference(r: BytesRef<'_>) -> Result<Cow<'static, str>, RefProblem> {
+    if r.is_char_ref() {
+        return match r.resolve_char_ref() {
+            Ok(Some(c)) => Ok(Cow::Owned(c.to_string())),
+            _ => Err(RefProblem::BadCharacter),
+        };
+    }
+    match &*r.into_inner() {
+        "amp" => Ok(Cow::Borrowed("&")),
+        "lt" => Ok(Cow::Borrowed("<")),
+        "gt" => Ok(Cow::Borrowed(">")),
+        "quot" => Ok(Cow::Borrowed("\"")),
+        "apos" => Ok(Cow::Borrowed("'")),
+        other => Err(RefProblem::Entity(other.to_owned())),
+    }
+}
+
+/// Whether the innermost open element keeps its text in the input.
+fn in_input(stack: &[Node]) -> bool {
+    stack
+        .last()
+        .is_some_and(|n| matches!(n.text, Text::InInput { .. }))
 }
 
 fn open_name(stack: &[Node]) -> String {
@@ -499,12 +550,11 @@ fn append_text(
 ) -> Result<(), EdxmlError> {
     match stack.last_mut() {
         Some(node) => {
-            let max = if node.name == ATTACHMENT_TEXT {
-                MAX_EDXML_BYTES
-            } else {
-                MAX_TEXT_BYTES
+            let (held, max) = match &node.text {
+                Text::Owned(s) => (s.len(), MAX_TEXT_BYTES),
+                Text::InInput { len } => (*len, MAX_EDXML_BYTES),
             };
-            if node.text.len() + content.len() > max {
+            if held.saturating_add(content.len()) > max {
                 return Err(EdxmlError::Limit {
                     element: node.qname.clone(),
                     line: node.line,
@@ -512,7 +562,10 @@ fn append_text(
                     max,
                 });
             }
-            node.text.push_str(content);
+            match &mut node.text {
+                Text::Owned(s) => s.push_str(content),
+                Text::InInput { len } => *len += content.len(),
+            }
             Ok(())
         }
         None if content.trim().is_empty() => Ok(()),
@@ -531,14 +584,40 @@ struct Ctx<'a> {
     input: &'a str,
     unmapped: Vec<(String, String)>,
     signature: Option<String>,
+    /// The first failure to read an element's text again from the input, reported by [`import`]
+    /// once the mapping is done (so that [`Ctx::keep`] needs no `Result`). It cannot happen for
+    /// bytes that [`parse`] accepted; it is kept as an error rather than a panic all the same.
+    failed: Option<EdxmlError>,
 }
 
 impl Ctx<'_> {
+    /// The trimmed text of any element, as [`Node::value`] gives it for ordinary ones; a
+    /// `ContentTransferEncoded` element's is copied out of the input (line ends normalized).
+    fn text(&mut self, node: &Node) -> String {
+        if let Text::Owned(s) = &node.text {
+            return s.trim().to_owned();
+        }
+        let mut out = String::new();
+        let read = text_pieces(self.input, node, true, |piece| {
+            out.push_str(piece);
+            ControlFlow::Continue(())
+        });
+        if let Err(e) = read {
+            self.failed.get_or_insert(e);
+        }
+        let trimmed = out.trim();
+        if trimmed.len() == out.len() {
+            out
+        } else {
+            trimmed.to_owned()
+        }
+    }
+
     /// Keeps an element the model has no field for: every leaf below it, with its path.
     fn keep(&mut self, path: &str, node: &Node) {
         if node.children.is_empty() {
-            self.unmapped
-                .push((path.to_owned(), node.value().to_owned()));
+            let text = self.text(node);
+            self.unmapped.push((path.to_owned(), text));
         } else {
             for (seg, child) in node.segments() {
                 self.keep(&format!("{path}/{seg}"), child);
@@ -580,6 +659,7 @@ pub fn import(bytes: &[u8]) -> Result<Imported, EdxmlError> {
         input,
         unmapped: Vec::new(),
         signature: None,
+        failed: None,
     };
 
     // The root is either a wrapper <edXML> holding the envelope and AttachmentEncoded, or the
@@ -626,6 +706,9 @@ pub fn import(bytes: &[u8]) -> Result<Imported, EdxmlError> {
 
     if is_status {
         let receipt = import_status(header, mh, &mut ctx)?;
+        if let Some(e) = ctx.failed {
+            return Err(e);
+        }
         Ok(Imported::Status(ImportedStatus {
             receipt,
             unmapped: ctx.unmapped,
@@ -633,6 +716,9 @@ pub fn import(bytes: &[u8]) -> Result<Imported, EdxmlError> {
         }))
     } else {
         let (envelope_out, attachments) = import_document(envelope, wrapper, header, &mut ctx)?;
+        if let Some(e) = ctx.failed {
+            return Err(e);
+        }
         Ok(Imported::Document(ImportedDocument {
             envelope: envelope_out,
             attachments,
@@ -1140,13 +1226,13 @@ fn import_attachments(
                 if m.description.is_empty() {
                     m.description = found.manifest.description.clone();
                 }
-                let bytes = decode_attachment(found.node, found.data)?;
+                let bytes = decode_attachment(ctx.input, found.node, found.data)?;
                 out.push(finish_manifest(m, bytes));
             }
         }
     }
     for e in encoded.iter().filter(|e| !e.used) {
-        let bytes = decode_attachment(e.node, e.data)?;
+        let bytes = decode_attachment(ctx.input, e.node, e.data)?;
         out.push(finish_manifest(e.manifest.clone(), bytes));
     }
     Ok(out)
@@ -1173,16 +1259,239 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-fn decode_attachment(attachment: &Node, data: Option<&Node>) -> Result<Vec<u8>, EdxmlError> {
+/// Decodes an attachment's base64 text from the input straight into one buffer of the decoded
+/// size: no copy of the text is made (whitespace is skipped while feeding [`Base64Pieces`]), so
+/// the package and the decoded bytes are all that is held. Errors are those of decoding the
+/// whole text with its whitespace removed, at the same offsets.
+fn decode_attachment(
+    input: &str,
+    attachment: &Node,
+    data: Option<&Node>,
+) -> Result<Vec<u8>, EdxmlError> {
     let data = data.ok_or_else(|| attachment.missing(ATTACHMENT_TEXT))?;
-    let compact: Vec<u8> = data
-        .text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    BASE64
-        .decode(&compact)
-        .map_err(|e| data.bad(data.value(), format!("is not base64: {e}")))
+    // First pass: the length and last character, to size the buffer and to report a bad
+    // trailing character first, as a whole-text decoder does.
+    let mut symbols = 0usize;
+    let mut last = None;
+    text_pieces(input, data, false, |piece| {
+        for b in piece.bytes().filter(|b| !b.is_ascii_whitespace()) {
+            symbols += 1;
+            last = Some(b);
+        }
+        ControlFlow::Continue(())
+    })?;
+    let not_base64 = |e: base64::DecodeError| -> EdxmlError {
+        match text_prefix(input, data) {
+            Ok(prefix) => data.bad(&prefix, format!("is not base64: {e}")),
+            Err(read) => read,
+        }
+    };
+    let mut decoder = Base64Pieces::new(symbols, last, BASE64_CHUNK).map_err(not_base64)?;
+    let mut failed = None;
+    text_pieces(input, data, false, |piece| {
+        match decoder.push(piece.as_bytes()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(not_base64(e));
+    }
+    decoder.finish().map_err(not_base64)
+}
+
+/// Feeds `f` the element's own text, piece by piece, as read again from its byte range in the
+/// input: text (line ends normalized if `normalize`), CDATA and resolved references, in order;
+/// the text of child elements is skipped. Stops early when `f` breaks.
+fn text_pieces(
+    input: &str,
+    node: &Node,
+    normalize: bool,
+    mut f: impl FnMut(&str) -> ControlFlow<()>,
+) -> Result<(), EdxmlError> {
+    let again = |reason: String| EdxmlError::Malformed {
+        element: node.qname.clone(),
+        line: node.line,
+        reason: format!("reading the text again: {reason}"),
+    };
+    let text = match &node.text {
+        Text::Owned(s) => {
+            // A single piece: whether `f` would stop after it changes nothing.
+            let _ = f(s);
+            return Ok(());
+        }
+        Text::InInput { .. } => input
+            .get(node.start..node.end)
+            .ok_or_else(|| again("the element's byte range is outside the input".into()))?,
+    };
+    let mut reader = Reader::from_str(text);
+    let mut depth = 0usize;
+    loop {
+        let event = reader.read_event().map_err(|e| again(e.to_string()))?;
+        let flow = match event {
+            Event::Start(_) => {
+                depth += 1;
+                ControlFlow::Continue(())
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Ok(());
+                }
+                ControlFlow::Continue(())
+            }
+            Event::Text(t) if depth == 1 => {
+                if normalize {
+                    f(&t.xml10_content())
+                } else {
+                    f(&t)
+                }
+            }
+            Event::CData(c) if depth == 1 => f(&c),
+            Event::GeneralRef(r) if depth == 1 => match resolve_reference(r) {
+                Ok(resolved) => f(&resolved),
+                Err(_) => return Err(again("an unresolvable reference".into())),
+            },
+            Event::Eof => return Ok(()),
+            _ => ControlFlow::Continue(()),
+        };
+        if flow.is_break() {
+            return Ok(());
+        }
+    }
+}
+
+/// The start of a large element's trimmed text, long enough for [`Node::bad`] to shorten it
+/// exactly as it would the whole text.
+fn text_prefix(input: &str, node: &Node) -> Result<String, EdxmlError> {
+    const ENOUGH: usize = 256;
+    let mut out = String::new();
+    let mut complete = true;
+    text_pieces(input, node, true, |piece| {
+        let piece = if out.is_empty() {
+            piece.trim_start()
+        } else {
+            piece
+        };
+        out.push_str(piece);
+        if out.len() > ENOUGH {
+            complete = false;
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    if complete {
+        let end = out.trim_end().len();
+        out.truncate(end);
+    }
+    Ok(out)
+}
+
+/// A base64 decoder fed in pieces (whitespace skipped) that writes into one buffer, sized once
+/// from the symbol count, and reports the errors that decoding the whole text with its
+/// whitespace removed would, at the same offsets. Symbols are gathered into chunks of a multiple
+/// of 4; every chunk but the last must be padding-free alphabet (whole quads), the last is decoded
+/// with the padding and trailing-bit rules of [`BASE64`].
+struct Base64Pieces {
+    chunk: Vec<u8>,
+    chunk_len: usize,
+    /// Offset of `chunk[0]` among all the symbols.
+    base: usize,
+    out: Vec<u8>,
+}
+
+impl Base64Pieces {
+    /// `symbols` and `last` describe the whole text to come (whitespace excluded); `chunk_len` is
+    /// rounded up to a multiple of 4.
+    fn new(
+        symbols: usize,
+        last: Option<u8>,
+        chunk_len: usize,
+    ) -> Result<Self, base64::DecodeError> {
+        // A whole-text decoder looks at a lone trailing symbol before anything else.
+        if let Some(b) = last {
+            if symbols % 4 == 1 && b != b'=' && !is_base64_symbol(b) {
+                return Err(base64::DecodeError::InvalidByte(symbols - 1, b));
+            }
+        }
+        let chunk_len = chunk_len.max(4).div_ceil(4) * 4;
+        Ok(Self {
+            chunk: Vec::with_capacity(chunk_len.min(symbols)),
+            chunk_len,
+            base: 0,
+            out: Vec::with_capacity(symbols.div_ceil(4).saturating_mul(3)),
+        })
+    }
+
+    fn push(&mut self, piece: &[u8]) -> Result<(), base64::DecodeError> {
+        for run in piece
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|r| !r.is_empty())
+        {
+            let mut run = run;
+            while !run.is_empty() {
+                // A full chunk is decoded only once more symbols follow: the last one may
+                // hold the padding.
+                if self.chunk.len() == self.chunk_len {
+                    self.decode_inner_chunk()?;
+                }
+                let take = run.len().min(self.chunk_len - self.chunk.len());
+                self.chunk.extend_from_slice(&run[..take]);
+                run = &run[take..];
+            }
+        }
+        Ok(())
+    }
+
+    /// A chunk followed by more symbols: whole quads, no padding.
+    fn decode_inner_chunk(&mut self) -> Result<(), base64::DecodeError> {
+        if let Some(i) = self.chunk.iter().position(|b| !is_base64_symbol(*b)) {
+            return Err(base64::DecodeError::InvalidByte(
+                self.base + i,
+                self.chunk[i],
+            ));
+        }
+        BASE64
+            .decode_vec(&self.chunk, &mut self.out)
+            .map_err(|e| shift(e, self.base))?;
+        self.base += self.chunk.len();
+        self.chunk.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>, base64::DecodeError> {
+        BASE64
+            .decode_vec(&self.chunk, &mut self.out)
+            .map_err(|e| shift(e, self.base))?;
+        Ok(self.out)
+    }
+}
+
+fn is_base64_symbol(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// A chunk's error in the offsets of the whole text.
+fn shift(e: base64::DecodeError, base: usize) -> base64::DecodeError {
+    use base64::DecodeError as D;
+    match e {
+        D::InvalidByte(at, b) => D::InvalidByte(base + at, b),
+        D::InvalidLength(n) => D::InvalidLength(base + n),
+        D::InvalidLastSymbol {
+            offset,
+            symbol,
+            symbol_value,
+        } => D::InvalidLastSymbol {
+            offset: base + offset,
+            symbol,
+            symbol_value,
+        },
+        other => other,
+    }
 }
 
 /// A whole number in `0..=max`; empty is 0.
@@ -1430,6 +1739,18 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Writes bytes as base64 text, encoded straight into the output (no copy of the text).
+    fn base64_leaf(&mut self, name: &str, bytes: &[u8]) {
+        self.indent();
+        self.out.push_str("<edXML:");
+        self.out.push_str(name);
+        self.out.push('>');
+        BASE64.encode_string(bytes, &mut self.out);
+        self.out.push_str("</edXML:");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
+    }
+
     /// Writes the unmapped value kept for `name` under the current element, if any, in place.
     fn extra(&mut self, name: &str) {
         let path = format!("{}/{name}", self.path.join("/"));
@@ -1523,14 +1844,66 @@ fn finish(mut w: Writer<'_>) -> String {
 }
 
 /// Writes a document package in the strict form. `env.attachments` is not consulted: the
-/// manifests written are those of `attachments`. Nothing unmapped, no original signature.
+/// manifests written are those of `attachments`. The elements and the original `Signature`
+/// kept in `env.edxml` (from an imported package) are written back.
 pub fn export_document(env: &Envelope, attachments: &[(AttachmentManifest, Vec<u8>)]) -> String {
-    write_document(env, attachments, &[], None)
+    let (unmapped, signature) = extras_of(env.edxml.as_ref());
+    write_document(env, attachments, &unmapped, signature)
 }
 
-/// Writes a status package in the strict form.
+/// Writes a status package in the strict form, with what `r.edxml` kept.
 pub fn export_status(r: &StatusReceipt) -> String {
-    write_status(r, &[], None)
+    let (unmapped, signature) = extras_of(r.edxml.as_ref());
+    write_status(r, &unmapped, signature)
+}
+
+fn extras_of(x: Option<&EdxmlExtras>) -> (Vec<(String, String)>, Option<&str>) {
+    match x {
+        None => (Vec::new(), None),
+        Some(x) => (
+            x.unmapped
+                .iter()
+                .map(|f| (f.path.clone(), f.value.clone()))
+                .collect(),
+            Some(x.original_signature.as_str()).filter(|s| !s.is_empty()),
+        ),
+    }
+}
+
+fn extras(unmapped: &[(String, String)], signature: Option<&str>) -> Option<EdxmlExtras> {
+    if unmapped.is_empty() && signature.is_none() {
+        return None;
+    }
+    Some(EdxmlExtras {
+        unmapped: unmapped
+            .iter()
+            .map(|(path, value)| EdxmlField {
+                path: path.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        original_signature: signature.unwrap_or_default().to_owned(),
+    })
+}
+
+impl ImportedDocument {
+    /// The envelope to send, with what the model has no field for kept in `edxml`, and the
+    /// attachments. The envelope's `attachments` are the manifests of the returned ones.
+    pub fn into_parts(self) -> (Envelope, Attachments) {
+        let mut env = self.envelope;
+        env.edxml = extras(&self.unmapped, self.original_signature.as_deref());
+        env.attachments = self.attachments.iter().map(|(m, _)| m.clone()).collect();
+        (env, self.attachments)
+    }
+}
+
+impl ImportedStatus {
+    /// The receipt, with what the model has no field for kept in `edxml`.
+    pub fn into_receipt(self) -> StatusReceipt {
+        let mut r = self.receipt;
+        r.edxml = extras(&self.unmapped, self.original_signature.as_deref());
+        r
+    }
 }
 
 /// Writes an imported package back, unmapped elements and original signature included.
@@ -1555,6 +1928,15 @@ fn write_document(
     signature: Option<&str>,
 ) -> String {
     let mut w = Writer::new(unmapped);
+    // The base64 text dominates: room for it up front, so the package is not moved while it
+    // grows.
+    let encoded: usize = attachments
+        .iter()
+        .map(|(_, b)| b.len().div_ceil(3).saturating_mul(4))
+        .fold(0, usize::saturating_add);
+    let kept: usize = unmapped.iter().map(|(p, v)| p.len() + v.len()).sum();
+    w.out
+        .reserve(encoded.saturating_add(kept).saturating_add(16 * 1024));
     open_envelope(&mut w);
     w.open("MessageHeader");
     if let Some(f) = &env.from {
@@ -1689,7 +2071,7 @@ fn write_document(
             w.leaf("AttachmentName", &m.name);
             w.leaf("Description", &m.description);
             w.leaf("ContentType", &m.content_type);
-            w.leaf(ATTACHMENT_TEXT, &BASE64.encode(bytes));
+            w.base64_leaf(ATTACHMENT_TEXT, bytes);
             w.close();
         }
         w.close();
@@ -1767,5 +2149,131 @@ mod attachments_json {
                     .map_err(serde::de::Error::custom)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decodes `pieces` as [`decode_attachment`] does, with chunks of `chunk_len` symbols.
+    fn in_pieces(pieces: &[Vec<u8>], chunk_len: usize) -> Result<Vec<u8>, base64::DecodeError> {
+        let symbols: Vec<u8> = pieces
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let mut d = Base64Pieces::new(symbols.len(), symbols.last().copied(), chunk_len)?;
+        for p in pieces {
+            d.push(p)?;
+        }
+        d.finish()
+    }
+
+    /// What the importer did before decoding in pieces: strip whitespace, decode at once.
+    fn whole(pieces: &[Vec<u8>]) -> Result<Vec<u8>, base64::DecodeError> {
+        let compact: Vec<u8> = pieces
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        BASE64.decode(compact)
+    }
+
+    /// Base64-ish text: mostly symbols, some whitespace, padding and foreign bytes.
+    fn noisy() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let byte = prop_oneof![
+            20 => prop::sample::select(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".to_vec()
+            ),
+            3 => prop::sample::select(b" \t\r\n\x0c".to_vec()),
+            1 => Just(b'='),
+            1 => prop::sample::select(b"!-_.*\x00\x7f\xc3".to_vec()),
+        ];
+        prop::collection::vec(prop::collection::vec(byte, 0..40), 0..8)
+    }
+
+    /// Valid base64 of `data`, padding optional, cut into pieces with whitespace between.
+    fn valid() -> impl Strategy<Value = (Vec<u8>, Vec<Vec<u8>>)> {
+        (
+            prop::collection::vec(any::<u8>(), 0..300),
+            any::<bool>(),
+            prop::collection::vec(
+                (
+                    1usize..50,
+                    prop::sample::select(vec!["", " ", "\r\n", "\n\t"]),
+                ),
+                1..10,
+            ),
+        )
+            .prop_map(|(data, pad, cuts)| {
+                let mut text = BASE64.encode(&data);
+                if !pad {
+                    text = text.trim_end_matches('=').to_owned();
+                }
+                let mut pieces = Vec::new();
+                let mut rest = text.as_str();
+                for (n, ws) in cuts.iter().cycle().take(64) {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (a, b) = rest.split_at((*n).min(rest.len()));
+                    pieces.push(format!("{a}{ws}").into_bytes());
+                    rest = b;
+                }
+                if !rest.is_empty() {
+                    pieces.push(rest.as_bytes().to_vec());
+                }
+                (data, pieces)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn pieces_decode_like_the_whole_text(pieces in noisy(), chunk in 1usize..24) {
+            prop_assert_eq!(in_pieces(&pieces, chunk), whole(&pieces));
+        }
+
+        #[test]
+        fn valid_text_in_any_pieces_decodes((data, pieces) in valid(), chunk in 1usize..64) {
+            prop_assert_eq!(in_pieces(&pieces, chunk).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn padding_inside_is_refused_at_its_offset_across_chunks() {
+        // "QQ==" is complete on its own: a decoder that decoded each chunk separately would
+        // accept it followed by more quads.
+        let pieces = vec![b"QQ==".to_vec(), b"QUJD".to_vec()];
+        let err = in_pieces(&pieces, 4).unwrap_err();
+        assert_eq!(err, base64::DecodeError::InvalidByte(2, b'='));
+        assert_eq!(Err(err), whole(&pieces));
+    }
+
+    #[test]
+    fn the_buffer_is_sized_once() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let text = BASE64.encode(&data);
+        let lines: Vec<Vec<u8>> = text
+            .as_bytes()
+            .chunks(76)
+            .map(|l| [l, b"\r\n"].concat())
+            .collect();
+        let symbols = text.len();
+        let mut d = Base64Pieces::new(symbols, text.bytes().last(), 1024).unwrap();
+        let capacity = d.out.capacity();
+        for l in &lines {
+            d.push(l).unwrap();
+        }
+        let out = d.finish().unwrap();
+        assert_eq!(out, data);
+        assert_eq!(out.capacity(), capacity, "no reallocation while decoding");
+        assert!(capacity - out.len() < 3);
     }
 }

@@ -535,3 +535,139 @@ fn too_many_elements_are_refused() {
     assert_eq!(err.element(), Some("a"));
     assert_eq!(err.line(), Some(2));
 }
+
+// ------------------------------------------------------------------------------------------
+// Attachments decoded from the input in pieces (issue 8: large packages).
+
+/// A document package with one manifest reference `cid:1` and `attachment` as the body of
+/// `AttachmentEncoded/Attachment` (after its ContentId), starting on line 9.
+fn document_package(header_extra: &str, attachment: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<edXML:edXML xmlns:edXML=\"{NS}\">\n<edXML:edXMLEnvelope>\n\
+         <edXML:edXMLHeader><edXML:MessageHeader><edXML:DocumentId>1</edXML:DocumentId>\
+         {header_extra}</edXML:MessageHeader></edXML:edXMLHeader>\n\
+         <edXML:edXMLBody><edXML:edXMLManifest><edXML:Reference><edXML:ContentId>cid:1\
+         </edXML:ContentId><edXML:AttachmentName>a.bin</edXML:AttachmentName>\
+         </edXML:Reference></edXML:edXMLManifest></edXML:edXMLBody>\n</edXML:edXMLEnvelope>\n\
+         <edXML:AttachmentEncoded>\n<edXML:Attachment><edXML:ContentId>cid:1</edXML:ContentId>\n\
+         {attachment}\n</edXML:Attachment></edXML:AttachmentEncoded>\n</edXML:edXML>\n"
+    )
+}
+
+fn only_attachment(xml: &str) -> Vec<u8> {
+    let Imported::Document(d) = edxml::import(xml.as_bytes()).unwrap() else {
+        panic!("not a document")
+    };
+    assert_eq!(d.attachments.len(), 1);
+    d.attachments.into_iter().next().unwrap().1
+}
+
+#[test]
+fn issue8_attachment_text_in_any_form_decodes() {
+    // "Hello, edXML!" in base64 is SGVsbG8sIGVkWE1MIQ==: split by CRLF and LF line ends, a
+    // comment, a CDATA section, character references (one of them a line feed) and no padding.
+    let text = "<edXML:ContentTransferEncoded>\r\n  SGVs\r\nbG8s<!-- cut -->IGVk\
+                <![CDATA[WE1M]]>&#73;&#x51;&#10;\t\n</edXML:ContentTransferEncoded>";
+    assert_eq!(
+        only_attachment(&document_package("", text)),
+        b"Hello, edXML!"
+    );
+}
+
+#[test]
+fn issue8_invalid_base64_names_element_line_and_offset() {
+    let text = format!(
+        "<edXML:ContentTransferEncoded>\n{}\nQUJD!\n</edXML:ContentTransferEncoded>",
+        "QUJD".repeat(30)
+    );
+    let err = edxml::import(document_package("", &text).as_bytes()).unwrap_err();
+    assert!(matches!(err, EdxmlError::BadValue { .. }), "{err:?}");
+    assert_eq!(err.element(), Some("edXML:ContentTransferEncoded"));
+    assert_eq!(err.line(), Some(9));
+    let msg = err.to_string();
+    // The value is the start of the text, shortened as for any element; the offset counts
+    // base64 symbols, whitespace excluded.
+    assert!(
+        msg.contains(&format!("\"{}…\"", &"QUJD".repeat(20))),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("is not base64: Invalid symbol 33, offset 124."),
+        "{msg}"
+    );
+}
+
+#[test]
+fn issue8_attachment_text_kept_as_unmapped_round_trips() {
+    // A ContentTransferEncoded where the model has no field for it is kept with its text, read
+    // back from the input (line ends normalized, trimmed).
+    let xml = document_package(
+        "<edXML:ContentTransferEncoded>\r\n QUJD\r\nREVG&amp; \r\n</edXML:ContentTransferEncoded>",
+        "<edXML:ContentTransferEncoded>QUJD</edXML:ContentTransferEncoded>",
+    );
+    let first = edxml::import(xml.as_bytes()).unwrap();
+    let Imported::Document(d) = &first else {
+        panic!("not a document")
+    };
+    assert_eq!(
+        unmapped(
+            &d.unmapped,
+            "edXMLEnvelope/edXMLHeader/MessageHeader/ContentTransferEncoded"
+        ),
+        Some("QUJD\nREVG&")
+    );
+    assert_eq!(d.attachments[0].1, b"ABC");
+    let again = edxml::import(edxml::export(&first).as_bytes()).unwrap();
+    assert_eq!(first, again);
+}
+
+/// xorshift64 bytes: reproducible and not compressible by accident.
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn issue8_64_mib_attachment_decodes_to_the_same_sha256() {
+    use base64::Engine as _;
+    const SIZE: usize = 64 * 1024 * 1024;
+    // The raw bytes are dropped before the import, so that only the package and what the
+    // import makes are held while it runs.
+    let (sha, xml) = {
+        let data = pseudo_random(SIZE);
+        let sha = ring_digest(&data);
+        // MIME-style lines of 76 characters with CRLF: line breaks fall inside and across the
+        // decoder's chunks.
+        let mut text = String::with_capacity(SIZE / 57 * 78 + 100);
+        text.push_str("<edXML:ContentTransferEncoded>");
+        let mut line = String::with_capacity(80);
+        for raw in data.chunks(57) {
+            line.clear();
+            base64::engine::general_purpose::STANDARD.encode_string(raw, &mut line);
+            text.push_str(&line);
+            text.push_str("\r\n");
+        }
+        text.push_str("</edXML:ContentTransferEncoded>");
+        (sha, document_package("", &text))
+    };
+    assert!(xml.len() < edxml::MAX_EDXML_BYTES);
+    let Imported::Document(d) = edxml::import(xml.as_bytes()).unwrap() else {
+        panic!("not a document")
+    };
+    drop(xml);
+    let [(manifest, bytes)] = d.attachments.as_slice() else {
+        panic!("{} attachments", d.attachments.len())
+    };
+    assert_eq!(bytes.len(), SIZE);
+    assert_eq!(manifest.size, SIZE as u64);
+    assert_eq!(ring_digest(bytes), sha, "decoded bytes' SHA-256");
+    assert_eq!(manifest.sha256, sha, "manifest SHA-256");
+}

@@ -69,6 +69,10 @@ pub enum Command {
         /// Folder to write into (created if absent).
         #[arg(long)]
         out: PathBuf,
+        /// Write the document as one edXML package (`<id>.edxml`, attachments inline) instead
+        /// of envelope.json and the attachment files.
+        #[arg(long)]
+        edxml: bool,
     },
     /// Acknowledge a received document (it leaves the inbox list).
     Ack {
@@ -116,12 +120,16 @@ pub enum Command {
 /// Arguments of `send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
+    /// Send this edXML (QCVN 102) document package as it is, attachments inline: its own
+    /// fields say who sends what to whom, so the options below are not used.
+    #[arg(long, conflicts_with_all = ["to", "number", "notation", "doc_type", "subject", "priority", "due", "from", "files"])]
+    pub edxml: Option<PathBuf>,
     /// Recipient agency codes, comma separated (e.g. 000.00.00.G14,000.21.31.H53).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "edxml")]
     pub to: Vec<String>,
     /// Document number (số), at most 11 characters.
-    #[arg(long)]
-    pub number: String,
+    #[arg(long, required_unless_present = "edxml")]
+    pub number: Option<String>,
     /// Notation (ký hiệu), e.g. UBND-VP.
     #[arg(long, default_value = "")]
     pub notation: String,
@@ -129,8 +137,8 @@ pub struct SendArgs {
     #[arg(long = "type", default_value = "Công văn")]
     pub doc_type: String,
     /// Subject (trích yếu).
-    #[arg(long)]
-    pub subject: String,
+    #[arg(long, required_unless_present = "edxml")]
+    pub subject: Option<String>,
     /// Priority: 0 normal, 1 urgent, 2 very urgent, 3 express, 4 express at a set time.
     #[arg(long, default_value_t = 0)]
     pub priority: i32,
@@ -152,7 +160,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { config } => return serve(&config),
         Command::Send(a) => send(&client, &cli.api, a, cli.json),
         Command::Inbox { agency, all } => inbox(&client, &cli.api, agency, all, cli.json),
-        Command::Fetch { id, out } => fetch(&client, &cli.api, &id, &out, cli.json),
+        Command::Fetch {
+            id,
+            out,
+            edxml: true,
+        } => fetch_edxml(&client, &cli.api, &id, &out, cli.json),
+        Command::Fetch {
+            id,
+            out,
+            edxml: false,
+        } => fetch(&client, &cli.api, &id, &out, cli.json),
         Command::Ack { id, agency } => ack(&client, &cli.api, &id, agency, cli.json),
         Command::Status {
             id,
@@ -350,7 +367,36 @@ fn upload(client: &ApiClient, api: &str, path: &Path) -> anyhow::Result<Value> {
     )
 }
 
+fn send_edxml(client: &ApiClient, api: &str, path: &Path, as_json: bool) -> anyhow::Result<()> {
+    let package = std::fs::read(path).with_context(|| {
+        format!(
+            "{}: cannot read the edXML package given to --edxml",
+            path.display()
+        )
+    })?;
+    let r = client
+        .post_bytes(
+            "/v1/documents",
+            lienthong_common::edxml::EDXML_CONTENT_TYPE,
+            &package,
+        )
+        .map_err(|e| reach(api, e))?;
+    if as_json {
+        println!("{r}");
+    } else {
+        println!(
+            "sent {}  document {}",
+            r["envelope_id"].as_str().unwrap_or_default(),
+            r["document_id"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 fn send(client: &ApiClient, api: &str, a: SendArgs, as_json: bool) -> anyhow::Result<()> {
+    if let Some(path) = &a.edxml {
+        return send_edxml(client, api, path, as_json);
+    }
     let to: Vec<AgencyCode> =
         a.to.iter()
             .filter(|s| !s.trim().is_empty())
@@ -381,10 +427,10 @@ fn send(client: &ApiClient, api: &str, a: SendArgs, as_json: bool) -> anyhow::Re
     let env = json!({
         "from": { "code": from.to_string() },
         "to": to.iter().map(|t| json!({ "code": t.to_string(), "name": t.to_string() })).collect::<Vec<_>>(),
-        "code": { "number": a.number, "notation": a.notation },
+        "code": { "number": a.number.clone().unwrap_or_default(), "notation": a.notation },
         "promulgation": { "date": today },
         "document_type": { "type_name": a.doc_type },
-        "subject": a.subject,
+        "subject": a.subject.clone().unwrap_or_default(),
         "due_date": a.due.unwrap_or_default(),
         "other_info": { "priority": a.priority },
         "attachments": attachments,
@@ -465,6 +511,33 @@ fn safe_name(name: &str) -> String {
     } else {
         base
     }
+}
+
+fn fetch_edxml(
+    client: &ApiClient,
+    api: &str,
+    id: &str,
+    out: &Path,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let package = client
+        .get_text_as(
+            &format!("/v1/documents/{id}"),
+            lienthong_common::edxml::EDXML_CONTENT_TYPE,
+        )
+        .map_err(|e| reach(api, e))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join(format!("{}.edxml", safe_name(id)));
+    std::fs::write(&path, &package).with_context(|| format!("writing {}", path.display()))?;
+    if as_json {
+        println!(
+            "{}",
+            json!({ "edxml": path.display().to_string(), "bytes": package.len() })
+        );
+    } else {
+        println!("{}  {} bytes", path.display(), package.len());
+    }
+    Ok(())
 }
 
 fn fetch(client: &ApiClient, api: &str, id: &str, out: &Path, as_json: bool) -> anyhow::Result<()> {

@@ -391,6 +391,7 @@ async fn intake_status(
         description: r.description,
         staff: r.staff,
         id: Some(r.id).filter(|i| !i.is_empty()),
+        edxml: r.edxml,
     };
     match api::post_status_checked(node, &envelope_id, &post).await {
         Ok((_, proof)) => Ok(Ok(proof)),

@@ -109,8 +109,19 @@ pub fn router(node: Arc<Node>) -> Router {
             "/v1/attachments",
             post(upload).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/documents", post(submit))
-        .route("/v1/documents/{id}", get(document))
+        .route(
+            "/v1/documents",
+            post(crate::edxml_api::submit).layer(DefaultBodyLimit::max(
+                lienthong_common::edxml::MAX_EDXML_BYTES,
+            )),
+        )
+        .route("/v1/documents/{id}", get(crate::edxml_api::document))
+        .route(
+            "/v1/status",
+            post(crate::edxml_api::status).layer(DefaultBodyLimit::max(
+                lienthong_common::edxml::MAX_EDXML_BYTES,
+            )),
+        )
         .route("/v1/documents/{id}/attachments/{sha256}", get(attachment))
         .route("/v1/documents/{id}/status", post(post_status))
         .route("/v1/documents/{id}/track", get(track))
@@ -302,9 +313,10 @@ async fn upload(State(node): State<Arc<Node>>, body: Body) -> ApiResult<Json<Upl
     Ok(Json(up))
 }
 
-async fn submit(
-    State(node): State<Arc<Node>>,
-    Json(req): Json<SubmitRequest>,
+/// Submits a JSON `SubmitRequest`: inline attachment bytes are stored first.
+pub(crate) async fn submit_request(
+    node: &Arc<Node>,
+    req: SubmitRequest,
 ) -> ApiResult<Json<SubmitResponse>> {
     let mut env = req
         .envelope
@@ -319,7 +331,7 @@ async fn submit(
     }
     let span = tracing::info_span!("envelope", id = %env.id, from = %env.from.as_ref().map(|f| f.code.as_str()).unwrap_or_default());
     let (envelope_id, document_id, _persisted) =
-        tracing::Instrument::instrument(submit_envelope(&node, env), span).await?;
+        tracing::Instrument::instrument(submit_envelope(node, env), span).await?;
     Ok(Json(SubmitResponse {
         envelope_id,
         document_id,
@@ -445,11 +457,9 @@ fn join(codes: &[AgencyCode]) -> String {
         .join(", ")
 }
 
-async fn document(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Envelope>> {
-    node.store.envelope(&id)?.map(Json).ok_or_else(|| {
+/// The envelope held under `id`, or 404.
+pub(crate) fn document_of(node: &Node, id: &str) -> ApiResult<Envelope> {
+    node.store.envelope(id)?.ok_or_else(|| {
         ApiError::not_found(format!("no document with envelope id {id} on this node"))
     })
 }
@@ -581,6 +591,9 @@ pub struct StatusPost {
     /// The DMS's own id for this status update (at most 32 characters). A repeat with the same
     /// id is not sent again, so a redelivered message is harmless.
     pub id: Option<String>,
+    /// What an edXML status package carried beyond these fields (set by the edXML intake).
+    #[serde(skip)]
+    pub edxml: Option<lienthong_proto::v1::EdxmlExtras>,
 }
 
 /// Statuses that can be posted through the API (01 is sent automatically on arrival).
@@ -710,6 +723,7 @@ fn receipt(
             envelope_id: env.id.clone(),
         }),
         staff: p.staff.clone(),
+        edxml: p.edxml.clone(),
         status: status as i32,
         description: p.description.clone(),
         timestamp_unix_ms: now_unix_ms(),

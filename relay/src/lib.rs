@@ -28,6 +28,7 @@ pub mod books_api;
 pub mod books_cmd;
 pub mod cli;
 pub mod demo;
+pub mod edxml_api;
 pub mod edxml_cmd;
 pub mod link;
 pub mod metrics;

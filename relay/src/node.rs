@@ -551,6 +551,7 @@ impl Node {
             signature: None,
             to: sender,
             recipient: recipient.to_string(),
+            edxml: None,
         };
         self.post_receipt(receipt)
     }

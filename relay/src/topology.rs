@@ -443,6 +443,34 @@ impl ApiClient {
         Self::check(resp, path)
     }
 
+    /// GET with an `Accept` header, returning the body as text (e.g. an edXML package).
+    pub fn get_text_as(&self, path: &str, accept: &str) -> anyhow::Result<String> {
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("accept", accept)
+            .call()
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        resp.body_mut()
+            .with_config()
+            .limit(lienthong_common::edxml::MAX_EDXML_BYTES as u64)
+            .read_to_string()
+            .map_err(body_error)
+    }
+
+    /// POST a body of `content_type` (e.g. an edXML package), returning JSON.
+    pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Value> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .send(body)
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        resp.body_mut().read_json().map_err(body_error)
+    }
+
     /// GET returning JSON.
     pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         self.get(path)?.body_mut().read_json().map_err(body_error)

@@ -76,6 +76,23 @@ fn bad_configs_exit_64_and_name_the_key() {
             good.replace("pki/000.00.00.H53.pem", "pki/ca.pem"),
             "names no agency",
         ),
+        (
+            "amqp_ca_missing",
+            format!("{good}[amqp]\nurl = \"amqps://mq:5671/%2f\"\nca = \"pki/none.pem\"\n"),
+            "amqp.ca: ",
+        ),
+        (
+            "amqp_ca_not_a_certificate",
+            format!(
+                "{good}[amqp]\nurl = \"amqps://mq:5671/%2f\"\nca = \"pki/000.00.00.H53.key\"\n"
+            ),
+            "holds no PEM certificate",
+        ),
+        (
+            "amqp_ca_without_tls",
+            format!("{good}[amqp]\nurl = \"amqp://mq:5672/%2f\"\nca = \"pki/ca.pem\"\n"),
+            "amqp.ca: is only used with an amqps:// url",
+        ),
     ];
     for (name, text, expect) in cases {
         let cfg = write(dir.path(), &format!("{name}.toml"), &text);
