@@ -171,6 +171,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// Publish JSON instead of protobuf.
     pub json: bool,
+    /// Publish documents and statuses as edXML packages (`format = "edxml"`), to every agency
+    /// of the node.
+    pub edxml: bool,
     /// With `amqps://`: the PEM file whose certificates are the only trust roots for the
     /// broker's certificate (absent: the system's trust roots).
     pub ca: Option<PathBuf>,
@@ -254,6 +257,9 @@ pub struct RawLocal {
     pub cert: PathBuf,
     /// Its key.
     pub key: PathBuf,
+    /// `"edxml"`: its DMS receives documents and statuses on RabbitMQ as edXML packages,
+    /// whatever `[amqp] format` says.
+    pub format: Option<String>,
 }
 
 /// `[link]`
@@ -306,6 +312,8 @@ pub struct LocalAgency {
     pub cert: PathBuf,
     /// Key.
     pub key: PathBuf,
+    /// Its DMS takes edXML on RabbitMQ (`format = "edxml"`).
+    pub edxml: bool,
 }
 
 /// Link tuning.
@@ -514,11 +522,24 @@ impl NodeConfig {
             .local
             .into_iter()
             .map(|l| {
+                let edxml = match l.format.as_deref() {
+                    None => false,
+                    Some("edxml") => true,
+                    Some(other) => {
+                        return Err(err(
+                            "local.format",
+                            format!(
+                            "{other:?}: the only value is \"edxml\" (else [amqp] format applies)"
+                        ),
+                        ))
+                    }
+                };
                 Ok(LocalAgency {
                     agency: code("local.agency", &l.agency)?,
                     name: l.name.unwrap_or_else(|| l.agency.clone()),
                     cert: file("local.cert", Some(l.cert))?,
                     key: file("local.key", Some(l.key))?,
+                    edxml,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -609,13 +630,16 @@ impl NodeConfig {
                         ))
                     }
                 };
-                let json = match a.format.as_deref().unwrap_or("protobuf") {
-                    "protobuf" => false,
-                    "json" => true,
+                // edXML covers documents and statuses; the other messages (transport and error
+                // events) then go as JSON.
+                let (json, edxml) = match a.format.as_deref().unwrap_or("protobuf") {
+                    "protobuf" => (false, false),
+                    "json" => (true, false),
+                    "edxml" => (true, true),
                     other => {
                         return Err(err(
                             "amqp.format",
-                            format!("{other:?}: use \"protobuf\" or \"json\""),
+                            format!("{other:?}: use \"protobuf\", \"json\" or \"edxml\""),
                         ))
                     }
                 };
@@ -642,6 +666,7 @@ impl NodeConfig {
                     quorum,
                     prefetch,
                     json,
+                    edxml,
                     ca,
                 })
             }

@@ -32,11 +32,12 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::AmqpConfig;
+use lienthong_common::edxml;
 use lienthong_common::now_unix_ms;
 use lienthong_common::store::{Persisted, QueueItem};
 use lienthong_proto::v1::{
-    receipt_frame, ReceiptFrame, StatusReceipt, SubmitAttachment, SubmitRequest, TransportEvent,
-    TransportState,
+    receipt_frame, AttachmentManifest, ReceiptFrame, StatusReceipt, SubmitAttachment,
+    SubmitRequest, TransportEvent, TransportState,
 };
 use prost::Message;
 use tokio_stream::StreamExt;
@@ -206,6 +207,34 @@ async fn ack(d: &lapin::message::Delivery, _proof: Persisted) -> Result<(), lapi
     d.ack(BasicAckOptions::default()).await.map(|_| ())
 }
 
+fn is_edxml(d: &lapin::message::Delivery) -> bool {
+    d.properties
+        .content_type()
+        .as_ref()
+        .is_some_and(|c| c.as_str().starts_with(edxml::EDXML_CONTENT_TYPE))
+}
+
+/// An edXML package from an intake queue, size-checked and imported.
+fn import_edxml(d: &lapin::message::Delivery) -> Result<edxml::Imported, Refused> {
+    if d.data.len() > MAX_AMQP_MESSAGE_BYTES {
+        return Err(Refused::new(format!(
+            "message is {} bytes; the limit is {MAX_AMQP_MESSAGE_BYTES} (post large edXML packages to the local HTTP API instead)",
+            d.data.len()
+        )));
+    }
+    edxml::import(&d.data).map_err(|e| Refused::new(format!("edXML: {e}")))
+}
+
+/// Whether `agency`'s DMS takes documents and statuses as edXML.
+fn wants_edxml(node: &Node, cfg: &AmqpConfig, agency: &AgencyCode) -> bool {
+    cfg.edxml
+        || node
+            .config
+            .local
+            .iter()
+            .any(|l| &l.agency == agency && l.edxml)
+}
+
 fn is_json(d: &lapin::message::Delivery) -> bool {
     d.properties
         .content_type()
@@ -311,10 +340,34 @@ async fn intake_document(
     agency: &AgencyCode,
     d: &lapin::message::Delivery,
 ) -> Result<Result<Persisted, Refused>, String> {
-    let req: SubmitRequest = match decode(d) {
-        Ok(r) => r,
-        Err(r) => return Ok(Err(r)),
-    };
+    let req: SubmitRequest =
+        if is_edxml(d) {
+            match import_edxml(d) {
+                Ok(edxml::Imported::Document(doc)) => {
+                    let (mut envelope, attachments) = doc.into_parts();
+                    envelope.attachments.clear();
+                    SubmitRequest {
+                        envelope: Some(envelope),
+                        attachments: attachments
+                            .into_iter()
+                            .map(|(m, data)| SubmitAttachment {
+                                manifest: Some(m),
+                                data,
+                            })
+                            .collect(),
+                    }
+                }
+                Ok(edxml::Imported::Status(_)) => return Ok(Err(Refused::new(
+                    "edXML: a status package on the outbox queue; publish it on the status queue",
+                ))),
+                Err(r) => return Ok(Err(r)),
+            }
+        } else {
+            match decode(d) {
+                Ok(r) => r,
+                Err(r) => return Ok(Err(r)),
+            }
+        };
     let Some(mut env) = req.envelope else {
         return Ok(Err(Refused::new("envelope is required")));
     };
@@ -354,10 +407,35 @@ async fn intake_status(
     agency: &AgencyCode,
     d: &lapin::message::Delivery,
 ) -> Result<Result<Persisted, Refused>, String> {
-    let r: StatusReceipt = match decode(d) {
-        Ok(r) => r,
-        Err(r) => return Ok(Err(r)),
-    };
+    let r: StatusReceipt =
+        if is_edxml(d) {
+            match import_edxml(d) {
+                Ok(edxml::Imported::Status(st)) => {
+                    let mut r = st.into_receipt();
+                    // edXML has no envelope id: find the document by its id in the agency's books.
+                    let rf = r.response_for.get_or_insert_with(Default::default);
+                    if rf.envelope_id.is_empty() && !rf.document_id.is_empty() {
+                        let found = crate::register::find_envelope(
+                            &node.store,
+                            std::slice::from_ref(agency),
+                            &rf.document_id,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        rf.envelope_id = found.unwrap_or_default();
+                    }
+                    r
+                }
+                Ok(edxml::Imported::Document(_)) => return Ok(Err(Refused::new(
+                    "edXML: a document package on the status queue; publish it on the outbox queue",
+                ))),
+                Err(r) => return Ok(Err(r)),
+            }
+        } else {
+            match decode(d) {
+                Ok(r) => r,
+                Err(r) => return Ok(Err(r)),
+            }
+        };
     let document_id = r
         .response_for
         .as_ref()
@@ -453,6 +531,14 @@ async fn dead_letter(
     publish_confirmed(ch, &queue_name(agency, "dead"), &d.data, props).await
 }
 
+fn encode_request(cfg: &AmqpConfig, msg: &SubmitRequest) -> (Vec<u8>, &'static str) {
+    if cfg.json {
+        (serde_json::to_vec(msg).unwrap_or_default(), CONTENT_JSON)
+    } else {
+        (msg.encode_to_vec(), CONTENT_PROTOBUF)
+    }
+}
+
 fn encode_frame(cfg: &AmqpConfig, frame: &ReceiptFrame) -> (Vec<u8>, &'static str) {
     if cfg.json {
         (serde_json::to_vec(frame).unwrap_or_default(), CONTENT_JSON)
@@ -531,19 +617,45 @@ async fn publish_loop(
                                 });
                             }
                         }
-                        let msg = SubmitRequest {
-                            envelope: Some(env.clone()),
-                            attachments,
-                        };
-                        let (body, ct) = if cfg.json {
-                            (serde_json::to_vec(&msg).unwrap_or_default(), CONTENT_JSON)
+                        let edxml_out = wants_edxml(&node, &cfg, agency);
+                        let (body, ct) = if edxml_out {
+                            // Attachments inline when small enough; otherwise the package lists
+                            // none and the DMS downloads them over HTTP (docs/integration.md).
+                            let inline: Vec<(AttachmentManifest, Vec<u8>)> = attachments
+                                .into_iter()
+                                .filter_map(|a| a.manifest.map(|m| (m, a.data)))
+                                .collect();
+                            (
+                                edxml::export_document(&env, &inline).into_bytes(),
+                                edxml::EDXML_CONTENT_TYPE,
+                            )
                         } else {
-                            (msg.encode_to_vec(), CONTENT_PROTOBUF)
+                            let msg = SubmitRequest {
+                                envelope: Some(env.clone()),
+                                attachments,
+                            };
+                            encode_request(&cfg, &msg)
                         };
-                        let props = BasicProperties::default()
+                        let mut props = BasicProperties::default()
                             .with_content_type(ct.into())
                             .with_message_id(id.as_str().into())
                             .with_type("document".into());
+                        if edxml_out && total > INLINE_ATTACHMENT_BYTES {
+                            // Not inline: name them, for the download over the local API.
+                            let mut h = FieldTable::default();
+                            let list: Vec<String> = env
+                                .attachments
+                                .iter()
+                                .map(|a| {
+                                    format!("{} {} {}", hex::encode(&a.sha256), a.size, a.name)
+                                })
+                                .collect();
+                            h.insert(
+                                "x-lienthong-attachments".into(),
+                                AMQPValue::LongString(list.join("\n").into()),
+                            );
+                            props = props.with_headers(h);
+                        }
                         publish_confirmed(&ch, &queue_name(agency, "inbox"), &body, props).await?;
                         node.store
                             .dequeue(&e.key)
@@ -566,7 +678,17 @@ async fn publish_loop(
                             Some(receipt_frame::Item::Status(_)) => "status",
                             _ => "transport",
                         };
-                        let (body, ct) = encode_frame(&cfg, &frame);
+                        let (body, ct) = match &frame.item {
+                            Some(receipt_frame::Item::Status(st))
+                                if wants_edxml(&node, &cfg, agency) =>
+                            {
+                                (
+                                    edxml::export_status(st).into_bytes(),
+                                    edxml::EDXML_CONTENT_TYPE,
+                                )
+                            }
+                            _ => encode_frame(&cfg, &frame),
+                        };
                         let props = BasicProperties::default()
                             .with_content_type(ct.into())
                             .with_message_id(id.as_str().into())

@@ -690,3 +690,155 @@ async fn a_message_handed_out_too_often_is_dead_lettered_not_dropped() {
         m.properties.headers()
     );
 }
+
+async fn publish_as(ch: &Channel, queue: &str, body: &[u8], content_type: &str) {
+    let props = BasicProperties::default()
+        .with_content_type(content_type.into())
+        .with_delivery_mode(2);
+    let c = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(c.is_ack());
+}
+
+fn is_edxml(d: &lapin::message::Delivery) -> bool {
+    d.properties
+        .content_type()
+        .as_ref()
+        .is_some_and(|c| c.as_str() == lienthong_common::edxml::EDXML_CONTENT_TYPE)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edxml_on_the_outbox_arrives_as_edxml_on_the_inbox() {
+    use lienthong_common::edxml::{self, Imported};
+    let _turn = BROKER.lock().await;
+    let (a, b) = ("000.00.26.H53", "000.00.16.H49");
+    let (_conn, ch) = channel().await;
+    fresh_queues(&ch, &[a, b]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut na = NodeSpec::new(a, "DMS A", Some("000.00.00.H53")).unwrap();
+    na.amqp = Some(URL.into());
+    let mut nb = NodeSpec::new(b, "DMS B", Some("000.00.00.H49")).unwrap();
+    nb.amqp = Some(URL.into());
+    let specs = vec![
+        NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
+        NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
+        na,
+        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
+        nb,
+    ];
+    let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
+    // Both DMSs speak edXML: [amqp] format = "edxml".
+    for agency in [a, b] {
+        let cfg = &net.nodes[&code(agency)].config;
+        let text = std::fs::read_to_string(cfg).unwrap();
+        assert!(text.contains("prefetch = 64\n"));
+        std::fs::write(
+            cfg,
+            text.replace("prefetch = 64\n", "prefetch = 64\nformat = \"edxml\"\n"),
+        )
+        .unwrap();
+    }
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+
+    let mut env = envelope("", a, b, "Gói tin edXML qua hàng đợi");
+    env.edxml = Some(lienthong_proto::v1::EdxmlExtras {
+        unmapped: vec![lienthong_proto::v1::EdxmlField {
+            path: "edXMLEnvelope/edXMLHeader/MessageHeader/OtherInfo/Direction".into(),
+            value: "false".into(),
+        }],
+        original_signature: "<Signature><SignatureValue>YQ==</SignatureValue></Signature>".into(),
+    });
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let manifest = AttachmentManifest {
+        name: "to-trinh.pdf".into(),
+        content_type: "application/pdf".into(),
+        size: bytes.len() as u64,
+        sha256: ring::digest::digest(&ring::digest::SHA256, &bytes)
+            .as_ref()
+            .to_vec(),
+        ..Default::default()
+    };
+    let package = edxml::export_document(&env, &[(manifest, bytes.clone())]);
+    publish_as(
+        &ch,
+        &q(a, "outbox"),
+        package.as_bytes(),
+        edxml::EDXML_CONTENT_TYPE,
+    )
+    .await;
+
+    let got = drain(&q(b, "inbox"), Duration::from_secs(30), is_edxml).await;
+    if got.is_empty() {
+        support::dump_logs(&net);
+    }
+    let d = got
+        .iter()
+        .find(|d| is_edxml(d))
+        .expect("an edXML package on B's inbox");
+    let Imported::Document(doc) = edxml::import(&d.data).unwrap() else {
+        panic!("not a document package")
+    };
+    assert_eq!(doc.envelope.subject, "Gói tin edXML qua hàng đợi");
+    assert_eq!(doc.envelope.from.as_ref().unwrap().code, a);
+    assert_eq!(doc.attachments.len(), 1);
+    assert_eq!(doc.attachments[0].1, bytes, "attachment bytes intact");
+    assert!(doc
+        .unmapped
+        .iter()
+        .any(|(p, v)| p.ends_with("OtherInfo/Direction") && v == "false"));
+    assert_eq!(
+        doc.original_signature.as_deref(),
+        Some("<Signature><SignatureValue>YQ==</SignatureValue></Signature>")
+    );
+
+    // B's DMS answers 03 with an edXML status package naming the document id only.
+    let status = StatusReceipt {
+        from: Some(Organization {
+            code: b.into(),
+            name: "DMS B".into(),
+            ..Default::default()
+        }),
+        response_for: Some(ReceiptResponseFor {
+            organ_id: a.into(),
+            document_id: doc.envelope.document_id.clone(),
+            ..Default::default()
+        }),
+        status: 3,
+        timestamp_unix_ms: lienthong_common::now_unix_ms(),
+        ..Default::default()
+    };
+    publish_as(
+        &ch,
+        &q(b, "status"),
+        edxml::export_status(&status).as_bytes(),
+        edxml::EDXML_CONTENT_TYPE,
+    )
+    .await;
+    // A's DMS gets 01 and 03 as edXML status packages.
+    let mut codes = Vec::new();
+    drain(&q(a, "receipts"), Duration::from_secs(30), |d| {
+        if is_edxml(d) {
+            if let Ok(Imported::Status(s)) = edxml::import(&d.data) {
+                codes.push(s.receipt.status);
+            }
+        }
+        codes.contains(&3)
+    })
+    .await;
+    if !codes.contains(&3) {
+        support::dump_logs(&net);
+    }
+    assert_eq!(codes, vec![1, 3], "01 and 03 reach A as edXML");
+    net.stop_all();
+}
