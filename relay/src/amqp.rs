@@ -276,62 +276,131 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
-    loop {
+    // Documents are independent: up to `prefetch` are taken in at once, so their store
+    // flushes are grouped. Statuses stay one at a time: the order of a document's statuses
+    // (03 before 04) is the order the DMS published them.
+    let parallel = match kind {
+        Kind::Outbox => usize::from(cfg.prefetch).max(1),
+        Kind::Status => 1,
+    };
+    let mut tasks: tokio::task::JoinSet<Result<(), AmqpError>> = tokio::task::JoinSet::new();
+    let result = loop {
+        let mut failed = None;
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = flatten(done) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        if tasks.len() >= parallel {
+            if let Some(done) = tasks.join_next().await {
+                if let Err(e) = flatten(done) {
+                    break Err(e);
+                }
+            }
+            continue;
+        }
         let next = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => break Ok(()),
             n = consumer.next() => n,
         };
         let Some(delivery) = next else {
-            return Err(AmqpError::Store(format!("consumer of {queue} ended")));
+            break Err(AmqpError::Store(format!("consumer of {queue} ended")));
         };
-        let d = delivery?;
-        // A store failure is not the message's fault: hold the message (unacknowledged, so
-        // the broker neither counts a redelivery nor hands it to anyone else) and try it
-        // again until the store takes it. Intake of this queue stops meanwhile.
-        let mut pause = STORE_RETRY_FIRST;
-        loop {
-            let outcome = match kind {
-                Kind::Outbox => intake_document(&node, &agency, &d).await,
-                Kind::Status => intake_status(&node, &agency, &d).await,
-            };
-            match outcome {
-                Ok(Ok(proof)) => ack(&d, proof).await?,
-                Ok(Err(refused)) => {
-                    warn!(
-                        queue = %queue,
-                        envelope_id = %refused.envelope_id,
-                        cause = %refused.reason,
-                        "message refused; dead-lettered"
-                    );
-                    node.security_event("amqp_invalid", &queue, agency.as_str(), &refused.reason);
-                    dead_letter(&dead, &agency, &queue, &d, &refused.reason).await?;
-                    error_event(&dead, &cfg, &agency, &refused).await?;
-                    d.ack(BasicAckOptions::default()).await?;
-                }
-                Err(store_problem) => {
-                    error!(
-                        queue = %queue,
-                        cause = %store_problem,
-                        retry_in_ms = pause.as_millis() as u64,
-                        "store unavailable; message held, intake paused"
-                    );
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(STORE_RETRY_MAX);
-                    if !ch.status().connected() {
-                        // The broker took the message back (connection lost, consumer
-                        // timeout): it comes again on the next connection.
-                        return Err(AmqpError::Store(format!(
-                            "channel of {queue} closed while a message was held: {store_problem}"
-                        )));
-                    }
-                    continue;
-                }
-            }
-            break;
+        let d = match delivery {
+            Ok(d) => d,
+            Err(e) => break Err(e.into()),
+        };
+        tasks.spawn(handle(
+            node.clone(),
+            cfg.clone(),
+            agency.clone(),
+            kind,
+            ch.clone(),
+            dead.clone(),
+            stop.clone(),
+            d,
+        ));
+    };
+    // Messages being taken in finish (or are held and given back with the channel): none is
+    // cut off between its store write and its acknowledgement.
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = flatten(done) {
+            warn!(queue = %queue, cause = %e, "intake task failed while stopping");
         }
+    }
+    result
+}
+
+fn flatten(r: Result<Result<(), AmqpError>, tokio::task::JoinError>) -> Result<(), AmqpError> {
+    match r {
+        Ok(r) => r,
+        Err(e) => Err(AmqpError::Store(format!("intake task: {e}"))),
+    }
+}
+
+/// Takes in one message: stored and acknowledged, or refused into the dead-letter queue.
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    node: Arc<Node>,
+    cfg: AmqpConfig,
+    agency: AgencyCode,
+    kind: Kind,
+    ch: Channel,
+    dead: Channel,
+    stop: CancellationToken,
+    d: lapin::message::Delivery,
+) -> Result<(), AmqpError> {
+    let queue = queue_name(&agency, kind.queue());
+    // A store failure is not the message's fault: hold the message (unacknowledged, so the
+    // broker neither counts a redelivery nor hands it to anyone else) and try it again until
+    // the store takes it.
+    let mut pause = STORE_RETRY_FIRST;
+    loop {
+        let outcome = match kind {
+            Kind::Outbox => intake_document(&node, &agency, &d).await,
+            Kind::Status => intake_status(&node, &agency, &d).await,
+        };
+        match outcome {
+            Ok(Ok(proof)) => ack(&d, proof).await?,
+            Ok(Err(refused)) => {
+                warn!(
+                    queue = %queue,
+                    envelope_id = %refused.envelope_id,
+                    cause = %refused.reason,
+                    "message refused; dead-lettered"
+                );
+                node.security_event("amqp_invalid", &queue, agency.as_str(), &refused.reason);
+                dead_letter(&dead, &agency, &queue, &d, &refused.reason).await?;
+                error_event(&dead, &cfg, &agency, &refused).await?;
+                d.ack(BasicAckOptions::default()).await?;
+            }
+            Err(store_problem) => {
+                error!(
+                    queue = %queue,
+                    cause = %store_problem,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "store unavailable; message held, intake paused"
+                );
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(STORE_RETRY_MAX);
+                if !ch.status().connected() {
+                    // The broker took the message back (connection lost, consumer timeout):
+                    // it comes again on the next connection.
+                    return Err(AmqpError::Store(format!(
+                        "channel of {queue} closed while a message was held: {store_problem}"
+                    )));
+                }
+                continue;
+            }
+        }
+        return Ok(());
     }
 }
 
