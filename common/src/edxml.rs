@@ -7,6 +7,11 @@
 //! [`MAX_ELEMENTS`], [`MAX_TEXT_BYTES`] and [`MAX_ATTRIBUTE_BYTES`] are checked while reading.
 //! Every error names the element and the line.
 //!
+//! Large packages: an attachment's base64 text is never copied out of the input; it is decoded
+//! from there, in pieces, straight into one buffer of the decoded size, so importing holds the
+//! package and the decoded attachments and nothing proportional on top (docs/edxml.md has the
+//! figures; `examples/edxml_memory.rs` measures them).
+//!
 //! [`export_document`] and [`export_status`] write the strict form: every element in the edXML
 //! namespace under the `edXML:` prefix. Elements the model has no field for are kept on import
 //! (`unmapped`) and written back by [`export`], so that a round trip does not lose them.
@@ -402,10 +407,18 @@ fn parse(input: &str) -> Result<Node, EdxmlError> {
                         });
                     }
                 }
-                let name = match qname.split_once(':') {
-                    Some((_, local)) => local.to_owned(),
-                    None => qname.clone(),
+                let (prefix, local) = match qname.split_once(':') {
+                    Some((p, l)) => (Some(p), l),
+                    None => (None, qname.as_str()),
                 };
+                if !prefix.is_none_or(valid_name) || !valid_name(local) {
+                    return Err(EdxmlError::Malformed {
+                        element: qname.clone(),
+                        line,
+                        reason: "not an XML element name".into(),
+                    });
+                }
+                let name = local.to_owned();
                 let text = if name == ATTACHMENT_TEXT {
                     Text::InInput { len: 0 }
                 } else {
@@ -584,6 +597,9 @@ struct Ctx<'a> {
     input: &'a str,
     unmapped: Vec<(String, String)>,
     signature: Option<String>,
+    /// Namespace prefixes declared on `edXMLHeader` and its ancestors (`prefix`, raw value), the
+    /// innermost last: what a verbatim `Signature` may rely on.
+    header_scope: Vec<(String, String)>,
     /// The first failure to read an element's text again from the input, reported by [`import`]
     /// once the mapping is done (so that [`Ctx::keep`] needs no `Result`). It cannot happen for
     /// bytes that [`parse`] accepted; it is kept as an error rather than a panic all the same.
@@ -659,6 +675,7 @@ pub fn import(bytes: &[u8]) -> Result<Imported, EdxmlError> {
         input,
         unmapped: Vec::new(),
         signature: None,
+        header_scope: Vec::new(),
         failed: None,
     };
 
@@ -681,6 +698,11 @@ pub fn import(bytes: &[u8]) -> Result<Imported, EdxmlError> {
     let header = envelope
         .child("edXMLHeader")
         .ok_or_else(|| envelope.missing("edXMLHeader"))?;
+    ctx.header_scope = wrapper
+        .into_iter()
+        .chain([envelope, header])
+        .flat_map(|n| declarations(input.get(n.start..n.end).unwrap_or_default()))
+        .collect();
     let mh = header
         .child("MessageHeader")
         .ok_or_else(|| header.missing("MessageHeader"))?;
@@ -733,6 +755,70 @@ const MH: &str = "edXMLEnvelope/edXMLHeader/MessageHeader";
 const TRACE: &str = "edXMLEnvelope/edXMLHeader/TraceHeaderList";
 const BUSINESS: &str = "edXMLEnvelope/edXMLHeader/TraceHeaderList/Bussiness";
 
+/// The prefix declarations (`xmlns:p`) on the start tag that `element` begins with, raw values.
+fn declarations(element: &str) -> Vec<(String, String)> {
+    let mut reader = Reader::from_str(element);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e) | Event::Empty(e)) => {
+                return e
+                    .attributes()
+                    .flatten()
+                    .filter_map(|a| {
+                        let p = a.key.into_inner().strip_prefix("xmlns:")?;
+                        Some((p.to_owned(), a.value.into_owned()))
+                    })
+                    .collect();
+            }
+            Ok(Event::Eof) | Err(_) => return Vec::new(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A verbatim element (the package's `Signature`) made to stand on its own: the declarations of
+/// `scope` for the prefixes it uses without declaring them on its start tag are added there, so
+/// that it stays namespace-well-formed wherever it is written back (e.g. `ds:` declared on the
+/// package root). What it does not use is not added; an unprefixed element keeps its text as is
+/// (see docs/edxml.md on the default namespace).
+fn self_contained(text: &str, qname: &str, scope: &[(String, String)]) -> String {
+    let own = declarations(text);
+    let mut used: Vec<String> = Vec::new();
+    let mut reader = Reader::from_str(text);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e) | Event::Empty(e)) => {
+                let name = e.name().into_inner();
+                let attrs = e.attributes().flatten().map(|a| a.key.into_inner());
+                for n in std::iter::once(name).chain(attrs) {
+                    if let Some((p, _)) = n.split_once(':') {
+                        if p != "xmlns" && p != "xml" && !used.iter().any(|u| u == p) {
+                            used.push(p.to_owned());
+                        }
+                    }
+                }
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let mut added = String::new();
+    for p in used {
+        if own.iter().any(|(o, _)| *o == p) {
+            continue;
+        }
+        if let Some((_, value)) = scope.iter().rev().find(|(s, _)| *s == p) {
+            // The raw value holds at most one kind of quote: the other one delimits it.
+            let q = if value.contains('"') { '\'' } else { '"' };
+            added.push_str(&format!(" xmlns:{p}={q}{value}{q}"));
+        }
+    }
+    match text.strip_prefix('<').and_then(|t| t.strip_prefix(qname)) {
+        Some(rest) if !added.is_empty() => format!("<{qname}{added}{rest}"),
+        _ => text.to_owned(),
+    }
+}
+
 /// Header children other than MessageHeader: trace list, business, signature.
 fn import_header_rest(
     header: &Node,
@@ -746,7 +832,7 @@ fn import_header_rest(
             "MessageHeader" if seg == "MessageHeader" => {}
             "Signature" if ctx.signature.is_none() => {
                 let text = ctx.input.get(child.start..child.end).unwrap_or_default();
-                ctx.signature = Some(text.to_owned());
+                ctx.signature = Some(self_contained(text, &child.qname, &ctx.header_scope));
             }
             "TraceHeaderList" if seg == "TraceHeaderList" => {
                 for (tseg, t) in child.segments() {
@@ -1274,9 +1360,10 @@ fn decode_attachment(
     let mut symbols = 0usize;
     let mut last = None;
     text_pieces(input, data, false, |piece| {
-        for b in piece.bytes().filter(|b| !b.is_ascii_whitespace()) {
-            symbols += 1;
-            last = Some(b);
+        let piece = piece.as_bytes();
+        symbols += piece.len() - whitespace(piece);
+        if let Some(b) = piece.iter().rev().find(|b| !b.is_ascii_whitespace()) {
+            last = Some(*b);
         }
         ControlFlow::Continue(())
     })?;
@@ -1427,33 +1514,49 @@ impl Base64Pieces {
         })
     }
 
-    fn push(&mut self, piece: &[u8]) -> Result<(), base64::DecodeError> {
-        for run in piece
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|r| !r.is_empty())
-        {
-            let mut run = run;
-            while !run.is_empty() {
-                // A full chunk is decoded only once more symbols follow: the last one may
-                // hold the padding.
-                if self.chunk.len() == self.chunk_len {
+    fn push(&mut self, mut piece: &[u8]) -> Result<(), base64::DecodeError> {
+        while !piece.is_empty() {
+            let room = self.chunk_len - self.chunk.len();
+            if room == 0 {
+                // A full chunk is decoded only once more symbols follow: the last one may hold
+                // the padding.
+                if piece.iter().any(|b| !b.is_ascii_whitespace()) {
                     self.decode_inner_chunk()?;
+                    continue;
                 }
-                let take = run.len().min(self.chunk_len - self.chunk.len());
-                self.chunk.extend_from_slice(&run[..take]);
-                run = &run[take..];
+                return Ok(());
+            }
+            let (window, rest) = piece.split_at(piece.len().min(room));
+            piece = rest;
+            // Copied whole, then compacted in place if it had whitespace: both are fast on
+            // long runs of symbols, the usual case.
+            let start = self.chunk.len();
+            self.chunk.extend_from_slice(window);
+            if whitespace(window) > 0 {
+                let mut kept = start;
+                for i in start..self.chunk.len() {
+                    let b = self.chunk[i];
+                    if !b.is_ascii_whitespace() {
+                        self.chunk[kept] = b;
+                        kept += 1;
+                    }
+                }
+                self.chunk.truncate(kept);
             }
         }
         Ok(())
     }
 
-    /// A chunk followed by more symbols: whole quads, no padding.
+    /// A chunk followed by more symbols: whole quads, no padding. Without `=`, the engine
+    /// reports the first byte outside the alphabet, as it would in the whole text.
     fn decode_inner_chunk(&mut self) -> Result<(), base64::DecodeError> {
-        if let Some(i) = self.chunk.iter().position(|b| !is_base64_symbol(*b)) {
-            return Err(base64::DecodeError::InvalidByte(
-                self.base + i,
-                self.chunk[i],
-            ));
+        if self.chunk.contains(&b'=') {
+            if let Some(i) = self.chunk.iter().position(|b| !is_base64_symbol(*b)) {
+                return Err(base64::DecodeError::InvalidByte(
+                    self.base + i,
+                    self.chunk[i],
+                ));
+            }
         }
         BASE64
             .decode_vec(&self.chunk, &mut self.out)
@@ -1469,6 +1572,11 @@ impl Base64Pieces {
             .map_err(|e| shift(e, self.base))?;
         Ok(self.out)
     }
+}
+
+/// How many bytes are ASCII whitespace (a count the compiler vectorizes).
+fn whitespace(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| b.is_ascii_whitespace()).count()
 }
 
 fn is_base64_symbol(b: u8) -> bool {
@@ -1617,6 +1725,9 @@ struct Writer<'a> {
     out: String,
     /// Path of the open elements (segments, possibly indexed).
     path: Vec<String>,
+    /// For the root and each open element, the names of the children written so far: a leaf's
+    /// own path segment (`Appendix[2]`) is found from them.
+    written: Vec<Vec<String>>,
     extras: Vec<(&'a str, &'a str, bool)>,
 }
 
@@ -1627,6 +1738,7 @@ impl<'a> Writer<'a> {
         Writer {
             out,
             path: Vec::new(),
+            written: vec![Vec::new()],
             extras: unmapped
                 .iter()
                 .map(|(p, v)| (p.as_str(), v.as_str(), false))
@@ -1648,7 +1760,22 @@ impl<'a> Writer<'a> {
         self.out.push_str(name);
         self.out.push_str(attrs);
         self.out.push_str(">\n");
+        self.push(seg);
+    }
+
+    /// Enters a child element written under `seg`.
+    fn push(&mut self, seg: &str) {
+        if let Some(siblings) = self.written.last_mut() {
+            siblings.push(element_name(seg).to_owned());
+        }
         self.path.push(seg.to_owned());
+        self.written.push(Vec::new());
+    }
+
+    /// Leaves the current element, returning its segment.
+    fn pop(&mut self) -> String {
+        self.written.pop();
+        self.path.pop().unwrap_or_default()
     }
 
     fn open(&mut self, seg: &str) {
@@ -1675,7 +1802,7 @@ impl<'a> Writer<'a> {
             }
         }
         self.tree(&rest);
-        let seg = self.path.pop().unwrap_or_default();
+        let seg = self.pop();
         self.indent();
         self.out.push_str("</edXML:");
         self.out.push_str(element_name(&seg));
@@ -1711,9 +1838,9 @@ impl<'a> Writer<'a> {
                 self.out.push_str("<edXML:");
                 self.out.push_str(element_name(first));
                 self.out.push_str(">\n");
-                self.path.push(first.to_owned());
+                self.push(first);
                 self.tree(&deeper);
-                self.path.pop();
+                self.pop();
                 self.indent();
                 self.out.push_str("</edXML:");
                 self.out.push_str(element_name(first));
@@ -1723,6 +1850,44 @@ impl<'a> Writer<'a> {
     }
 
     fn leaf(&mut self, name: &str, value: &str) {
+        // Elements kept below this one (the package had text and elements in it) are written
+        // inside it: after it, they would make a second element of the same name.
+        let index = self
+            .written
+            .last()
+            .map_or(0, |w| w.iter().filter(|n| n.as_str() == name).count());
+        let seg = seg(name, index);
+        let prefix = if self.path.is_empty() {
+            format!("{seg}/")
+        } else {
+            format!("{}/{seg}/", self.path.join("/"))
+        };
+        let mut inner: Vec<(Vec<&'a str>, &'a str)> = Vec::new();
+        for (p, v, used) in self.extras.iter_mut() {
+            if let Some(tail) = p.strip_prefix(prefix.as_str()).filter(|_| !*used) {
+                *used = true;
+                inner.push((tail.split('/').collect(), *v));
+            }
+        }
+        if !inner.is_empty() {
+            self.indent();
+            self.out.push_str("<edXML:");
+            self.out.push_str(name);
+            self.out.push('>');
+            self.out.push_str(&quick_xml::escape::escape(value));
+            self.out.push('\n');
+            self.push(&seg);
+            self.tree(&inner);
+            self.pop();
+            self.indent();
+            self.out.push_str("</edXML:");
+            self.out.push_str(name);
+            self.out.push_str(">\n");
+            return;
+        }
+        if let Some(siblings) = self.written.last_mut() {
+            siblings.push(name.to_owned());
+        }
         self.indent();
         if value.is_empty() {
             self.out.push_str("<edXML:");
@@ -1741,6 +1906,9 @@ impl<'a> Writer<'a> {
 
     /// Writes bytes as base64 text, encoded straight into the output (no copy of the text).
     fn base64_leaf(&mut self, name: &str, bytes: &[u8]) {
+        if let Some(siblings) = self.written.last_mut() {
+            siblings.push(name.to_owned());
+        }
         self.indent();
         self.out.push_str("<edXML:");
         self.out.push_str(name);
@@ -1778,10 +1946,25 @@ fn element_name(seg: &str) -> &str {
     seg.split_once('[').map(|(n, _)| n).unwrap_or(seg)
 }
 
+/// An XML name without a colon (an NCName: the `Name` production of XML 1.0, fifth edition, less
+/// `:`). The importer refuses elements whose prefix or local name is not one, so every path
+/// segment it keeps can be written back; only hand-edited JSON can hold others.
 fn valid_name(name: &str) -> bool {
+    fn start(c: char) -> bool {
+        matches!(c,
+            'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+            | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+            | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+            | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+            | '\u{10000}'..='\u{EFFFF}')
+    }
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    chars.next().is_some_and(start)
+        && chars.all(|c| {
+            start(c)
+                || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}'
+                    | '\u{203F}'..='\u{2040}')
+        })
 }
 
 fn write_organization(w: &mut Writer<'_>, seg: &str, o: &Organization) {
