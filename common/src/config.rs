@@ -368,6 +368,13 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Every agency this node serves: its own, then each `[[local]]` one.
+    pub fn served_agencies(&self) -> Vec<AgencyCode> {
+        let mut v = vec![self.agency.clone()];
+        v.extend(self.local.iter().map(|l| l.agency.clone()));
+        v
+    }
+
     /// Reads, overrides from the environment (`LT_*`), checks and resolves `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let err = |key: &str, reason: String| ConfigError {

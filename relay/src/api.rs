@@ -457,6 +457,25 @@ fn join(codes: &[AgencyCode]) -> String {
         .join(", ")
 }
 
+/// Runs store scans and other blocking work of a request off the async runtime; `what` names
+/// it in the error if the task itself fails.
+pub(crate) async fn blocking<T, E>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> ApiResult<T>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} task: {e}"),
+        )),
+    }
+}
+
 /// The envelope held under `id`, or 404.
 pub(crate) fn document_of(node: &Node, id: &str) -> ApiResult<Envelope> {
     node.store.envelope(id)?.ok_or_else(|| {

@@ -3,13 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::Subcommand;
 use lienthong_common::audit::{self, AuditRecord};
-use lienthong_common::config::NodeConfig;
-use lienthong_common::store::Store;
 
-use crate::topology::ApiClient;
+use crate::node_source::{source, stored_view, Source};
 
 /// Audit log commands.
 #[derive(Debug, Subcommand)]
@@ -67,28 +65,6 @@ pub enum SecurityCommand {
     },
 }
 
-enum Source {
-    Api(ApiClient),
-    Store(Store),
-}
-
-fn source(config: &std::path::Path) -> anyhow::Result<Source> {
-    let cfg = NodeConfig::load(config).map_err(|e| anyhow!("{e}"))?;
-    if let Some(api) = cfg.api {
-        let c = ApiClient::new(&format!("http://{api}"));
-        if c.health().is_ok() {
-            return Ok(Source::Api(c));
-        }
-    }
-    let store = Store::open(&cfg.data_dir.join("store")).with_context(|| {
-        format!(
-            "opening the store of {} (is the node running without its API?)",
-            cfg.agency
-        )
-    })?;
-    Ok(Source::Store(store))
-}
-
 fn date_ms(s: &str) -> anyhow::Result<i64> {
     let d = lienthong_common::envelope::parse_date("date", s).map_err(|e| anyhow!("{e}"))?;
     let t = d.midnight().assume_offset(time::macros::offset!(+7));
@@ -116,7 +92,7 @@ fn fetch(
             let v = c.get_json(&format!("/v1/audit/records?{}", q.join("&")))?;
             Ok(serde_json::from_value(v)?)
         }
-        Source::Store(s) => Ok(audit::records(s)?
+        Source::Store(_, s) => Ok(audit::records(s)?
             .into_iter()
             .filter_map(Result::ok)
             .filter(|r| from.is_none_or(|f| r.at_unix_ms >= f))
@@ -145,7 +121,7 @@ pub fn run_audit(cmd: AuditCommand) -> anyhow::Result<bool> {
                         )
                     }
                 }
-                Source::Store(s) => match audit::verify(&s)? {
+                Source::Store(_, s) => match audit::verify(&s)? {
                     Ok(n) => (true, format!("audit log intact: {n} records")),
                     Err(b) => (false, format!("audit log BROKEN: {b}")),
                 },
@@ -181,15 +157,8 @@ pub fn run_security(cmd: SecurityCommand) -> anyhow::Result<()> {
                 Source::Api(c) => serde_json::from_value(
                     c.get_json(&format!("/v1/security/events?subtree={code}&since={since}"))?,
                 )?,
-                Source::Store(store) => {
-                    let cfg = NodeConfig::load(&config).map_err(|e| anyhow!("{e}"))?;
-                    let view = crate::report::NodeView {
-                        store: &store,
-                        agency: cfg.agency.clone(),
-                        locals: Vec::new(),
-                        announcements: crate::node::stored_announcements(&store)?,
-                    };
-                    crate::monitor::subtree_events(&view, &code, since)?
+                Source::Store(cfg, store) => {
+                    crate::monitor::subtree_events(&stored_view(&cfg, &store)?, &code, since)?
                 }
             };
             if json {
@@ -220,7 +189,7 @@ pub fn run_security(cmd: SecurityCommand) -> anyhow::Result<()> {
         SecurityCommand::Report { config, json } => {
             let nodes: Vec<crate::monitor::NodeStatus> = match source(&config)? {
                 Source::Api(c) => serde_json::from_value(c.get_json("/v1/security/report")?)?,
-                Source::Store(store) => crate::monitor::stored_report(&store)?,
+                Source::Store(_, store) => crate::monitor::stored_report(&store)?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&nodes)?);

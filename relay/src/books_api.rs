@@ -8,7 +8,7 @@ use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope;
 use serde::Deserialize;
 
-use crate::api::{track_view, ApiError, ApiResult, TrackView};
+use crate::api::{blocking, track_view, ApiError, ApiResult, TrackView};
 use crate::node::Node;
 use crate::register::{self, Direction, Register};
 use crate::report::{Report, ReportError};
@@ -82,15 +82,19 @@ pub(crate) async fn register(
         }
     }
     let year = q.year.unwrap_or_else(|| today().0);
-    Ok(Json(register::read(
-        &node.store,
-        direction,
-        agency.as_str(),
-        &name,
-        year,
-        q.from.as_deref(),
-        q.to.as_deref(),
-    )?))
+    let book = blocking("register", move || {
+        register::read(
+            &node.store,
+            direction,
+            agency.as_str(),
+            &name,
+            year,
+            q.from.as_deref(),
+            q.to.as_deref(),
+        )
+    })
+    .await?;
+    Ok(Json(book))
 }
 
 /// Query of `GET /v1/reports/{agency}`.
@@ -118,27 +122,24 @@ pub(crate) async fn report(
     let to = q.to.unwrap_or(today);
     check_date("from", &from)?;
     check_date("to", &to)?;
-    let r = node.books().report(
-        &agency,
-        q.subtree,
-        &from,
-        &to,
-        lienthong_common::now_unix_ms(),
-    )?;
+    let subtree = q.subtree;
+    let r = blocking("report", move || {
+        node.books().report(
+            &agency,
+            subtree,
+            &from,
+            &to,
+            lienthong_common::now_unix_ms(),
+        )
+    })
+    .await?;
     Ok(Json(r))
 }
 
 pub(crate) async fn push(State(node): State<Arc<Node>>) -> ApiResult<Json<serde_json::Value>> {
     let n2 = node.clone();
     let days = node.config.reports.summary_days;
-    let n = tokio::task::spawn_blocking(move || crate::report::push_summaries(&n2, days))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("summary task: {e}"),
-            )
-        })??;
+    let n = blocking("summary", move || crate::report::push_summaries(&n2, days)).await?;
     let _durable = node.store.commit().await?;
     Ok(Json(serde_json::json!({ "sent": n })))
 }
@@ -180,14 +181,7 @@ pub(crate) async fn security_report(
     State(node): State<Arc<Node>>,
 ) -> ApiResult<Json<Vec<crate::monitor::NodeStatus>>> {
     let n = node.clone();
-    let r = tokio::task::spawn_blocking(move || crate::monitor::report(&n))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("report task: {e}"),
-            )
-        })??;
+    let r = blocking("report", move || crate::monitor::report(&n)).await?;
     Ok(Json(r))
 }
 
@@ -210,16 +204,10 @@ pub(crate) async fn security_events(
     };
     let since = q.since.unwrap_or(0);
     let n = node.clone();
-    let r = tokio::task::spawn_blocking(move || {
+    let r = blocking("events", move || {
         crate::monitor::subtree_events(&n.books(), &subtree, since)
     })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("events task: {e}"),
-        )
-    })??;
+    .await?;
     Ok(Json(r))
 }
 
@@ -227,14 +215,7 @@ pub(crate) async fn security_push(
     State(node): State<Arc<Node>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let n = node.clone();
-    let events = tokio::task::spawn_blocking(move || crate::monitor::push(&n))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("attestation task: {e}"),
-            )
-        })??;
+    let events = blocking("attestation", move || crate::monitor::push(&n)).await?;
     let _durable = node.store.commit().await?;
     Ok(Json(serde_json::json!({ "events": events })))
 }

@@ -4,19 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::{Args, ValueEnum};
 use lienthong_common::agency::AgencyCode;
-use lienthong_common::config::NodeConfig;
 use lienthong_common::envelope;
-use lienthong_common::store::Store;
 
 use crate::api::TrackView;
+use crate::node_source::{source, stored_view, Source};
 use crate::register::{self, vn_date, Direction, Register, RegisterRow};
-use crate::report::{NodeView, Report};
-use crate::topology::ApiClient;
+use crate::report::Report;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,39 +89,6 @@ pub struct TrackArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-enum Source {
-    Api(ApiClient),
-    Store(Box<NodeConfig>, Store),
-}
-
-fn source(config: &Path) -> anyhow::Result<Source> {
-    let cfg = NodeConfig::load(config).map_err(|e| anyhow!("{e}"))?;
-    if let Some(api) = cfg.api {
-        let c = ApiClient::new(&format!("http://{api}"));
-        if c.health().is_ok() {
-            return Ok(Source::Api(c));
-        }
-    }
-    let store = Store::open(&cfg.data_dir.join("store")).with_context(|| {
-        format!(
-            "opening the store of {} (is the node running without its API?)",
-            cfg.agency
-        )
-    })?;
-    Ok(Source::Store(Box::new(cfg), store))
-}
-
-fn view<'a>(cfg: &NodeConfig, store: &'a Store) -> anyhow::Result<NodeView<'a>> {
-    let mut locals = vec![cfg.agency.clone()];
-    locals.extend(cfg.local.iter().map(|l| l.agency.clone()));
-    Ok(NodeView {
-        store,
-        agency: cfg.agency.clone(),
-        locals,
-        announcements: crate::node::stored_announcements(store)?,
-    })
 }
 
 fn check_date(field: &'static str, v: Option<&str>) -> anyhow::Result<()> {
@@ -225,7 +190,7 @@ pub fn run_report(a: ReportArgs) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| format!("{}-01", today.get(0..7).unwrap_or("1970-01")));
             let to = a.to.clone().unwrap_or(today);
-            view(&cfg, &store)?.report(
+            stored_view(&cfg, &store)?.report(
                 &agency,
                 a.subtree,
                 &from,
@@ -245,9 +210,7 @@ pub fn run_track(a: TrackArgs) -> anyhow::Result<()> {
             serde_json::from_value(c.get_json(&format!("/v1/track?id={}", percent_encode(&a.id)))?)?
         }
         Source::Store(cfg, store) => {
-            let mut locals = vec![cfg.agency.clone()];
-            locals.extend(cfg.local.iter().map(|l| l.agency.clone()));
-            let Some(env) = register::find_envelope(&store, &locals, &a.id)? else {
+            let Some(env) = register::find_envelope(&store, &cfg.served_agencies(), &a.id)? else {
                 bail!(
                     "no document with envelope id or document id {:?} on this node",
                     a.id

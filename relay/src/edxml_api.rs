@@ -129,17 +129,11 @@ pub(crate) async fn document(
         return Ok(Json(env).into_response());
     }
     let n = node.clone();
-    let package = tokio::task::spawn_blocking(move || -> ApiResult<String> {
+    let package = crate::api::blocking("export", move || -> ApiResult<String> {
         let attachments = attachments_of(&n, &env.attachments)?;
         Ok(edxml::export_document(&env, &attachments))
     })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("export task: {e}"),
-        )
-    })??;
+    .await?;
     Ok(([(header::CONTENT_TYPE, EDXML_CONTENT_TYPE)], package).into_response())
 }
 

@@ -18,6 +18,11 @@
 //! - [`demo`]: `lt-relay demo`.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`webhook`]: security events posted as JSON to a collector.
+//! - [`register`], [`report`]: the official registers and the statistics reports with their
+//!   signed daily summaries; [`books_api`], [`books_cmd`]: their API routes and commands.
+//! - [`monitor`]: signed attestations sent upward; [`assess`]: `lt-relay assess`.
+//! - [`edxml_api`]: edXML on the local API.
+//! - [`node_source`]: commands reading a node through its API or its store.
 
 pub mod amqp;
 pub mod api;
@@ -34,6 +39,7 @@ pub mod link;
 pub mod metrics;
 pub mod monitor;
 pub mod node;
+pub mod node_source;
 pub mod pki_cmd;
 pub mod register;
 pub mod report;

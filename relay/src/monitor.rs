@@ -236,22 +236,8 @@ pub fn push(node: &Node) -> Result<usize, MonitorError> {
 
 /// Sends an attestation at start and every `[security] report_interval_secs`.
 pub async fn monitor_loop(node: Arc<Node>, shutdown: CancellationToken) {
-    loop {
-        let n = node.clone();
-        match tokio::task::spawn_blocking(move || push(&n)).await {
-            Ok(Ok(_)) => {
-                if let Err(e) = node.store.commit().await {
-                    warn!(cause = %e, "cannot make the attestation durable");
-                }
-            }
-            Ok(Err(e)) => warn!(cause = %e, "attestation not sent"),
-            Err(e) => warn!(cause = %e, "attestation task failed"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(node.config.security.report_interval) => {}
-        }
-    }
+    let every = node.config.security.report_interval;
+    crate::node::repeat_and_commit(node, every, "attestation", shutdown, push).await;
 }
 
 /// One node's state in `security report`.

@@ -913,6 +913,34 @@ impl Node {
     }
 }
 
+/// Runs `job` (store work that queues items for the parent) at start and every `every` until
+/// `shutdown`, off the async runtime, and commits after each run; failures are logged with
+/// `what` and tried again at the next round.
+pub async fn repeat_and_commit<E: std::fmt::Display + Send + 'static>(
+    node: Arc<Node>,
+    every: std::time::Duration,
+    what: &'static str,
+    shutdown: tokio_util::sync::CancellationToken,
+    job: fn(&Node) -> Result<usize, E>,
+) {
+    loop {
+        let n = node.clone();
+        match tokio::task::spawn_blocking(move || job(&n)).await {
+            Ok(Ok(_)) => {
+                if let Err(e) = node.store.commit().await {
+                    warn!(cause = %e, what, "cannot make it durable");
+                }
+            }
+            Ok(Err(e)) => warn!(cause = %e, what, "not sent"),
+            Err(e) => warn!(cause = %e, what, "task failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// How far ahead of this node's clock a summary or attestation may say it was generated: a
 /// child whose clock runs ahead would otherwise pin its figures as the newest for good.
 pub const MAX_CLOCK_AHEAD_MS: i64 = 10 * 60 * 1000;

@@ -456,23 +456,10 @@ pub async fn summary_loop(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let every = node.config.reports.summary_interval;
-    loop {
-        let n = node.clone();
-        let days = node.config.reports.summary_days;
-        match tokio::task::spawn_blocking(move || push_summaries(&n, days)).await {
-            Ok(Ok(_)) => {
-                if let Err(e) = node.store.commit().await {
-                    warn!(cause = %e, "cannot make daily summaries durable");
-                }
-            }
-            Ok(Err(e)) => warn!(cause = %e, "daily summaries not sent"),
-            Err(e) => warn!(cause = %e, "daily summary task failed"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
+    crate::node::repeat_and_commit(node, every, "daily summaries", shutdown, |n| {
+        push_summaries(n, n.config.reports.summary_days)
+    })
+    .await;
 }
 
 /// Keeps a signed summary as the latest of its (agency, day) and queues it for `queue_to`.
