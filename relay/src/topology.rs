@@ -108,10 +108,23 @@ pub struct Network {
 
 /// A free TCP port on 127.0.0.1, chosen below the kernel's ephemeral range (32768 and up) so
 /// that an outgoing connection cannot take it between now and the node binding it.
+///
+/// A port is handed out once per process: networks created at the same time (tests running in
+/// parallel) would otherwise both get a port that is free until the first of them binds it.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     for _ in 0..1000 {
         let port = fastrand::u16(20000..32000);
+        let mut given = match GIVEN.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if given.contains(&port) {
+            continue;
+        }
         if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            given.insert(port);
             return Ok(l.local_addr()?);
         }
     }
