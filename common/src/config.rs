@@ -199,6 +199,10 @@ pub struct RawListen {
     pub grpc: Option<String>,
     /// Local HTTP API.
     pub api: Option<String>,
+    /// Seconds a client of the local API has to send a request's headers.
+    pub api_header_timeout_secs: Option<u64>,
+    /// Seconds a request body may go without a byte arriving.
+    pub api_body_timeout_secs: Option<u64>,
 }
 
 /// `[parent]`
@@ -272,6 +276,9 @@ pub struct RawLink {
     pub heartbeat_secs: Option<u64>,
     /// Cap of the reconnect backoff, seconds.
     pub max_backoff_secs: Option<u64>,
+    /// Hours a document waits for a child below this node that has never linked (or is
+    /// offline) before its sender gets 02.
+    pub offline_child_max_age_hours: Option<u64>,
 }
 
 /// The parent link.
@@ -325,7 +332,22 @@ pub struct LinkSettings {
     pub heartbeat: Duration,
     /// Reconnect backoff cap.
     pub max_backoff: Duration,
+    /// How long a document waits for a child that has not linked yet.
+    pub offline_child_max_age: Duration,
 }
+
+/// Local API time-outs against slow clients.
+#[derive(Debug, Clone)]
+pub struct ApiTimeouts {
+    /// Time allowed to send a request's headers.
+    pub header: Duration,
+    /// Time a request body may go without a byte arriving.
+    pub body: Duration,
+}
+
+/// Default hours a document waits for a child that has not linked yet (a week: a commune
+/// office may be offline over a long holiday).
+pub const DEFAULT_OFFLINE_CHILD_HOURS: u64 = 168;
 
 /// Default in-flight window per link.
 pub const DEFAULT_WINDOW: usize = 64;
@@ -345,6 +367,8 @@ pub struct NodeConfig {
     pub grpc: Option<SocketAddr>,
     /// Local API listener.
     pub api: Option<SocketAddr>,
+    /// Local API time-outs.
+    pub api_timeouts: ApiTimeouts,
     /// Parent link (absent on the root).
     pub parent: Option<ParentConfig>,
     /// Certificates.
@@ -559,6 +583,16 @@ impl NodeConfig {
             window,
             heartbeat: Duration::from_secs(raw.link.heartbeat_secs.unwrap_or(10).max(1)),
             max_backoff: Duration::from_secs(raw.link.max_backoff_secs.unwrap_or(30).max(1)),
+            offline_child_max_age: Duration::from_secs(
+                raw.link
+                    .offline_child_max_age_hours
+                    .unwrap_or(DEFAULT_OFFLINE_CHILD_HOURS)
+                    .saturating_mul(3600),
+            ),
+        };
+        let api_timeouts = ApiTimeouts {
+            header: Duration::from_secs(raw.listen.api_header_timeout_secs.unwrap_or(10).max(1)),
+            body: Duration::from_secs(raw.listen.api_body_timeout_secs.unwrap_or(30).max(1)),
         };
         let sec = raw.security;
         let level = sec.level.unwrap_or(0);
@@ -689,6 +723,7 @@ impl NodeConfig {
             data_dir,
             grpc,
             api,
+            api_timeouts,
             parent,
             tls,
             children,

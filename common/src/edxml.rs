@@ -1721,6 +1721,26 @@ fn format_date(d: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Writing the strict form.
 
+/// `value` escaped for character data. A character XML 1.0 forbids (validation refuses them at
+/// every intake, so only a value stored before that rule existed can hold one) is written as
+/// U+FFFD: the package stays well-formed whatever the store holds.
+fn xml_text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.chars().all(crate::input::xml_char) {
+        return quick_xml::escape::escape(value);
+    }
+    let clean: String = value
+        .chars()
+        .map(|c| {
+            if crate::input::xml_char(c) {
+                c
+            } else {
+                '\u{fffd}'
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(quick_xml::escape::escape(clean.as_str()).into_owned())
+}
+
 struct Writer<'a> {
     out: String,
     /// Path of the open elements (segments, possibly indexed).
@@ -1874,7 +1894,7 @@ impl<'a> Writer<'a> {
             self.out.push_str("<edXML:");
             self.out.push_str(name);
             self.out.push('>');
-            self.out.push_str(&quick_xml::escape::escape(value));
+            self.out.push_str(&xml_text(value));
             self.out.push('\n');
             self.push(&seg);
             self.tree(&inner);
@@ -1897,7 +1917,7 @@ impl<'a> Writer<'a> {
             self.out.push_str("<edXML:");
             self.out.push_str(name);
             self.out.push('>');
-            self.out.push_str(&quick_xml::escape::escape(value));
+            self.out.push_str(&xml_text(value));
             self.out.push_str("</edXML:");
             self.out.push_str(name);
             self.out.push_str(">\n");

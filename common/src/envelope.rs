@@ -13,6 +13,7 @@ use prost::Message;
 use time::{Date, OffsetDateTime};
 
 use crate::agency::{AgencyCode, AgencyCodeError};
+use crate::input::{self, InputError, Lines};
 
 /// Largest encoded envelope header (the `Envelope` message without attachment bytes).
 pub const MAX_ENVELOPE_HEADER_BYTES: usize = 1024 * 1024;
@@ -26,8 +27,8 @@ pub const MAX_ATTACHMENT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub const MAX_ATTACHMENTS: usize = 100;
 /// Most recipients on one envelope (a ministry writing to every commune of a province fits).
 pub const MAX_RECIPIENTS: usize = 5000;
-/// Longest envelope or receipt id.
-pub const MAX_ID_LEN: usize = 64;
+/// Longest envelope or receipt id (the rule itself is [`input::identifier`]).
+pub const MAX_ID_LEN: usize = input::MAX_IDENTIFIER_CHARS;
 /// Document number (số), characters.
 pub const MAX_NUMBER_CHARS: usize = 11;
 /// Notation (ký hiệu), characters.
@@ -53,6 +54,19 @@ pub enum EnvelopeError {
         /// The limit.
         max: u64,
     },
+    /// A list has more items than its limit.
+    #[error("{what} has {count} items; at most {max} are allowed")]
+    TooMany {
+        /// Which list.
+        what: &'static str,
+        /// How many it has.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A field's value breaks the rules of [`crate::input`] (characters, length, file names).
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// The bytes are not a valid protobuf message.
     #[error("malformed {what}: {reason}")]
     Malformed {
@@ -66,16 +80,6 @@ pub enum EnvelopeError {
     Missing {
         /// The field.
         field: &'static str,
-    },
-    /// A text field is too long.
-    #[error("{field} is {len} characters; at most {max} are allowed")]
-    TooLong {
-        /// The field.
-        field: &'static str,
-        /// Its length in characters.
-        len: usize,
-        /// The limit.
-        max: usize,
     },
     /// An agency code field does not parse.
     #[error("{field}: {source}")]
@@ -163,10 +167,55 @@ fn required(field: &'static str, value: &str) -> Result<(), EnvelopeError> {
     Ok(())
 }
 
-fn max_chars(field: &'static str, value: &str, max: usize) -> Result<(), EnvelopeError> {
-    let len = value.chars().count();
-    if len > max {
-        return Err(EnvelopeError::TooLong { field, len, max });
+/// A one-line text field of at most `max` characters.
+fn line(field: &'static str, value: &str, max: usize) -> Result<(), EnvelopeError> {
+    Ok(input::text(field, value, Lines::One, max)?)
+}
+
+/// A text field that may span lines, of at most `max` characters.
+fn para(field: &'static str, value: &str, max: usize) -> Result<(), EnvelopeError> {
+    Ok(input::text(field, value, Lines::Many, max)?)
+}
+
+/// An organisation: its code, its name (required) and its contact fields.
+fn organization(
+    code_field: &'static str,
+    name_field: &'static str,
+    contact_field: &'static str,
+    org: &lienthong_proto::v1::Organization,
+) -> Result<AgencyCode, EnvelopeError> {
+    let code = agency(code_field, &org.code)?;
+    required(name_field, &org.name)?;
+    line(name_field, &org.name, MAX_TEXT_CHARS)?;
+    for v in [&org.address, &org.email, &org.phone, &org.fax, &org.website] {
+        line(contact_field, v, MAX_TEXT_CHARS)?;
+    }
+    Ok(code)
+}
+
+fn staff(
+    field: &'static str,
+    s: Option<&lienthong_proto::v1::StaffInfo>,
+) -> Result<(), EnvelopeError> {
+    if let Some(s) = s {
+        for v in [&s.department, &s.staff, &s.mobile, &s.email] {
+            line(field, v, MAX_TEXT_CHARS)?;
+        }
+    }
+    Ok(())
+}
+
+fn extras(e: Option<&lienthong_proto::v1::EdxmlExtras>) -> Result<(), EnvelopeError> {
+    if let Some(e) = e {
+        for f in &e.unmapped {
+            line("edxml.unmapped.path", &f.path, MAX_TEXT_CHARS)?;
+            para("edxml.unmapped.value", &f.value, usize::MAX)?;
+        }
+        para(
+            "edxml.original_signature",
+            &e.original_signature,
+            usize::MAX,
+        )?;
     }
     Ok(())
 }
@@ -228,32 +277,27 @@ pub fn validate_envelope(env: &Envelope, today: Date) -> Result<(), EnvelopeErro
         env.encoded_len(),
         MAX_ENVELOPE_HEADER_BYTES,
     )?;
-    required("id", &env.id)?;
-    max_chars("id", &env.id, MAX_ID_LEN)?;
+    input::identifier("id", &env.id)?;
 
     let from = env
         .from
         .as_ref()
         .ok_or(EnvelopeError::Missing { field: "from" })?;
-    agency("from.code", &from.code)?;
-    required("from.name", &from.name)?;
-    max_chars("from.name", &from.name, MAX_TEXT_CHARS)?;
+    organization("from.code", "from.name", "from.contact", from)?;
 
     if env.to.is_empty() {
         return Err(EnvelopeError::Missing { field: "to" });
     }
     if env.to.len() > MAX_RECIPIENTS {
-        return Err(EnvelopeError::TooLarge {
+        return Err(EnvelopeError::TooMany {
             what: "recipient list",
-            size: env.to.len() as u64,
-            max: MAX_RECIPIENTS as u64,
+            count: env.to.len(),
+            max: MAX_RECIPIENTS,
         });
     }
     let mut seen = HashSet::with_capacity(env.to.len());
     for to in &env.to {
-        agency("to.code", &to.code)?;
-        required("to.name", &to.name)?;
-        max_chars("to.name", &to.name, MAX_TEXT_CHARS)?;
+        organization("to.code", "to.name", "to.contact", to)?;
         if !seen.insert(to.code.as_str()) {
             return Err(EnvelopeError::DuplicateRecipient {
                 code: to.code.clone(),
@@ -266,8 +310,8 @@ pub fn validate_envelope(env: &Envelope, today: Date) -> Result<(), EnvelopeErro
         .as_ref()
         .ok_or(EnvelopeError::Missing { field: "code" })?;
     required("code.number", &code.number)?;
-    max_chars("code.number", &code.number, MAX_NUMBER_CHARS)?;
-    max_chars("code.notation", &code.notation, MAX_NOTATION_CHARS)?;
+    line("code.number", &code.number, MAX_NUMBER_CHARS)?;
+    line("code.notation", &code.notation, MAX_NOTATION_CHARS)?;
 
     let prom = env.promulgation.as_ref().ok_or(EnvelopeError::Missing {
         field: "promulgation",
@@ -280,16 +324,37 @@ pub fn validate_envelope(env: &Envelope, today: Date) -> Result<(), EnvelopeErro
             value: prom.date.clone(),
         });
     }
-    max_chars("promulgation.place", &prom.place, MAX_TEXT_CHARS)?;
+    line("promulgation.place", &prom.place, MAX_TEXT_CHARS)?;
+    if let Some(t) = &env.document_type {
+        line("document_type.type_name", &t.type_name, MAX_TEXT_CHARS)?;
+    }
 
     required("subject", &env.subject)?;
-    max_chars("subject", &env.subject, MAX_SUBJECT_CHARS)?;
-    max_chars("content", &env.content, MAX_CONTENT_CHARS)?;
+    para("subject", &env.subject, MAX_SUBJECT_CHARS)?;
+    para("content", &env.content, MAX_CONTENT_CHARS)?;
+    if let Some(s) = &env.signer {
+        for v in [&s.competence, &s.position, &s.full_name] {
+            line("signer", v, MAX_TEXT_CHARS)?;
+        }
+    }
+    for p in &env.to_places {
+        para("to_places", p, MAX_TEXT_CHARS)?;
+    }
+    line("document_id", &env.document_id, MAX_TEXT_CHARS)?;
+    extras(env.edxml.as_ref())?;
     if !env.due_date.is_empty() {
         parse_date("due_date", &env.due_date)?;
     }
 
     if let Some(other) = &env.other_info {
+        line(
+            "other_info.sphere_of_promulgation",
+            &other.sphere_of_promulgation,
+            MAX_TEXT_CHARS,
+        )?;
+        for a in &other.appendixes {
+            para("other_info.appendixes", a, MAX_TEXT_CHARS)?;
+        }
         if Priority::try_from(other.priority).is_err() {
             return Err(EnvelopeError::OutOfRange {
                 field: "other_info.priority",
@@ -307,6 +372,16 @@ pub fn validate_envelope(env: &Envelope, today: Date) -> Result<(), EnvelopeErro
     }
     for r in &env.response_for {
         agency("response_for.organ_id", &r.organ_id)?;
+        line("response_for.code", &r.code, MAX_TEXT_CHARS)?;
+        line(
+            "response_for.promulgation_date",
+            &r.promulgation_date,
+            MAX_TEXT_CHARS,
+        )?;
+        line("response_for.document_id", &r.document_id, MAX_TEXT_CHARS)?;
+    }
+    for t in &env.trace {
+        agency("trace.agency", &t.agency)?;
     }
     if let Some(b) = &env.business {
         let kind =
@@ -318,7 +393,23 @@ pub fn validate_envelope(env: &Envelope, today: Date) -> Result<(), EnvelopeErro
         if kind != BusinessDocType::BusinessNew {
             required("business.target_document_id", &b.target_document_id)?;
         }
-        max_chars("business.reason", &b.reason, MAX_TEXT_CHARS)?;
+        para("business.reason", &b.reason, MAX_TEXT_CHARS)?;
+        line(
+            "business.target_document_id",
+            &b.target_document_id,
+            MAX_TEXT_CHARS,
+        )?;
+        staff("business.staff", b.staff.as_ref())?;
+        for r in &b.replacements {
+            line(
+                "business.replacements.document_id",
+                &r.document_id,
+                MAX_TEXT_CHARS,
+            )?;
+            for o in &r.organ_ids {
+                line("business.replacements.organ_ids", o, MAX_TEXT_CHARS)?;
+            }
+        }
     }
 
     if !env.document_id.is_empty() && env.document_id != document_id_for(env) {
@@ -333,15 +424,16 @@ pub fn validate_envelope(env: &Envelope, today: Date) -> Result<(), EnvelopeErro
     }
 
     if env.attachments.len() > MAX_ATTACHMENTS {
-        return Err(EnvelopeError::TooLarge {
+        return Err(EnvelopeError::TooMany {
             what: "attachment list",
-            size: env.attachments.len() as u64,
-            max: MAX_ATTACHMENTS as u64,
+            count: env.attachments.len(),
+            max: MAX_ATTACHMENTS,
         });
     }
     for a in &env.attachments {
-        required("attachments.name", &a.name)?;
-        max_chars("attachments.name", &a.name, MAX_TEXT_CHARS)?;
+        input::file_name("attachments.name", &a.name)?;
+        line("attachments.content_type", &a.content_type, MAX_TEXT_CHARS)?;
+        para("attachments.description", &a.description, MAX_TEXT_CHARS)?;
         if a.size > MAX_ATTACHMENT_BYTES {
             return Err(EnvelopeError::TooLarge {
                 what: "attachment",
@@ -377,13 +469,17 @@ pub const STATUS_CODES_TEXT: &str = "01, 02, 03, 04, 05, 06, 13, 15, 16";
 /// Checks every structural rule of a status receipt.
 pub fn validate_receipt(r: &StatusReceipt) -> Result<(), EnvelopeError> {
     check_size("status receipt", r.encoded_len(), MAX_RECEIPT_BYTES)?;
-    required("id", &r.id)?;
-    max_chars("id", &r.id, MAX_ID_LEN)?;
+    input::identifier("id", &r.id)?;
     let from = r
         .from
         .as_ref()
         .ok_or(EnvelopeError::Missing { field: "from" })?;
     agency("from.code", &from.code)?;
+    line("from.name", &from.name, MAX_TEXT_CHARS)?;
+    staff("staff", r.staff.as_ref())?;
+    extras(r.edxml.as_ref())?;
+    line("to", &r.to, MAX_TEXT_CHARS)?;
+    line("recipient", &r.recipient, MAX_TEXT_CHARS)?;
     let rf = r.response_for.as_ref().ok_or(EnvelopeError::Missing {
         field: "response_for",
     })?;
@@ -393,6 +489,11 @@ pub fn validate_receipt(r: &StatusReceipt) -> Result<(), EnvelopeError> {
             field: "response_for.envelope_id",
         });
     }
+    if !rf.envelope_id.is_empty() {
+        input::identifier("response_for.envelope_id", &rf.envelope_id)?;
+    }
+    line("response_for.code", &rf.code, MAX_TEXT_CHARS)?;
+    line("response_for.document_id", &rf.document_id, MAX_TEXT_CHARS)?;
     let status = match StatusCode::try_from(r.status) {
         Ok(StatusCode::StatusUnspecified) | Err(_) => {
             return Err(EnvelopeError::OutOfRange {
@@ -409,7 +510,7 @@ pub fn validate_receipt(r: &StatusReceipt) -> Result<(), EnvelopeError> {
     ) {
         required("description", &r.description)?;
     }
-    max_chars("description", &r.description, MAX_TEXT_CHARS)?;
+    para("description", &r.description, MAX_TEXT_CHARS)?;
     if r.timestamp_unix_ms <= 0 {
         return Err(EnvelopeError::Missing {
             field: "timestamp_unix_ms",

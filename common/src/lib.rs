@@ -22,6 +22,7 @@ pub mod backup;
 pub mod config;
 pub mod edxml;
 pub mod envelope;
+pub mod input;
 pub mod pki;
 pub mod signing;
 pub mod store;

@@ -444,6 +444,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The names of every non-empty outbound queue (neighbours and local delivery queues).
+    /// Skips from one name to the next: the cost is one seek per queue, not per entry.
+    pub fn queue_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = b"q/".to_vec();
+        loop {
+            let Some(kv) = self.tree().range(from.clone()..).next() else {
+                break;
+            };
+            let (k, _) = kv.map_err(|e| self.err(e))?;
+            let Some(rest) = k.strip_prefix(b"q/") else {
+                break;
+            };
+            let Some(end) = rest.iter().position(|b| *b == 0) else {
+                break;
+            };
+            out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+            // The next possible key after every `q/<name>\0...`.
+            from = key(b"q/", &[&rest[..end]]);
+            from.push(1);
+        }
+        Ok(out)
+    }
+
     /// Number of entries queued for a neighbour.
     pub fn queue_depth(&self, neighbour: &str) -> usize {
         self.tree().scan_prefix(queue_prefix(neighbour)).count()

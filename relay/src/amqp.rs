@@ -537,7 +537,20 @@ async fn intake_status(
         status: r.status,
         description: r.description,
         staff: r.staff,
-        id: Some(r.id).filter(|i| !i.is_empty()),
+        // The message's own id; an edXML status package has none in its body, so its AMQP
+        // message id, or failing that a digest of the package, makes a redelivery harmless.
+        id: Some(r.id).filter(|i| !i.is_empty()).or_else(|| {
+            d.properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.as_str().to_owned())
+                .filter(|m| lienthong_common::input::identifier("id", m).is_ok())
+                .or_else(|| {
+                    Some(hex::encode(
+                        &ring::digest::digest(&ring::digest::SHA256, &d.data).as_ref()[..16],
+                    ))
+                })
+        }),
         edxml: r.edxml,
     };
     match api::post_status_checked(node, &envelope_id, &post).await {
@@ -665,7 +678,11 @@ async fn publish_loop(
                             .envelope(id)
                             .map_err(|e| AmqpError::Store(e.to_string()))?
                         else {
-                            let _ = node.store.dequeue(&e.key);
+                            node.drop_queued(
+                                &amqp_queue(agency),
+                                &e,
+                                "the queued envelope is missing from the store",
+                            );
                             continue;
                         };
                         let total: u64 = env.attachments.iter().map(|a| a.size).sum();
@@ -738,7 +755,11 @@ async fn publish_loop(
                             .receipt(id)
                             .map_err(|e| AmqpError::Store(e.to_string()))?
                         else {
-                            let _ = node.store.dequeue(&e.key);
+                            node.drop_queued(
+                                &amqp_queue(agency),
+                                &e,
+                                "the queued receipt is missing from the store",
+                            );
                             continue;
                         };
                         let frame = ReceiptFrame::decode(bytes.as_slice())

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope::{self, EnvelopeError, STATUS_CODES_TEXT};
+use lienthong_common::input;
 use lienthong_common::now_unix_ms;
 use lienthong_common::store::{Persisted, StoreError};
 use lienthong_proto::v1::{
@@ -530,8 +531,6 @@ async fn attachment(
 #[derive(Debug, Deserialize)]
 struct AgencyQuery {
     agency: Option<String>,
-    #[serde(default)]
-    all: bool,
 }
 
 fn agency_param(node: &Node, q: Option<&str>) -> ApiResult<AgencyCode> {
@@ -551,33 +550,101 @@ fn agency_param(node: &Node, q: Option<&str>) -> ApiResult<AgencyCode> {
 /// One inbox entry in JSON.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InboxItem {
-    /// Arrival order.
+    /// Arrival order: pass the last one seen as `after` for the next page.
     pub seq: u64,
     /// Acknowledged by the DMS or staff.
     pub acknowledged: bool,
+    /// The envelope id (also inside `envelope`).
+    #[serde(default)]
+    pub envelope_id: String,
     /// The document.
     pub envelope: Envelope,
 }
 
+/// One inbox entry listed with `bodies=false`: what to fetch, not the document.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InboxRef {
+    /// Arrival order.
+    pub seq: u64,
+    /// Acknowledged by the DMS or staff.
+    pub acknowledged: bool,
+    /// The envelope id: `GET /v1/documents/{id}` reads the document.
+    pub envelope_id: String,
+}
+
+/// An inbox page: whole entries, or references only.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum InboxPage {
+    Items(Vec<InboxItem>),
+    Refs(Vec<InboxRef>),
+}
+
+/// Inbox entries listed when the request names no `limit`.
+pub const INBOX_DEFAULT_LIMIT: usize = 1000;
+/// Most inbox entries one request may list.
+pub const INBOX_MAX_LIMIT: usize = 5000;
+
+#[derive(Debug, Deserialize)]
+struct InboxQuery {
+    agency: Option<String>,
+    #[serde(default)]
+    all: bool,
+    limit: Option<usize>,
+    #[serde(default)]
+    after: u64,
+    bodies: Option<bool>,
+}
+
+/// `GET /v1/inbox`: one page of an agency's inbox in arrival order, entries after `after`.
 async fn inbox(
     State(node): State<Arc<Node>>,
-    Query(q): Query<AgencyQuery>,
-) -> ApiResult<Json<Vec<InboxItem>>> {
+    Query(q): Query<InboxQuery>,
+) -> ApiResult<Json<InboxPage>> {
     let agency = agency_param(&node, q.agency.as_deref())?;
-    let mut out = Vec::new();
-    for e in node.store.inbox(agency.as_str())? {
-        if e.acknowledged && !q.all {
-            continue;
-        }
-        if let Some(env) = node.store.envelope(&e.envelope_id)? {
-            out.push(InboxItem {
-                seq: e.seq,
-                acknowledged: e.acknowledged,
-                envelope: env,
-            });
-        }
+    let limit = q.limit.unwrap_or(INBOX_DEFAULT_LIMIT);
+    if limit == 0 || limit > INBOX_MAX_LIMIT {
+        return Err(ApiError::bad(format!(
+            "limit: {limit} entries is not allowed; ask for 1 to {INBOX_MAX_LIMIT} entries"
+        )));
     }
-    Ok(Json(out))
+    let bodies = q.bodies.unwrap_or(true);
+    blocking("inbox", move || {
+        let mut items = Vec::new();
+        let mut refs = Vec::new();
+        for e in node.store.inbox(agency.as_str())? {
+            if e.seq <= q.after || (e.acknowledged && !q.all) {
+                continue;
+            }
+            if bodies {
+                let Some(envelope) = node.store.envelope(&e.envelope_id)? else {
+                    continue;
+                };
+                items.push(InboxItem {
+                    seq: e.seq,
+                    acknowledged: e.acknowledged,
+                    envelope_id: e.envelope_id,
+                    envelope,
+                });
+            } else {
+                refs.push(InboxRef {
+                    seq: e.seq,
+                    acknowledged: e.acknowledged,
+                    envelope_id: e.envelope_id,
+                });
+            }
+            if items.len() + refs.len() >= limit {
+                break;
+            }
+        }
+        let out = if bodies {
+            InboxPage::Items(items)
+        } else {
+            InboxPage::Refs(refs)
+        };
+        Ok::<_, ApiError>(Json(out))
+    })
+    .await
 }
 
 async fn ack(
@@ -607,8 +674,10 @@ pub struct StatusPost {
     pub description: String,
     /// Who handles it.
     pub staff: Option<StaffInfo>,
-    /// The DMS's own id for this status update (at most 32 characters). A repeat with the same
-    /// id is not sent again, so a redelivered message is harmless.
+    /// The DMS's own id for this status update (an identifier: at most 64 of ASCII letters,
+    /// digits and `-_.:`; or the `Idempotency-Key` header). A repeat with the same id and the
+    /// same content is answered as the first was and sent nowhere; the same id with different
+    /// content is refused with 409.
     pub id: Option<String>,
     /// What an edXML status package carried beyond these fields (set by the edXML intake).
     #[serde(skip)]
@@ -618,11 +687,33 @@ pub struct StatusPost {
 /// Statuses that can be posted through the API (01 is sent automatically on arrival).
 pub const POSTABLE_STATUSES: &str = "02, 03, 04, 05, 06, 13, 15, 16";
 
+/// The `Idempotency-Key` header, if the request has one.
+pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|_| ApiError::bad("Idempotency-Key: not visible ASCII")),
+    }
+}
+
 async fn post_status(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    Json(p): Json<StatusPost>,
+    headers: axum::http::HeaderMap,
+    Json(mut p): Json<StatusPost>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    if let Some(key) = idempotency_key(&headers)? {
+        match &p.id {
+            Some(given) if !given.is_empty() && *given != key => {
+                return Err(ApiError::bad(format!(
+                    "id: the body's id {given} and the Idempotency-Key {key} differ"
+                )))
+            }
+            _ => p.id = Some(key),
+        }
+    }
     let (ids, _persisted) = post_status_checked(&node, &id, &p).await?;
     Ok(Json(serde_json::json!({ "receipt_ids": ids })))
 }
@@ -647,6 +738,32 @@ pub async fn post_status_checked(
     let env = node.store.envelope(&id)?.ok_or_else(|| {
         ApiError::not_found(format!("no document with envelope id {id} on this node"))
     })?;
+    let claim = match p.id.as_deref().filter(|i| !i.is_empty()) {
+        Some(given) => {
+            input::identifier("id", given).map_err(|e| ApiError::bad(e.to_string()))?;
+            let name = format!("status-id/{id}/{given}");
+            let digest = status_digest(p);
+            if let Some(prev) = node.store.get_meta(&name)? {
+                let (d, ids) = prev.split_at(prev.len().min(digest.len()));
+                if d != digest.as_slice() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("id: status id {given} was already used for a different status about {id}"),
+                    ));
+                }
+                let ids = String::from_utf8_lossy(ids)
+                    .split('\n')
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                let persisted = node.store.commit().await?;
+                info!(envelope = %id, status_id = given, "status repeated; answered as before");
+                return Ok((ids, persisted));
+            }
+            Some((name, digest))
+        }
+        None => None,
+    };
     let sender = env
         .from
         .as_ref()
@@ -696,9 +813,35 @@ pub async fn post_status_checked(
         ids.push(r.id.clone());
         node.post_receipt(r)?;
     }
+    if let Some((name, mut record)) = claim {
+        record.extend_from_slice(ids.join("\n").as_bytes());
+        node.store.put_meta(&name, &record)?;
+    }
     let persisted = node.store.commit().await?;
     info!(envelope = %id, status = p.status, "status posted");
     Ok((ids, persisted))
+}
+
+/// What a status post says, as a digest: a repeat under the same id must say the same.
+fn status_digest(p: &StatusPost) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        p.agency.as_deref().unwrap_or_default().as_bytes(),
+        &p.status.to_be_bytes(),
+        p.description.as_bytes(),
+        &p.staff
+            .as_ref()
+            .map(|s| s.encode_to_vec())
+            .unwrap_or_default(),
+        &p.edxml
+            .as_ref()
+            .map(|e| e.encode_to_vec())
+            .unwrap_or_default(),
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    ctx.finish().as_ref().to_vec()
 }
 
 fn receipt(

@@ -26,6 +26,18 @@ fn is_edxml(headers: &HeaderMap, name: header::HeaderName) -> bool {
         .is_some_and(|v| v.to_ascii_lowercase().contains(EDXML_CONTENT_TYPE))
 }
 
+/// `application/json`, or a `+json` type, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        })
+}
+
 fn import(body: &[u8]) -> ApiResult<Imported> {
     edxml::import(body).map_err(|e| {
         warn!(cause = %e, "edXML package refused");
@@ -40,6 +52,19 @@ pub(crate) async fn submit(
     body: Bytes,
 ) -> ApiResult<Json<SubmitResponse>> {
     if !is_edxml(&headers, header::CONTENT_TYPE) {
+        if !is_json(&headers) {
+            let found = headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            warn!(content_type = ?found, "document refused: unsupported Content-Type");
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Type: POST /v1/documents takes application/json or {EDXML_CONTENT_TYPE}; the request has {}",
+                    found.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
         if body.len() > MAX_JSON_BODY {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -181,7 +206,12 @@ pub(crate) async fn status(
         status: r.status,
         description: r.description.clone(),
         staff: r.staff.clone(),
-        id: None,
+        // Retry-safe without any effort from the DMS: the same package posted again is the
+        // same status; a key of its own lets it say otherwise.
+        id: Some(match crate::api::idempotency_key(&headers)? {
+            Some(k) => k,
+            None => hex::encode(&ring::digest::digest(&ring::digest::SHA256, &body).as_ref()[..16]),
+        }),
         edxml: r.edxml.clone(),
     };
     let (ids, _persisted) = post_status_checked(&node, &id, &post).await?;

@@ -12,8 +12,10 @@
 //! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
 //! - [`route`]: the routing table (hierarchy, announcements, configured routes).
 //! - [`link`]: the parent–child link protocol (one bidirectional gRPC stream over mTLS).
+//! - [`offline`]: documents waiting for a child that is not linked, and their expiry.
 //! - [`amqp`]: RabbitMQ as the DMS integration point (intake, delivery, receipts).
-//! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics).
+//! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics); its
+//!   listener, with time-outs against slow clients, is `api_server`.
 //! - [`topology`]: a local network of real processes (demo, tests, benchmark).
 //! - [`demo`]: `lt-relay demo`.
 //! - [`metrics`]: the Prometheus registry.
@@ -26,6 +28,7 @@
 
 pub mod amqp;
 pub mod api;
+mod api_server;
 pub mod assess;
 pub mod audit_cmd;
 pub mod backup_cmd;
@@ -40,6 +43,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod node;
 pub mod node_source;
+pub mod offline;
 pub mod pki_cmd;
 pub mod register;
 pub mod report;

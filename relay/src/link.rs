@@ -233,8 +233,11 @@ impl Session {
                     .envelope(id)
                     .map_err(|e| LinkError::Store(e.to_string()))?
                 else {
-                    warn!(envelope = %id, "queued envelope missing from store; dropping queue entry");
-                    let _ = self.node.store.dequeue(&e.key);
+                    self.node.drop_queued(
+                        self.peer.as_str(),
+                        &e,
+                        "the queued envelope is missing from the store",
+                    );
                     self.window.add_permits(1);
                     return Ok(());
                 };
@@ -259,7 +262,11 @@ impl Session {
                     .receipt(id)
                     .map_err(|e| LinkError::Store(e.to_string()))?
                 else {
-                    let _ = self.node.store.dequeue(&e.key);
+                    self.node.drop_queued(
+                        self.peer.as_str(),
+                        &e,
+                        "the queued receipt is missing from the store",
+                    );
                     self.window.add_permits(1);
                     return Ok(());
                 };

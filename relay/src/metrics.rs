@@ -45,6 +45,10 @@ pub struct Metrics {
     pub webhook_dropped: Counter,
     /// Security events whose post to the webhook failed (not retried).
     pub webhook_failed: Counter,
+    /// Queued items discarded without being sent, by reason (each also a security event).
+    pub dropped: Family<ReasonLabel, Counter>,
+    /// Local API connections closed for slowness, by what was late (`headers`, `body`).
+    pub api_timeouts: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -67,6 +71,18 @@ impl Metrics {
         let submitted = Counter::default();
         let webhook_dropped = Counter::default();
         let webhook_failed = Counter::default();
+        let dropped = Family::<ReasonLabel, Counter>::default();
+        let api_timeouts = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "dropped",
+            "Queued items discarded without being sent, by reason",
+            dropped.clone(),
+        );
+        registry.register(
+            "api_timeouts",
+            "Local API requests cut off because the client was too slow, by what was late",
+            api_timeouts.clone(),
+        );
         registry.register(
             "forwarded",
             "Items acknowledged by the next hop",
@@ -125,6 +141,8 @@ impl Metrics {
             submitted,
             webhook_dropped,
             webhook_failed,
+            dropped,
+            api_timeouts,
         }
     }
 
@@ -133,6 +151,24 @@ impl Metrics {
         self.refused
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an item dropped from a queue.
+    pub fn drop_item(&self, reason: &str) {
+        self.dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a local API request cut off for slowness.
+    pub fn api_timeout(&self, what: &str) {
+        self.api_timeouts
+            .get_or_create(&ReasonLabel {
+                reason: what.to_owned(),
             })
             .inc();
     }

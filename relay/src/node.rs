@@ -13,7 +13,7 @@ use lienthong_common::config::NodeConfig;
 use lienthong_common::envelope::{self, EnvelopeError};
 use lienthong_common::now_unix_ms;
 use lienthong_common::signing::{self, AgencySigner, Verified, Verifier, VerifyError};
-use lienthong_common::store::{Offer, Store, StoreError};
+use lienthong_common::store::{Offer, QueueItem, QueuedEntry, Store, StoreError};
 use lienthong_common::trust::{CertError, TrustStore};
 use lienthong_proto::v1::{
     receipt_frame, Envelope, Organization, ReceiptFrame, ReceiptResponseFor, RefusalCode,
@@ -22,7 +22,7 @@ use lienthong_proto::v1::{
 use prost::Message;
 use rustls_pki_types::UnixTime;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
 use crate::register::{self, Direction};
@@ -209,7 +209,8 @@ impl Node {
             config.parent.as_ref().map(|p| p.agency.clone()),
             config.children.iter().cloned(),
             config.routes.clone(),
-        );
+        )
+        .wait_for_offline_children(!config.link.offline_child_max_age.is_zero());
         restore_announcements(&store, &mut routes)?;
         Ok(Arc::new(Self {
             verifier: Verifier::new(Arc::new(trust)),
@@ -637,6 +638,73 @@ impl Node {
         }
     }
 
+    /// Discards a queue entry that cannot be sent (`reason` says why) without losing track of
+    /// it: logged, counted in `lienthong_dropped`, recorded as a `queue_item_lost` security
+    /// event and, for a document whose sender this node still knows from its transport
+    /// events, answered to the sender with a FAILED event and 02 per recipient concerned.
+    /// The caller commits.
+    pub fn drop_queued(&self, queue: &str, entry: &QueuedEntry, reason: &str) {
+        let (kind, id) = match &entry.item {
+            QueueItem::Envelope { id, .. } => ("envelope", id.as_str()),
+            QueueItem::Receipt { id } => ("receipt", id.as_str()),
+        };
+        error!(queue, kind, item = id, reason, "queue entry dropped");
+        self.metrics.drop_item(kind);
+        self.security_event(
+            "queue_item_lost",
+            queue,
+            "",
+            &format!("{kind} {id} dropped from the queue for {queue}: {reason}"),
+        );
+        if let QueueItem::Envelope { id, recipients } = &entry.item {
+            if let Err(e) = self.answer_lost(id, recipients, reason) {
+                warn!(envelope = %id, cause = %e, "cannot tell the sender of a dropped document");
+            }
+        }
+        if let Err(e) = self.store.dequeue(&entry.key) {
+            warn!(queue, item = id, cause = %e, "cannot remove a dropped queue entry");
+        }
+    }
+
+    /// Sends FAILED and 02 about envelope `id` for `recipients` to its sender, found from the
+    /// transport events this node holds about it (the envelope itself is gone).
+    fn answer_lost(&self, id: &str, recipients: &[String], reason: &str) -> Result<(), NodeError> {
+        let known =
+            self.store
+                .receipts_for(id)?
+                .into_iter()
+                .find_map(
+                    |bytes| match ReceiptFrame::decode(bytes.as_slice()).ok()?.item? {
+                        receipt_frame::Item::Transport(ev) if !ev.origin.is_empty() => {
+                            Some((ev.origin, ev.document_id))
+                        }
+                        _ => None,
+                    },
+                );
+        let Some((origin, document_id)) = known else {
+            warn!(envelope = %id, "dropped document's sender is unknown here; no 02 sent");
+            return Ok(());
+        };
+        let env = Envelope {
+            id: id.to_owned(),
+            from: Some(Organization {
+                code: origin,
+                ..Default::default()
+            }),
+            document_id,
+            ..Default::default()
+        };
+        let reason = format!("lost at {}: {reason}", self.agency());
+        for r in recipients {
+            let Ok(r) = AgencyCode::parse(r) else {
+                continue;
+            };
+            self.emit_transport(&env, &r, TransportState::TransportFailed, &reason, None)?;
+            self.emit_status(&env, self.agency(), &r, StatusCode::StatusRejected, &reason)?;
+        }
+        Ok(())
+    }
+
     /// Records a local transport event (QUEUED at the origin, FORWARDED by this node): kept in
     /// this node's store for the track view, not sent anywhere.
     pub fn record_local_event(
@@ -905,6 +973,17 @@ impl Node {
             v.dedup();
             v
         })
+    }
+
+    /// Whether the link to neighbour `n` is up now.
+    pub fn link_is_up(&self, n: &AgencyCode) -> bool {
+        self.metrics
+            .link_up
+            .get_or_create(&crate::metrics::NeighbourLabel {
+                neighbour: n.to_string(),
+            })
+            .get()
+            == 1
     }
 
     /// A certificate error as a refusal reason.

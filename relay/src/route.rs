@@ -5,7 +5,9 @@
 //! 2. announced by a child (exact code in the set the child's Hello listed);
 //! 3. a configured `[[route]]` whose destination contains it (most specific first);
 //! 4. a known child (configured, or one that has linked) whose code contains it;
-//! 5. inside this node's own subtree but unknown: no route;
+//! 5. inside this node's own subtree but unknown: the child the code hierarchy puts on the way
+//!    to it, which may not have linked yet (the document waits in its queue; see
+//!    `[link] offline_child_max_age_hours`), or no route when waiting is turned off;
 //! 6. otherwise the parent; on the root, no route.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +34,7 @@ pub struct RouteTable {
     configured_children: BTreeSet<AgencyCode>,
     routes: Vec<(AgencyCode, AgencyCode)>,
     announced: BTreeMap<AgencyCode, BTreeSet<AgencyCode>>,
+    wait_for_offline: bool,
 }
 
 impl RouteTable {
@@ -54,7 +57,23 @@ impl RouteTable {
             configured_children: configured_children.into_iter().collect(),
             routes,
             announced: BTreeMap::new(),
+            wait_for_offline: true,
         }
+    }
+
+    /// Whether a destination below this node that no known child covers waits for the child
+    /// the hierarchy puts on its way (true, the default) or has no route (false).
+    pub fn wait_for_offline_children(mut self, wait: bool) -> Self {
+        self.wait_for_offline = wait;
+        self
+    }
+
+    /// The child of this node that the code hierarchy puts on the way to `dest`, if `dest`
+    /// lies strictly below this node.
+    pub fn hierarchy_child(&self, dest: &AgencyCode) -> Option<AgencyCode> {
+        std::iter::once(dest.clone())
+            .chain(dest.ancestors())
+            .find(|a| a.administrative_parent().as_ref() == Some(&self.me))
     }
 
     /// This node's agency.
@@ -114,7 +133,10 @@ impl RouteTable {
             return NextHop::Neighbour(child.clone());
         }
         if dest.is_within(&self.me) {
-            return NextHop::NoRoute;
+            return match self.hierarchy_child(dest) {
+                Some(child) if self.wait_for_offline => NextHop::Neighbour(child),
+                _ => NextHop::NoRoute,
+            };
         }
         match &self.parent {
             Some(p) => NextHop::Neighbour(p.clone()),
@@ -185,8 +207,18 @@ mod tests {
             t.next_hop(&c("000.00.00.H49")),
             NextHop::Neighbour(c("000.00.00.G22"))
         );
-        // Own subtree, nobody announced it: no route (sending it up would loop back).
-        assert_eq!(t.next_hop(&c("000.21.31.H53")), NextHop::NoRoute);
+        // Own subtree, nobody announced it: it waits for the district the hierarchy puts on
+        // the way (sending it up would loop back); with waiting turned off, no route.
+        assert_eq!(
+            t.next_hop(&c("000.21.31.H53")),
+            NextHop::Neighbour(c("000.00.31.H53"))
+        );
+        assert_eq!(
+            t.clone()
+                .wait_for_offline_children(false)
+                .next_hop(&c("000.21.31.H53")),
+            NextHop::NoRoute
+        );
         t.announce(
             c("000.00.31.H53"),
             [c("000.00.31.H53"), c("000.21.31.H53")].into(),

@@ -111,21 +111,13 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     if let Some((addr, listener)) = api {
         info!(%addr, "local API ready");
         let router = crate::api::router(node.clone());
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            // Small JSON requests and answers: without TCP_NODELAY, Nagle and delayed ACKs add
-            // tens of milliseconds to each one.
-            let listener =
-                axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                    let _ = tcp.set_nodelay(true);
-                });
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                error!(cause = %e, "local API stopped");
-            }
-        });
+        tracker.spawn(crate::api_server::serve(
+            listener,
+            router,
+            node.config.api_timeouts.clone(),
+            node.clone(),
+            shutdown.clone(),
+        ));
     }
     if let Some(amqp) = node.config.amqp.clone() {
         info!("RabbitMQ integration enabled");
@@ -137,6 +129,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         shutdown.clone(),
     ));
     tracker.spawn(crate::report::summary_loop(node.clone(), shutdown.clone()));
+    tracker.spawn(crate::offline::expiry_loop(node.clone(), shutdown.clone()));
     crate::upkeep::spawn(&tracker, &node, &shutdown);
     tracker.spawn(crate::monitor::monitor_loop(node.clone(), shutdown.clone()));
     if node.config.parent.is_some() {

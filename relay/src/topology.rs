@@ -32,6 +32,8 @@ pub struct NodeSpec {
     pub amqp: Option<String>,
     /// `[amqp].ca`: trust roots for an `amqps://` broker.
     pub amqp_ca: Option<PathBuf>,
+    /// `[link] offline_child_max_age_hours` (none: the default; 0: no waiting, no route).
+    pub offline_child_max_age_hours: Option<u64>,
 }
 
 impl NodeSpec {
@@ -45,6 +47,7 @@ impl NodeSpec {
             gateway: false,
             amqp: None,
             amqp_ca: None,
+            offline_child_max_age_hours: None,
         })
     }
 
@@ -158,6 +161,9 @@ impl Network {
                 a = s.agency,
                 n = s.name
             );
+            if let Some(h) = s.offline_child_max_age_hours {
+                toml.push_str(&format!("offline_child_max_age_hours = {h}\n"));
+            }
             if let Some(p) = &s.parent {
                 let (_, pgrpc) = addrs
                     .get(p)

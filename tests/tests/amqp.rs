@@ -200,7 +200,12 @@ fn start_net_on(dir: &Path, a: &str, b: &str, url: &str, ca: Option<&Path>) -> N
         NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
         NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
         na,
-        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
+        {
+            // Unknown districts get "no route" at once, not a wait for them to link.
+            let mut p = NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap();
+            p.offline_child_max_age_hours = Some(0);
+            p
+        },
         nb,
     ];
     let mut net = Network::create(dir, &relay_exe(), &specs).unwrap();
@@ -753,7 +758,12 @@ async fn edxml_on_the_outbox_arrives_as_edxml_on_the_inbox() {
         NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
         NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
         na,
-        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
+        {
+            // Unknown districts get "no route" at once, not a wait for them to link.
+            let mut p = NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap();
+            p.offline_child_max_age_hours = Some(0);
+            p
+        },
         nb,
     ];
     let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();

@@ -30,7 +30,7 @@ fn inbox_ids(net: &Network, agency: &str) -> Vec<String> {
     let v = net
         .client(&a)
         .unwrap()
-        .get_json(&format!("/v1/inbox?agency={a}&all=true"))
+        .get_json(&format!("/v1/inbox?agency={a}&all=true&limit=5000"))
         .unwrap();
     v.as_array()
         .unwrap()

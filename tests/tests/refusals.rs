@@ -106,7 +106,12 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
     let dir = tempfile::tempdir().unwrap();
     let specs = vec![
         NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
-        NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
+        {
+            // Unknown districts get "no route" at once, not a wait for them to link.
+            let mut p = NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap();
+            p.offline_child_max_age_hours = Some(0);
+            p
+        },
         NodeSpec::new("000.00.21.H53", "Xã A", Some("000.00.00.H53")).unwrap(),
         NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
     ];
