@@ -591,8 +591,7 @@ struct InboxQuery {
     #[serde(default)]
     all: bool,
     limit: Option<usize>,
-    #[serde(default)]
-    after: u64,
+    after: Option<u64>,
     bodies: Option<bool>,
 }
 
@@ -613,7 +612,7 @@ async fn inbox(
         let mut items = Vec::new();
         let mut refs = Vec::new();
         for e in node.store.inbox(agency.as_str())? {
-            if e.seq <= q.after || (e.acknowledged && !q.all) {
+            if q.after.is_some_and(|a| e.seq <= a) || (e.acknowledged && !q.all) {
                 continue;
             }
             if bodies {
