@@ -96,6 +96,11 @@ pub enum Command {
         /// Reporting agency (default: the recipient of the document served by this node).
         #[arg(long)]
         agency: Option<AgencyCode>,
+        /// Your id for this update (letters, digits, - _ . :). Running the same command again
+        /// with the same id, after a time-out say, sends nothing twice. Default: a new id,
+        /// printed, to reuse when in doubt.
+        #[arg(long)]
+        status_id: Option<String>,
     },
     /// Ask the recipients to return a document: sends status 13 and a revocation notice, then
     /// shows their answers (15 agreed, 16 refused) as they come.
@@ -176,6 +181,7 @@ pub fn run(cli: Cli) -> ExitCode {
             code,
             description,
             agency,
+            status_id,
         } => status(
             &client,
             &cli.api,
@@ -183,6 +189,7 @@ pub fn run(cli: Cli) -> ExitCode {
             &code,
             &description,
             agency,
+            status_id,
             cli.json,
         ),
         Command::Recall { id, reason, wait } => {
@@ -621,12 +628,14 @@ fn status(
     code: &str,
     description: &str,
     agency: Option<AgencyCode>,
+    status_id: Option<String>,
     as_json: bool,
 ) -> anyhow::Result<()> {
     let n: i32 = code.trim().parse().map_err(|_| {
         anyhow!("status {code:?} is not a number; valid: 02, 03, 04, 05, 06, 15, 16")
     })?;
-    let mut body = json!({ "status": n, "description": description });
+    let status_id = status_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let mut body = json!({ "status": n, "description": description, "id": status_id });
     if let Some(a) = agency {
         body["agency"] = json!(a.to_string());
     }
@@ -637,7 +646,7 @@ fn status(
         println!("{r}");
     } else {
         println!(
-            "status {n:02} ({}) sent for {id}",
+            "status {n:02} ({}) sent for {id} (status id {status_id})",
             lienthong_relay::books_cmd::status_name(n)
         );
     }

@@ -872,3 +872,114 @@ async fn edxml_on_the_outbox_arrives_as_edxml_on_the_inbox() {
     assert_eq!(codes, vec![1, 3], "01 and 03 reach A as edXML");
     net.stop_all();
 }
+
+/// The queues check fields by the same rules as the HTTP API (issue: one definition of valid
+/// input): a NUL in an envelope id, a control character in a subject, an attachment named with
+/// a path and a status id with a space are each dead-lettered naming the field, and the
+/// document after them still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_the_api_would_refuse_are_dead_lettered_naming_them() {
+    let _turn = BROKER.lock().await;
+    let (a, b) = ("000.00.27.H53", "000.00.17.H49");
+    let (_conn, ch) = channel().await;
+    fresh_queues(&ch, &[a, b]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let net = start_net(dir.path(), a, b);
+
+    let nul_id = envelope("ab\0cd", a, b, "định danh có NUL");
+    let esc = envelope(
+        &uuid::Uuid::new_v4().to_string(),
+        a,
+        b,
+        "trích yếu\u{1b}[31m",
+    );
+    for env in [nul_id, esc] {
+        let req = SubmitRequest {
+            envelope: Some(env),
+            attachments: vec![],
+        };
+        publish(&ch, &q(a, "outbox"), &req.encode_to_vec()).await;
+    }
+    let path_name = SubmitRequest {
+        envelope: Some(envelope(
+            &uuid::Uuid::new_v4().to_string(),
+            a,
+            b,
+            "tên tệp là đường dẫn",
+        )),
+        attachments: vec![SubmitAttachment {
+            manifest: Some(AttachmentManifest {
+                name: "../../etc/passwd".into(),
+                content_type: "text/plain".into(),
+                ..Default::default()
+            }),
+            data: b"root:x:0:0".to_vec(),
+        }],
+    };
+    publish(&ch, &q(a, "outbox"), &path_name.encode_to_vec()).await;
+    let after = uuid::Uuid::new_v4().to_string();
+    let req = SubmitRequest {
+        envelope: Some(envelope(&after, a, b, "sau các lỗi")),
+        attachments: vec![],
+    };
+    publish(&ch, &q(a, "outbox"), &req.encode_to_vec()).await;
+    let got = drain(&q(b, "inbox"), Duration::from_secs(30), |d| {
+        SubmitRequest::decode(d.data.as_slice())
+            .ok()
+            .and_then(|r| r.envelope)
+            .is_some_and(|e| e.id == after)
+    })
+    .await;
+    assert!(!got.is_empty(), "the good document after the bad ones");
+
+    // B's DMS reports a status whose id is not an identifier: dead-lettered too.
+    let bad_status = StatusReceipt {
+        id: "my status 1".into(),
+        response_for: Some(ReceiptResponseFor {
+            envelope_id: after.clone(),
+            ..Default::default()
+        }),
+        status: 3,
+        ..Default::default()
+    };
+    publish(&ch, &q(b, "status"), &bad_status.encode_to_vec()).await;
+
+    let reasons_of = |dead: &[lapin::message::Delivery]| -> Vec<String> {
+        dead.iter()
+            .map(|d| {
+                match d
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| h.inner().get("x-lienthong-error").cloned())
+                {
+                    Some(AMQPValue::LongString(s)) => s.to_string(),
+                    other => format!("{other:?}"),
+                }
+            })
+            .collect()
+    };
+    let dead_a = reasons_of(&drain(&q(a, "dead"), Duration::from_secs(10), |_| false).await);
+    let dead_b = reasons_of(&drain(&q(b, "dead"), Duration::from_secs(10), |_| false).await);
+    if dead_a.len() != 3 || dead_b.len() != 1 {
+        support::dump_logs(&net);
+    }
+    assert_eq!(dead_a.len(), 3, "{dead_a:?}");
+    for (field, detail) in [
+        ("id:", "U+0000 (NUL)"),
+        ("subject:", "U+001B (ESC)"),
+        ("attachments.name:", "folder separator"),
+    ] {
+        assert!(
+            dead_a
+                .iter()
+                .any(|r| r.starts_with(field) && r.contains(detail)),
+            "{field} {detail}: {dead_a:?}"
+        );
+    }
+    assert_eq!(dead_b.len(), 1, "{dead_b:?}");
+    assert!(
+        dead_b[0].starts_with("id:") && dead_b[0].contains("U+0020"),
+        "{dead_b:?}"
+    );
+}
