@@ -186,10 +186,12 @@ pub fn run(cli: Cli) -> ExitCode {
             &client,
             &cli.api,
             &id,
-            &code,
-            &description,
-            agency,
-            status_id,
+            StatusUpdate {
+                code,
+                description,
+                agency,
+                status_id,
+            },
             cli.json,
         ),
         Command::Recall { id, reason, wait } => {
@@ -621,16 +623,27 @@ fn ack(
     Ok(())
 }
 
+/// What `lt-gateway status` reports.
+struct StatusUpdate {
+    code: String,
+    description: String,
+    agency: Option<AgencyCode>,
+    status_id: Option<String>,
+}
+
 fn status(
     client: &ApiClient,
     api: &str,
     id: &str,
-    code: &str,
-    description: &str,
-    agency: Option<AgencyCode>,
-    status_id: Option<String>,
+    update: StatusUpdate,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    let StatusUpdate {
+        code,
+        description,
+        agency,
+        status_id,
+    } = update;
     let n: i32 = code.trim().parse().map_err(|_| {
         anyhow!("status {code:?} is not a number; valid: 02, 03, 04, 05, 06, 15, 16")
     })?;
