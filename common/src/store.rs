@@ -122,6 +122,9 @@ pub enum QueueItem {
         id: String,
         /// Recipients routed over this neighbour.
         recipients: Vec<String>,
+        /// The sending agency, so that the sender can be told if the entry ever has to be
+        /// dropped (empty in entries queued before it was recorded).
+        origin: String,
     },
     /// A receipt frame (status receipt or transport event) by id.
     Receipt {
@@ -140,8 +143,20 @@ impl QueueItem {
 
     fn encode(&self) -> Vec<u8> {
         match self {
-            QueueItem::Envelope { id, recipients } => {
-                let mut v = vec![b'E'];
+            QueueItem::Envelope {
+                id,
+                recipients,
+                origin,
+            } => {
+                // `F<origin>\0<id>...`; the older form `E<id>...` has no origin.
+                let mut v = if origin.is_empty() {
+                    vec![b'E']
+                } else {
+                    let mut v = vec![b'F'];
+                    v.extend_from_slice(origin.as_bytes());
+                    v.push(0);
+                    v
+                };
                 v.extend_from_slice(id.as_bytes());
                 for r in recipients {
                     v.push(0);
@@ -161,12 +176,18 @@ impl QueueItem {
         let (kind, rest) = b.split_first()?;
         let text = std::str::from_utf8(rest).ok()?;
         match kind {
-            b'E' => {
+            b'E' | b'F' => {
                 let mut parts = text.split('\0');
+                let origin = if *kind == b'F' {
+                    parts.next()?.to_owned()
+                } else {
+                    String::new()
+                };
                 let id = parts.next()?.to_owned();
                 Some(QueueItem::Envelope {
                     id,
                     recipients: parts.map(str::to_owned).collect(),
+                    origin,
                 })
             }
             b'R' => Some(QueueItem::Receipt {
@@ -363,6 +384,11 @@ impl Store {
             let item = QueueItem::Envelope {
                 id: env.id.clone(),
                 recipients: recipients.clone(),
+                origin: env
+                    .from
+                    .as_ref()
+                    .map(|f| f.code.clone())
+                    .unwrap_or_default(),
             };
             entries.push((k, item.encode()));
         }
@@ -495,6 +521,7 @@ impl Store {
                 let item = QueueItem::Envelope {
                     id: envelope_id.to_owned(),
                     recipients: vec![agency.to_owned()],
+                    origin: String::new(),
                 };
                 Some((k, item.encode()))
             }
@@ -1148,6 +1175,27 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn queue_items_keep_their_origin_and_read_the_older_form() {
+        let with = QueueItem::Envelope {
+            id: "e1".into(),
+            recipients: vec!["000.00.31.H53".into(), "000.21.31.H53".into()],
+            origin: "000.00.00.G22".into(),
+        };
+        assert_eq!(QueueItem::decode(&with.encode()), Some(with));
+        // Entries written before the origin was recorded.
+        assert_eq!(
+            QueueItem::decode(b"Ee2\0000.00.31.H53"),
+            Some(QueueItem::Envelope {
+                id: "e2".into(),
+                recipients: vec!["000.00.31.H53".into()],
+                origin: String::new(),
+            })
+        );
+        let r = QueueItem::Receipt { id: "r1".into() };
+        assert_eq!(QueueItem::decode(&r.encode()), Some(r));
     }
 
     #[tokio::test]

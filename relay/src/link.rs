@@ -226,7 +226,7 @@ impl Session {
     async fn send_item(&self, e: QueuedEntry) -> Result<(), LinkError> {
         let id = e.item.id().to_owned();
         let f = match &e.item {
-            QueueItem::Envelope { id, recipients } => {
+            QueueItem::Envelope { id, recipients, .. } => {
                 let Some(mut env) = self
                     .node
                     .store
@@ -661,7 +661,7 @@ impl Session {
                     .metrics
                     .hop_ack_seconds
                     .observe(f.sent_at.elapsed().as_secs_f64());
-                if let QueueItem::Envelope { id, recipients } = &f.item {
+                if let QueueItem::Envelope { id, recipients, .. } = &f.item {
                     debug!(envelope = %id, next_hop = %self.peer, "forwarded");
                     if let Ok(Some(env)) = self.node.store.envelope(id) {
                         let _ = self.node.record_local_event(

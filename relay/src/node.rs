@@ -67,7 +67,9 @@ impl Refusal {
 impl From<EnvelopeError> for Refusal {
     fn from(e: EnvelopeError) -> Self {
         let code = match e {
-            EnvelopeError::TooLarge { .. } => RefusalCode::RefusalTooLarge,
+            EnvelopeError::TooLarge { .. } | EnvelopeError::TooMany { .. } => {
+                RefusalCode::RefusalTooLarge
+            }
             EnvelopeError::Malformed { .. } => RefusalCode::RefusalMalformed,
             _ => RefusalCode::RefusalInvalid,
         };
@@ -656,8 +658,13 @@ impl Node {
             "",
             &format!("{kind} {id} dropped from the queue for {queue}: {reason}"),
         );
-        if let QueueItem::Envelope { id, recipients } = &entry.item {
-            if let Err(e) = self.answer_lost(id, recipients, reason) {
+        if let QueueItem::Envelope {
+            id,
+            recipients,
+            origin,
+        } = &entry.item
+        {
+            if let Err(e) = self.answer_lost(id, origin, recipients, reason) {
                 warn!(envelope = %id, cause = %e, "cannot tell the sender of a dropped document");
             }
         }
@@ -666,21 +673,28 @@ impl Node {
         }
     }
 
-    /// Sends FAILED and 02 about envelope `id` for `recipients` to its sender, found from the
+    /// Sends FAILED and 02 about envelope `id` for `recipients` to its sender: `origin` from
+    /// the queue entry or, for an entry queued before entries recorded it, found from the
     /// transport events this node holds about it (the envelope itself is gone).
-    fn answer_lost(&self, id: &str, recipients: &[String], reason: &str) -> Result<(), NodeError> {
-        let known =
-            self.store
-                .receipts_for(id)?
-                .into_iter()
-                .find_map(
-                    |bytes| match ReceiptFrame::decode(bytes.as_slice()).ok()?.item? {
-                        receipt_frame::Item::Transport(ev) if !ev.origin.is_empty() => {
-                            Some((ev.origin, ev.document_id))
-                        }
-                        _ => None,
-                    },
-                );
+    fn answer_lost(
+        &self,
+        id: &str,
+        origin: &str,
+        recipients: &[String],
+        reason: &str,
+    ) -> Result<(), NodeError> {
+        let known = if origin.is_empty() {
+            self.store.receipts_for(id)?.into_iter().find_map(|bytes| {
+                match ReceiptFrame::decode(bytes.as_slice()).ok()?.item? {
+                    receipt_frame::Item::Transport(ev) if !ev.origin.is_empty() => {
+                        Some((ev.origin, ev.document_id))
+                    }
+                    _ => None,
+                }
+            })
+        } else {
+            Some((origin.to_owned(), String::new()))
+        };
         let Some((origin, document_id)) = known else {
             warn!(envelope = %id, "dropped document's sender is unknown here; no 02 sent");
             return Ok(());

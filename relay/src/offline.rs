@@ -62,7 +62,7 @@ pub fn expire(node: &Node, max: Duration) -> Result<usize, NodeError> {
             continue;
         }
         for e in node.store.outbound(child.as_str(), EXPIRY_BATCH)? {
-            let QueueItem::Envelope { id, recipients } = &e.item else {
+            let QueueItem::Envelope { id, recipients, .. } = &e.item else {
                 continue; // receipts wait for the child however long it takes
             };
             let Some(env) = node.store.envelope(id)? else {

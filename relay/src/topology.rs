@@ -34,6 +34,8 @@ pub struct NodeSpec {
     pub amqp_ca: Option<PathBuf>,
     /// `[link] offline_child_max_age_hours` (none: the default; 0: no waiting, no route).
     pub offline_child_max_age_hours: Option<u64>,
+    /// `[listen] api_body_timeout_secs` (none: the default).
+    pub api_body_timeout_secs: Option<u64>,
 }
 
 impl NodeSpec {
@@ -48,6 +50,7 @@ impl NodeSpec {
             amqp: None,
             amqp_ca: None,
             offline_child_max_age_hours: None,
+            api_body_timeout_secs: None,
         })
     }
 
@@ -156,8 +159,12 @@ impl Network {
             } else {
                 format!("grpc = \"{grpc}\"\n")
             };
+            let body_line = s
+                .api_body_timeout_secs
+                .map(|t| format!("api_body_timeout_secs = {t}\n"))
+                .unwrap_or_default();
             let mut toml = format!(
-                "[node]\nagency = \"{a}\"\nname = \"{n}\"\ndata_dir = \"data\"\n\n[listen]\n{grpc_line}api = \"{api}\"\n\n[tls]\nca = \"../pki/ca.pem\"\ncert = \"../pki/{a}.pem\"\nkey = \"../pki/{a}.key\"\ncrl = \"../pki/ca.crl\"\n\n[link]\nheartbeat_secs = 2\nmax_backoff_secs = 2\n",
+                "[node]\nagency = \"{a}\"\nname = \"{n}\"\ndata_dir = \"data\"\n\n[listen]\n{grpc_line}api = \"{api}\"\n{body_line}\n[tls]\nca = \"../pki/ca.pem\"\ncert = \"../pki/{a}.pem\"\nkey = \"../pki/{a}.key\"\ncrl = \"../pki/ca.crl\"\n\n[link]\nheartbeat_secs = 2\nmax_backoff_secs = 2\n",
                 a = s.agency,
                 n = s.name
             );

@@ -84,6 +84,7 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let mut province = NodeSpec::new(PROVINCE, "UBND tỉnh Tây Ninh", None).unwrap();
     province.offline_child_max_age_hours = Some(1);
+    province.api_body_timeout_secs = Some(2);
     let specs = vec![
         province,
         NodeSpec::new(DISTRICT, "UBND huyện Bến Cầu", Some(PROVINCE)).unwrap(),
@@ -340,6 +341,35 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
             .join("\n")
     );
 
+    // A body that stalls is cut off after [listen] api_body_timeout_secs (2 s here).
+    let mut stalled = std::net::TcpStream::connect(&api).unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/attachments HTTP/1.1\r\nHost: x\r\nContent-Type: application/pdf\r\nContent-Length: 1000\r\n\r\n%PDF-1.7",
+        )
+        .unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stalled.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400")
+            && answer.contains("no byte of the request body arrived for 2 s"),
+        "{answer}"
+    );
+    let metrics = p.get_text("/metrics").unwrap();
+    assert!(
+        metrics.contains("lienthong_api_timeouts_total{reason=\"body\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("api_timeouts"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
     // 9. A document for a district that never links: after the configured hour its sender
     // gets 02 saying why.
     let (lost, _) = p.submit(doc(NEVER, "9")).unwrap();
@@ -360,5 +390,91 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
     assert!(
         reason.contains(NEVER) && reason.contains("has not linked"),
         "{reason}"
+    );
+}
+
+/// No silent drop: a queue entry whose envelope is gone from the store (a damaged store; made
+/// here by removing the record from the stopped province's real sled store, the one fault in
+/// this file that cannot be produced through an interface) is counted, recorded as a
+/// `queue_item_lost` security event, and its sender gets FAILED and 02 saying where and why.
+#[test]
+fn a_queued_document_gone_from_the_store_is_answered_not_dropped_silently() {
+    const ROOT: &str = "000.00.00.G22";
+    let dir = tempfile::tempdir().unwrap();
+    let specs = vec![
+        NodeSpec::new(ROOT, "Văn phòng Chính phủ", None).unwrap(),
+        NodeSpec::new(PROVINCE, "UBND tỉnh Tây Ninh", Some(ROOT)).unwrap(),
+        NodeSpec::new(DISTRICT, "UBND huyện Bến Cầu", Some(PROVINCE)).unwrap(),
+    ];
+    let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
+    net.start(&code(ROOT)).unwrap();
+    net.start(&code(PROVINCE)).unwrap();
+    let root = net.client(&code(ROOT)).unwrap();
+    let province = net.client(&code(PROVINCE)).unwrap();
+    wait_for(Duration::from_secs(60), "the province linked", || {
+        (province.health().ok()?["parent"]["up"] == json!(true)).then_some(())
+    });
+
+    // The district has not linked yet: the document waits at the province.
+    let env = sample_envelope(&code(ROOT), &[&code(DISTRICT)], "21", "Hồ sơ bị mất");
+    let (id, _) = root.submit(env).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the document at the province",
+        || province.get_json(&format!("/v1/documents/{id}")).ok(),
+    );
+
+    // Damage the province's store: the envelope record goes, its queue entry stays.
+    net.stop(&code(PROVINCE), libc::SIGTERM).unwrap();
+    let store_dir = net.nodes[&code(PROVINCE)]
+        .config
+        .parent()
+        .unwrap()
+        .join("data")
+        .join("store");
+    {
+        let store = lienthong_common::store::Store::open(&store_dir).unwrap();
+        let key = [b"e/".as_slice(), id.as_bytes()].concat();
+        assert!(store.get_raw(&key).unwrap().is_some(), "envelope record");
+        store.remove_raw(&key).unwrap();
+        store.commit_blocking().unwrap();
+    }
+
+    net.start(&code(PROVINCE)).unwrap();
+    net.start(&code(DISTRICT)).unwrap();
+    let (status, reason) = wait_for(Duration::from_secs(60), "02 back at the sender", || {
+        track_status(&root, &id, DISTRICT).filter(|s| s.0 == 2)
+    });
+    assert_eq!(status, 2);
+    assert!(
+        reason.contains("lost at 000.00.00.H53") && reason.contains("missing from the store"),
+        "{reason}"
+    );
+    let metrics = province.get_text("/metrics").unwrap();
+    assert!(
+        metrics.contains("lienthong_dropped_total{reason=\"envelope\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("dropped"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let out = std::process::Command::new(relay_exe())
+        .args(["security", "events", "--json", "--config"])
+        .arg(&net.nodes[&code(PROVINCE)].config)
+        .output()
+        .unwrap();
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        events.contains("queue_item_lost") && events.contains(&id),
+        "{events}"
+    );
+    assert!(
+        !net.nodes[&code(DISTRICT)]
+            .log
+            .to_str()
+            .is_some_and(|p| std::fs::read_to_string(p).unwrap_or_default().contains(&id)),
+        "nothing of the lost document reached the district"
     );
 }

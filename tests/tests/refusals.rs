@@ -260,6 +260,13 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
         let mut unknown = envelope("000.00.22.H53", "000.00.99.H53", "không có đường");
         child_signer.sign_envelope(&mut unknown, 1).unwrap();
         let unknown_id = unknown.id.clone();
+        // What the province's own API would refuse, it refuses from a child too.
+        let mut control = envelope(
+            "000.00.22.H53",
+            "000.00.00.H49",
+            "ký tự điều khiển\u{1b}[2J",
+        );
+        child_signer.sign_envelope(&mut control, 1).unwrap();
 
         tx.send(header(spoofed.clone(), "000.00.00.H49"))
             .await
@@ -268,12 +275,15 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
             .await
             .unwrap();
         tx.send(header(unknown, "000.00.99.H53")).await.unwrap();
+        tx.send(header(control.clone(), "000.00.00.H49"))
+            .await
+            .unwrap();
 
         let mut refusals = std::collections::HashMap::new();
         let mut acked = false;
         let mut no_route_receipt = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while (refusals.len() < 2 || !acked || no_route_receipt.is_none())
+        while (refusals.len() < 3 || !acked || no_route_receipt.is_none())
             && tokio::time::Instant::now() < deadline
         {
             let Ok(Ok(Some(f))) = tokio::time::timeout(Duration::from_secs(5), rx.message()).await
@@ -287,7 +297,11 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
                 Some(Frame::Ack(a)) if a.item_id == unknown_id => acked = true,
                 Some(Frame::Receipt(r)) => {
                     if let Some(receipt_frame::Item::Status(s)) = &r.item {
-                        if s.status == 2 {
+                        let about_unknown = s
+                            .response_for
+                            .as_ref()
+                            .is_some_and(|r| r.envelope_id == unknown_id);
+                        if s.status == 2 && about_unknown {
                             no_route_receipt = Some(s.description.clone());
                         }
                         // Acknowledge it as a child would, so the province can drop it.
@@ -314,6 +328,15 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
             .cloned()
             .expect("tampered envelope refused");
         assert_eq!(c, RefusalCode::RefusalBadSignature as i32, "{reason}");
+        let (c, reason) = refusals
+            .get(&control.id)
+            .cloned()
+            .expect("control character refused");
+        assert_eq!(c, RefusalCode::RefusalInvalid as i32, "{reason}");
+        assert!(
+            reason.starts_with("subject:") && reason.contains("U+001B (ESC)"),
+            "{reason}"
+        );
         assert!(
             acked,
             "an envelope to an unknown recipient is still taken (and answered)"
