@@ -1187,7 +1187,7 @@ mod tests {
         assert_eq!(QueueItem::decode(&with.encode()), Some(with));
         // Entries written before the origin was recorded.
         assert_eq!(
-            QueueItem::decode(b"Ee2\0000.00.31.H53"),
+            QueueItem::decode(b"Ee2\x00000.00.31.H53"),
             Some(QueueItem::Envelope {
                 id: "e2".into(),
                 recipients: vec!["000.00.31.H53".into()],
