@@ -437,7 +437,7 @@ fn a_queued_document_gone_from_the_store_is_answered_not_dropped_silently() {
         let key = [b"e/".as_slice(), id.as_bytes()].concat();
         assert!(store.get_raw(&key).unwrap().is_some(), "envelope record");
         store.remove_raw(&key).unwrap();
-        store.commit_blocking().unwrap();
+        let _persisted = store.commit_blocking().unwrap();
     }
 
     net.start(&code(PROVINCE)).unwrap();
