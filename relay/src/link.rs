@@ -674,6 +674,9 @@ impl Session {
                 }
             }
             Some(r) => {
+                // The refusing node answers the sender itself (02 and FAILED, unless the
+                // sender is forged); here the item leaves the queue, counted and logged.
+                self.node.metrics.drop_item("refused_by_next_hop");
                 warn!(peer = %self.peer, item = %item_id, code = r.code, reason = %r.reason, "next hop refused item");
             }
         }
