@@ -231,12 +231,6 @@ pub fn file_name(field: &'static str, value: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// Whether XML 1.0 allows `c` in character data (the edXML writer replaces the others).
-pub fn xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r')
-        || matches!(c, '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -326,11 +320,5 @@ mod tests {
         }
         assert!(file_name("n", &"a".repeat(256)).is_err());
         file_name("n", &"a".repeat(255)).unwrap();
-    }
-
-    #[test]
-    fn xml_chars() {
-        assert!(xml_char('a') && xml_char('\n') && xml_char('đ') && xml_char('\u{1F600}'));
-        assert!(!xml_char('\0') && !xml_char('\u{1b}') && !xml_char('\u{fffe}'));
     }
 }

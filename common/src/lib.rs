@@ -5,8 +5,8 @@
 //! - [`audit`]: the hash-chained audit log, its verification and its pruning under retention.
 //! - [`backup`]: backup files of a node's store (with its attachment files) and restoring them.
 //! - [`config`]: node configuration (TOML + `LT_*` overrides), raw and resolved.
-//! - [`edxml`]: edXML (QCVN 102:2016) packages to and from envelopes and status receipts.
 //! - [`envelope`]: structural validation of envelopes and receipts, size limits.
+//! - [`input`]: the one definition of valid input (identifiers, text fields, file names).
 //! - [`pki`]: the development certificate authority behind `lt-relay pki`.
 //! - [`trust`]: the interchange CA and CRL; the one certificate-chain check.
 //! - [`signing`]: signing bytes, agency signers, verification into `Verified<T>`.
@@ -20,7 +20,6 @@ pub mod agency;
 pub mod audit;
 pub mod backup;
 pub mod config;
-pub mod edxml;
 pub mod envelope;
 pub mod input;
 pub mod pki;

@@ -6,11 +6,11 @@
 //! `PROPTEST_CASES` sets the number of cases (2000 by default here); the counts are printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lienthong_common::edxml::{self, Imported};
 use lienthong_common::envelope::{document_id_for, validate_envelope};
 use lienthong_common::proto::v1::{
     AttachmentManifest, DocumentCode, Envelope, Organization, PromulgationInfo, SignerInfo,
 };
+use lienthong_edxml::{self as edxml, Imported};
 use proptest::prelude::*;
 use time::macros::date;
 
@@ -154,7 +154,7 @@ fn refused_with_a_field_or_exported_and_imported_back() {
                 accepted.set(accepted.get() + 1);
                 let written = edxml::export_document(&env, &attachments);
                 prop_assert!(
-                    written.chars().all(lienthong_common::input::xml_char),
+                    written.chars().all(lienthong_edxml::xml_char),
                     "export holds a character XML 1.0 forbids"
                 );
                 let back = match edxml::import(written.as_bytes()) {

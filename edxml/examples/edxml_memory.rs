@@ -1,7 +1,7 @@
 //! Peak memory of importing one large edXML package, for docs/edxml.md.
 //!
 //! ```text
-//! cargo run --release -p lienthong-common --example edxml_memory [-- [--wrap] [ATTACHMENT_MIB]]
+//! cargo run --release -p lienthong-edxml --example edxml_memory [-- [--wrap] [ATTACHMENT_MIB]]
 //! ```
 //!
 //! Builds a document package in memory with one attachment of pseudo-random bytes (by default the
@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use lienthong_common::edxml::{self, Imported, EDXML_NS, MAX_EDXML_BYTES};
+use lienthong_edxml::{self as edxml, Imported, EDXML_NS, MAX_EDXML_BYTES};
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// Raw bytes per generated block: a multiple of 57, so wrapped lines never straddle blocks.

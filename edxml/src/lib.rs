@@ -1622,7 +1622,12 @@ fn date(node: &Node) -> Result<String, EdxmlError> {
         return Ok(String::new());
     }
     let d = parse_date_text(v).map_err(|reason| node.bad(v, reason))?;
-    Ok(crate::envelope::format_date(d))
+    Ok(format!(
+        "{:04}-{:02}-{:02}",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    ))
 }
 
 fn parse_date_text(v: &str) -> Result<Date, String> {
@@ -1710,9 +1715,13 @@ fn format_timestamp(ms: i64) -> String {
     )
 }
 
+/// The model's date form, `YYYY-MM-DD`.
+const DATE_FORMAT: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
 /// `YYYY-MM-DD` written as edXML's `yyyy/MM/dd`; anything else as given.
 fn format_date(d: &str) -> String {
-    match crate::envelope::parse_date("date", d) {
+    match Date::parse(d, DATE_FORMAT) {
         Ok(_) => d.replace('-', "/"),
         Err(_) => d.to_owned(),
     }
@@ -1721,22 +1730,22 @@ fn format_date(d: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Writing the strict form.
 
+/// Whether XML 1.0 allows `c` in character data (the writer replaces the others).
+pub fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r')
+        || matches!(c, '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
 /// `value` escaped for character data. A character XML 1.0 forbids (validation refuses them at
 /// every intake, so only a value stored before that rule existed can hold one) is written as
 /// U+FFFD: the package stays well-formed whatever the store holds.
 fn xml_text(value: &str) -> std::borrow::Cow<'_, str> {
-    if value.chars().all(crate::input::xml_char) {
+    if value.chars().all(xml_char) {
         return quick_xml::escape::escape(value);
     }
     let clean: String = value
         .chars()
-        .map(|c| {
-            if crate::input::xml_char(c) {
-                c
-            } else {
-                '\u{fffd}'
-            }
-        })
+        .map(|c| if xml_char(c) { c } else { '\u{fffd}' })
         .collect();
     std::borrow::Cow::Owned(quick_xml::escape::escape(clean.as_str()).into_owned())
 }

@@ -4,12 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use lienthong_common::edxml::{
-    self, EdxmlError, Imported, ImportedDocument, ImportedStatus, MAX_DEPTH, MAX_TEXT_BYTES,
+use lienthong_edxml::{
+    self as edxml, EdxmlError, Imported, ImportedDocument, ImportedStatus, MAX_DEPTH,
+    MAX_TEXT_BYTES,
 };
-use lienthong_common::proto::v1::{
-    BusinessDocType, Priority, StatusCode, StatusReceipt, SteeringType,
-};
+use lienthong_proto::v1::{BusinessDocType, Priority, StatusCode, StatusReceipt, SteeringType};
 
 fn samples_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/edxml");

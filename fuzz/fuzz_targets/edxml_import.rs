@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lienthong_common::edxml;
+use lienthong_edxml as edxml;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(first) = edxml::import(data) else {

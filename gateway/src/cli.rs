@@ -386,7 +386,7 @@ fn send_edxml(client: &ApiClient, api: &str, path: &Path, as_json: bool) -> anyh
     let r = client
         .post_bytes(
             "/v1/documents",
-            lienthong_common::edxml::EDXML_CONTENT_TYPE,
+            lienthong_edxml::EDXML_CONTENT_TYPE,
             &package,
         )
         .map_err(|e| reach(api, e))?;
@@ -532,7 +532,7 @@ fn fetch_edxml(
     let package = client
         .get_text_as(
             &format!("/v1/documents/{id}"),
-            lienthong_common::edxml::EDXML_CONTENT_TYPE,
+            lienthong_edxml::EDXML_CONTENT_TYPE,
         )
         .map_err(|e| reach(api, e))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

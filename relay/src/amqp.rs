@@ -32,9 +32,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::AmqpConfig;
-use lienthong_common::edxml;
 use lienthong_common::now_unix_ms;
 use lienthong_common::store::{Persisted, QueueItem};
+use lienthong_edxml as edxml;
 use lienthong_proto::v1::{
     receipt_frame, AttachmentManifest, ReceiptFrame, StatusReceipt, SubmitAttachment,
     SubmitRequest, TransportEvent, TransportState,

@@ -112,16 +112,14 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route(
             "/v1/documents",
-            post(crate::edxml_api::submit).layer(DefaultBodyLimit::max(
-                lienthong_common::edxml::MAX_EDXML_BYTES,
-            )),
+            post(crate::edxml_api::submit)
+                .layer(DefaultBodyLimit::max(lienthong_edxml::MAX_EDXML_BYTES)),
         )
         .route("/v1/documents/{id}", get(crate::edxml_api::document))
         .route(
             "/v1/status",
-            post(crate::edxml_api::status).layer(DefaultBodyLimit::max(
-                lienthong_common::edxml::MAX_EDXML_BYTES,
-            )),
+            post(crate::edxml_api::status)
+                .layer(DefaultBodyLimit::max(lienthong_edxml::MAX_EDXML_BYTES)),
         )
         .route("/v1/documents/{id}/attachments/{sha256}", get(attachment))
         .route("/v1/documents/{id}/status", post(post_status))

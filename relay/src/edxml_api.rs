@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lienthong_common::edxml::{self, Imported, EDXML_CONTENT_TYPE};
+use lienthong_edxml::{self as edxml, Imported, EDXML_CONTENT_TYPE};
 use lienthong_proto::v1::{AttachmentManifest, SubmitRequest, SubmitResponse};
 use tracing::{info, warn};
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use lienthong_common::edxml::{self, Imported};
+use lienthong_edxml::{self as edxml, Imported};
 
 /// Tools for integrators working with edXML (QCVN 102:2016) packages.
 #[derive(Debug, Subcommand)]

@@ -480,7 +480,7 @@ impl ApiClient {
         let mut resp = Self::check(resp, path)?;
         resp.body_mut()
             .with_config()
-            .limit(lienthong_common::edxml::MAX_EDXML_BYTES as u64)
+            .limit(lienthong_edxml::MAX_EDXML_BYTES as u64)
             .read_to_string()
             .map_err(body_error)
     }

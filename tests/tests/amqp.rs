@@ -739,12 +739,12 @@ fn is_edxml(d: &lapin::message::Delivery) -> bool {
     d.properties
         .content_type()
         .as_ref()
-        .is_some_and(|c| c.as_str() == lienthong_common::edxml::EDXML_CONTENT_TYPE)
+        .is_some_and(|c| c.as_str() == lienthong_edxml::EDXML_CONTENT_TYPE)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edxml_on_the_outbox_arrives_as_edxml_on_the_inbox() {
-    use lienthong_common::edxml::{self, Imported};
+    use lienthong_edxml::{self as edxml, Imported};
     let _turn = BROKER.lock().await;
     let (a, b) = ("000.00.26.H53", "000.00.16.H49");
     let (_conn, ch) = channel().await;

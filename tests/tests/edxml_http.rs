@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use lienthong_common::edxml::{self, Imported};
+use lienthong_edxml::{self as edxml, Imported};
 use lienthong_proto::v1::{
     AttachmentManifest, DocumentCode, DocumentType, EdxmlExtras, EdxmlField, Envelope,
     Organization, PromulgationInfo, ReceiptResponseFor, StatusReceipt,

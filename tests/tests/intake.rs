@@ -178,16 +178,16 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
     let pkg = p
         .get_text_as(
             &format!("/v1/documents/{waiting}"),
-            lienthong_common::edxml::EDXML_CONTENT_TYPE,
+            lienthong_edxml::EDXML_CONTENT_TYPE,
         )
         .unwrap();
-    lienthong_common::edxml::import(pkg.as_bytes()).unwrap();
+    lienthong_edxml::import(pkg.as_bytes()).unwrap();
     let broken = pkg.replacen("Kiểm tra đầu vào", "Kiểm tra\u{1b} đầu vào", 1);
     assert_ne!(broken, pkg);
     let (status, resp) = post_raw(
         &api,
         "/v1/documents",
-        lienthong_common::edxml::EDXML_CONTENT_TYPE,
+        lienthong_edxml::EDXML_CONTENT_TYPE,
         broken.as_bytes(),
     );
     let msg = error_of(&resp);
