@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
+use lienthong_client::ApiClient;
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::NodeConfig;
 use lienthong_relay::api::TrackView;
-use lienthong_relay::topology::ApiClient;
 use serde_json::{json, Value};
 
 /// Exit code for a bad configuration: the gateway stops before binding any port.

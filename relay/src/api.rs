@@ -17,8 +17,7 @@ use lienthong_common::now_unix_ms;
 use lienthong_common::store::{Persisted, StoreError};
 use lienthong_proto::v1::{
     receipt_frame, AttachmentManifest, Envelope, ReceiptFrame, ReceiptResponseFor, StaffInfo,
-    StatusCode as Status, StatusReceipt, SubmitRequest, SubmitResponse, TraceEntry, TransportEvent,
-    TransportState,
+    StatusCode as Status, StatusReceipt, SubmitRequest, SubmitResponse, TransportState,
 };
 use prost::Message;
 use rustls_pki_types::UnixTime;
@@ -28,6 +27,9 @@ use tokio_stream::StreamExt;
 use tracing::{info, warn};
 
 use crate::node::{Node, NodeError};
+
+// The answers' JSON shapes are shared with the HTTP client of the local API.
+pub use lienthong_client::types::{InboxItem, InboxRef, RecipientView, TrackView, Uploaded};
 
 /// Largest JSON request body (a submit with inline attachments).
 pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
@@ -244,15 +246,6 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
         )],
         node.metrics.encode(),
     )
-}
-
-/// Answer of an upload.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Uploaded {
-    /// SHA-256 of the bytes, hex: put it in the attachment manifest.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
 }
 
 /// Streams a request body into the store as content-addressed chunks. Memory use is one chunk.
@@ -543,31 +536,6 @@ fn agency_param(node: &Node, q: Option<&str>) -> ApiResult<AgencyCode> {
         )));
     }
     Ok(a)
-}
-
-/// One inbox entry in JSON.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InboxItem {
-    /// Arrival order: pass the last one seen as `after` for the next page.
-    pub seq: u64,
-    /// Acknowledged by the DMS or staff.
-    pub acknowledged: bool,
-    /// The envelope id (also inside `envelope`).
-    #[serde(default)]
-    pub envelope_id: String,
-    /// The document.
-    pub envelope: Envelope,
-}
-
-/// One inbox entry listed with `bodies=false`: what to fetch, not the document.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InboxRef {
-    /// Arrival order.
-    pub seq: u64,
-    /// Acknowledged by the DMS or staff.
-    pub acknowledged: bool,
-    /// The envelope id: `GET /v1/documents/{id}` reads the document.
-    pub envelope_id: String,
 }
 
 /// An inbox page: whole entries, or references only.
@@ -890,47 +858,6 @@ fn receipt(
         to: to.to_owned(),
         recipient: recipient.to_owned(),
     }
-}
-
-/// Per-recipient view of a sent document.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RecipientView {
-    /// Recipient agency.
-    pub recipient: String,
-    /// Latest business status code (0: none yet).
-    pub status: i32,
-    /// When it was reported (unix ms).
-    pub status_at: i64,
-    /// Its description.
-    pub description: String,
-    /// Every business status received for this recipient, in order: (code, unix ms).
-    pub history: Vec<(i32, i64)>,
-    /// Due date passed and not done.
-    pub overdue: bool,
-    /// Hop trace as it reached the recipient.
-    pub trace: Vec<TraceEntry>,
-}
-
-/// Track view of a document.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TrackView {
-    /// Envelope id.
-    pub envelope_id: String,
-    /// Document id.
-    pub document_id: String,
-    /// Subject.
-    pub subject: String,
-    /// Sender.
-    pub from: String,
-    /// Due date.
-    pub due_date: String,
-    /// Per recipient.
-    pub recipients: Vec<RecipientView>,
-    /// Transport events, in arrival order.
-    pub events: Vec<TransportEvent>,
-    /// Every business status receipt held for this document, in arrival order (includes
-    /// recall requests, 13, which a recipient sees here).
-    pub statuses: Vec<StatusReceipt>,
 }
 
 /// Builds the track view of a document from this node's store.

@@ -1,0 +1,224 @@
+//! A small blocking client for a node's local HTTP API: what `lt-gateway`, the read commands of
+//! `lt-relay` and the tests use to talk to a running node.
+//!
+//! # Layout
+//! - [`ApiClient`]: the requests.
+//! - [`types`]: the JSON shapes of the answers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use lienthong_common::agency::AgencyCode;
+use serde_json::{json, Value};
+
+pub mod types;
+
+use types::{InboxItem, TrackView, Uploaded};
+
+/// A small blocking client for a node's local API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    agent: ureq::Agent,
+}
+
+fn body_error(e: ureq::Error) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+impl ApiClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:7480`).
+    pub fn new(base: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    fn check(
+        mut resp: ureq::http::Response<ureq::Body>,
+        what: &str,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        let msg = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        bail!("{what}: HTTP {status}: {msg}")
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(body_error)?;
+        Self::check(resp, path)
+    }
+
+    /// GET with an `Accept` header, returning the body as text (e.g. an edXML package).
+    pub fn get_text_as(&self, path: &str, accept: &str) -> anyhow::Result<String> {
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("accept", accept)
+            .call()
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        resp.body_mut()
+            .with_config()
+            .limit(lienthong_edxml::MAX_EDXML_BYTES as u64)
+            .read_to_string()
+            .map_err(body_error)
+    }
+
+    /// POST a body of `content_type` (e.g. an edXML package), returning JSON.
+    pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Value> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .send(body)
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        resp.body_mut().read_json().map_err(body_error)
+    }
+
+    /// GET returning JSON.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.get(path)?.body_mut().read_json().map_err(body_error)
+    }
+
+    /// GET returning text (e.g. `/metrics`).
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        self.get(path)?
+            .body_mut()
+            .read_to_string()
+            .map_err(body_error)
+    }
+
+    /// POST JSON returning JSON (empty object for 204).
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .send_json(body)
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, path)?;
+        if resp.status() == 204 {
+            return Ok(json!({}));
+        }
+        resp.body_mut().read_json().map_err(body_error)
+    }
+
+    /// `/healthz`.
+    pub fn health(&self) -> anyhow::Result<Value> {
+        Ok(self.health_with_status()?.1)
+    }
+
+    /// `/healthz` with its HTTP status: 503 carries the same body (the node runs, its broker
+    /// connection does not).
+    pub fn health_with_status(&self) -> anyhow::Result<(u16, Value)> {
+        let mut resp = self
+            .agent
+            .get(format!("{}/healthz", self.base))
+            .call()
+            .map_err(body_error)?;
+        let status = resp.status().as_u16();
+        if status != 503 {
+            resp = Self::check(resp, "/healthz")?;
+        }
+        Ok((status, resp.body_mut().read_json().map_err(body_error)?))
+    }
+
+    /// Uploads a file's bytes; returns its digest and size.
+    pub fn upload_file(&self, path: &Path) -> anyhow::Result<Uploaded> {
+        let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        self.upload_reader(f)
+    }
+
+    /// Uploads bytes read from `reader` (streamed); returns their digest and size.
+    pub fn upload_reader(&self, mut reader: impl std::io::Read) -> anyhow::Result<Uploaded> {
+        let resp = self
+            .agent
+            .post(format!("{}/v1/attachments", self.base))
+            .header("content-type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut reader))
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, "upload")?;
+        resp.body_mut().read_json().map_err(body_error)
+    }
+
+    /// Downloads an attachment into `out`; returns the bytes written.
+    pub fn download(&self, envelope_id: &str, sha256: &str, out: &Path) -> anyhow::Result<u64> {
+        let resp = self
+            .agent
+            .get(format!(
+                "{}/v1/documents/{envelope_id}/attachments/{sha256}",
+                self.base
+            ))
+            .call()
+            .map_err(body_error)?;
+        let mut resp = Self::check(resp, "download")?;
+        let mut f = std::fs::File::create(out)?;
+        let n = std::io::copy(
+            &mut resp.body_mut().with_config().limit(u64::MAX).reader(),
+            &mut f,
+        )?;
+        Ok(n)
+    }
+
+    /// Submits a document: `envelope` is the JSON envelope header (unsigned).
+    pub fn submit(&self, envelope: Value) -> anyhow::Result<(String, String)> {
+        let r = self.post_json("/v1/documents", &json!({ "envelope": envelope }))?;
+        Ok((
+            r["envelope_id"].as_str().unwrap_or_default().to_owned(),
+            r["document_id"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    /// An agency's unacknowledged inbox.
+    pub fn inbox(&self, agency: &AgencyCode) -> anyhow::Result<Vec<InboxItem>> {
+        let v = self.get_json(&format!("/v1/inbox?agency={agency}"))?;
+        Ok(serde_json::from_value(v)?)
+    }
+
+    /// Posts a status about a received (or, for 13, sent) document.
+    pub fn post_status(
+        &self,
+        envelope_id: &str,
+        agency: &AgencyCode,
+        status: i32,
+        description: &str,
+    ) -> anyhow::Result<Value> {
+        self.post_json(
+            &format!("/v1/documents/{envelope_id}/status"),
+            &json!({ "agency": agency.to_string(), "status": status, "description": description }),
+        )
+    }
+
+    /// Acknowledges an inbox entry.
+    pub fn ack(&self, envelope_id: &str, agency: &AgencyCode) -> anyhow::Result<()> {
+        self.post_json(
+            &format!("/v1/inbox/{envelope_id}/ack?agency={agency}"),
+            &json!({}),
+        )?;
+        Ok(())
+    }
+
+    /// The track view of a document.
+    pub fn track(&self, envelope_id: &str) -> anyhow::Result<TrackView> {
+        let v = self.get_json(&format!("/v1/documents/{envelope_id}/track"))?;
+        Ok(serde_json::from_value(v)?)
+    }
+}
