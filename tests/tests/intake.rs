@@ -24,13 +24,31 @@ const PROVINCE: &str = "000.00.00.H53";
 const DISTRICT: &str = "000.00.31.H53";
 const NEVER: &str = "000.00.32.H53";
 
-/// POSTs `body` with `content_type` (none if empty) and returns the status and the body.
-fn post_raw(api: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-    let agent = ureq::Agent::config_builder()
+/// An HTTP client that hands back 4xx and 5xx answers instead of failing on them.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .new_agent();
-    let mut req = agent.post(format!("http://{api}{path}"));
+        .new_agent()
+}
+
+/// Asserts that the node's `/metrics` has `line`, showing its lines about `family` if not.
+fn assert_metric(c: &ApiClient, line: &str, family: &str) {
+    let metrics = c.get_text("/metrics").unwrap();
+    assert!(
+        metrics.contains(line),
+        "{line}: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains(family))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// POSTs `body` with `content_type` (none if empty) and returns the status and the body.
+fn post_raw(api: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let mut req = agent().post(format!("http://{api}{path}"));
     if !content_type.is_empty() {
         req = req.header("content-type", content_type);
     }
@@ -160,16 +178,7 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
         assert!(msg.contains("application/json"), "{msg}");
     }
     // Nothing of the refused input reached a queue or the books.
-    let metrics = p.get_text("/metrics").unwrap();
-    assert!(
-        metrics.contains("lienthong_submitted_total 0"),
-        "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("submitted"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_metric(&p, "lienthong_submitted_total 0", "submitted");
 
     // 5. A document for the district that has never linked waits for it.
     let (waiting, _) = p.submit(doc(DISTRICT, "5")).unwrap();
@@ -234,11 +243,7 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
     // The same status under the Idempotency-Key header instead of the body is the same post.
     let mut keyed = st.clone();
     keyed.as_object_mut().unwrap().remove("id");
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut resp = agent
+    let mut resp = agent()
         .post(format!("http://{dapi}{path}"))
         .header("idempotency-key", "dms-3:1")
         .send_json(&keyed)
@@ -299,11 +304,7 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
     sent.sort();
     assert_eq!(listed, sent);
     let (status, resp) = {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let mut r = agent
+        let mut r = agent()
             .get(format!("http://{api}/v1/inbox?agency={PROVINCE}&limit=0"))
             .call()
             .unwrap();
@@ -330,15 +331,10 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
         !answer.contains("200"),
         "unfinished headers answered: {answer}"
     );
-    let metrics = p.get_text("/metrics").unwrap();
-    assert!(
-        metrics.contains("lienthong_api_timeouts_total{reason=\"headers\"} 1"),
-        "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("api_timeouts"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_metric(
+        &p,
+        "lienthong_api_timeouts_total{reason=\"headers\"} 1",
+        "api_timeouts",
     );
 
     // A body that stalls is cut off after [listen] api_body_timeout_secs (2 s here).
@@ -359,15 +355,10 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
             && answer.contains("no byte of the request body arrived for 2 s"),
         "{answer}"
     );
-    let metrics = p.get_text("/metrics").unwrap();
-    assert!(
-        metrics.contains("lienthong_api_timeouts_total{reason=\"body\"} 1"),
-        "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("api_timeouts"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_metric(
+        &p,
+        "lienthong_api_timeouts_total{reason=\"body\"} 1",
+        "api_timeouts",
     );
 
     // 9. A document for a district that never links: after the configured hour its sender
@@ -450,22 +441,12 @@ fn a_queued_document_gone_from_the_store_is_answered_not_dropped_silently() {
         reason.contains("lost at 000.00.00.H53") && reason.contains("missing from the store"),
         "{reason}"
     );
-    let metrics = province.get_text("/metrics").unwrap();
-    assert!(
-        metrics.contains("lienthong_dropped_total{reason=\"envelope\"} 1"),
-        "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("dropped"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_metric(
+        &province,
+        "lienthong_dropped_total{reason=\"envelope\"} 1",
+        "dropped",
     );
-    let out = std::process::Command::new(relay_exe())
-        .args(["security", "events", "--json", "--config"])
-        .arg(&net.nodes[&code(PROVINCE)].config)
-        .output()
-        .unwrap();
-    let events = String::from_utf8_lossy(&out.stdout);
+    let events = serde_json::to_string(&support::security_events(&net, PROVINCE)).unwrap();
     assert!(
         events.contains("queue_item_lost") && events.contains(&id),
         "{events}"

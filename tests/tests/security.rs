@@ -19,22 +19,9 @@ fn classes(net: &Network, agency: &str) -> Vec<String> {
     support::security_event_classes(&net.nodes[&code(agency)].config)
 }
 
-/// A node's security events as JSON objects, read with `lt-relay security events --json`.
+/// A node's security events as JSON objects.
 fn events(net: &Network, agency: &str) -> Vec<Value> {
-    let out = std::process::Command::new(relay_exe())
-        .args(["security", "events", "--json", "--config"])
-        .arg(&net.nodes[&code(agency)].config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    support::security_events(net, agency)
 }
 
 /// Appends a `[security]` section to a node's configuration.

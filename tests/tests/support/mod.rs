@@ -110,3 +110,21 @@ pub(crate) fn security_event_classes(config: &std::path::Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// A node's security events as JSON objects, read with `lt-relay security events --json`.
+pub(crate) fn security_events(net: &Network, agency: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(relay_exe())
+        .args(["security", "events", "--json", "--config"])
+        .arg(&net.nodes[&code(agency)].config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
