@@ -44,7 +44,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{self, StatusPost};
+use crate::intake::StatusPost;
 use crate::node::{amqp_queue, Node};
 
 /// Largest message accepted from a DMS queue (checked before decoding).
@@ -464,7 +464,7 @@ async fn intake_document(
         }
         env.attachments.push(m);
     }
-    match api::submit_envelope(node, env).await {
+    match crate::intake::submit_envelope(node, env).await {
         Ok((_, _, proof)) => Ok(Ok(proof)),
         Err(e) if e.is_client_error() => refused(e.message().to_owned()),
         Err(e) => Err(e.message().to_owned()),
@@ -553,7 +553,7 @@ async fn intake_status(
         }),
         edxml: r.edxml,
     };
-    match api::post_status_checked(node, &envelope_id, &post).await {
+    match crate::intake::post_status_checked(node, &envelope_id, &post).await {
         Ok((_, proof)) => Ok(Ok(proof)),
         Err(e) if e.is_client_error() => refused(e.message().to_owned()),
         Err(e) => Err(e.message().to_owned()),

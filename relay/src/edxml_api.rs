@@ -14,9 +14,8 @@ use lienthong_edxml::{self as edxml, Imported, EDXML_CONTENT_TYPE};
 use lienthong_proto::v1::{AttachmentManifest, SubmitRequest, SubmitResponse};
 use tracing::{info, warn};
 
-use crate::api::{
-    document_of, post_status_checked, ApiError, ApiResult, StatusPost, MAX_JSON_BODY,
-};
+use crate::api::{document_of, ApiError, ApiResult, MAX_JSON_BODY};
+use crate::intake::{post_status_checked, StatusPost};
 use crate::node::Node;
 
 fn is_edxml(headers: &HeaderMap, name: header::HeaderName) -> bool {
@@ -95,7 +94,7 @@ pub(crate) async fn submit(
     drop(attachments);
     let span = tracing::info_span!("envelope", from = %env.from.as_ref().map(|f| f.code.as_str()).unwrap_or_default());
     let (envelope_id, document_id, _persisted) =
-        tracing::Instrument::instrument(crate::api::submit_envelope(&node, env), span).await?;
+        tracing::Instrument::instrument(crate::intake::submit_envelope(&node, env), span).await?;
     info!(envelope = %envelope_id, document = %document_id, "edXML package accepted");
     Ok(Json(SubmitResponse {
         envelope_id,

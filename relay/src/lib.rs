@@ -14,6 +14,8 @@
 //! - [`link`]: the parent–child link protocol (one bidirectional gRPC stream over mTLS).
 //! - [`offline`]: documents waiting for a child that is not linked, and their expiry.
 //! - [`amqp`]: RabbitMQ as the DMS integration point (intake, delivery, receipts).
+//! - [`intake`]: documents and status updates from the local side (any adapter): check, sign,
+//!   store, queue.
 //! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics); its
 //!   listener, with time-outs against slow clients, is `api_server`.
 //! - [`topology`]: a local network of real processes (demo, tests, benchmark).
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod demo;
 pub mod edxml_api;
 pub mod edxml_cmd;
+pub mod intake;
 pub mod link;
 pub mod metrics;
 pub mod monitor;
