@@ -466,8 +466,8 @@ async fn intake_document(
     }
     match crate::intake::submit_envelope(node, env).await {
         Ok((_, _, proof)) => Ok(Ok(proof)),
-        Err(e) if e.is_client_error() => refused(e.message().to_owned()),
-        Err(e) => Err(e.message().to_owned()),
+        Err(e) if e.is_refusal() => refused(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -555,8 +555,8 @@ async fn intake_status(
     };
     match crate::intake::post_status_checked(node, &envelope_id, &post).await {
         Ok((_, proof)) => Ok(Ok(proof)),
-        Err(e) if e.is_client_error() => refused(e.message().to_owned()),
-        Err(e) => Err(e.message().to_owned()),
+        Err(e) if e.is_refusal() => refused(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

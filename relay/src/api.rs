@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 use tracing::{info, warn};
 
-use crate::intake::{join, post_status_checked, submit_envelope, StatusPost};
+use crate::intake::{post_status_checked, served_agency, submit_envelope, IntakeError, StatusPost};
 use crate::node::{Node, NodeError};
 
 // The answers' JSON shapes are shared with the HTTP client of the local API.
@@ -51,10 +51,6 @@ impl ApiError {
     }
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
-    }
-    /// True when the request itself is at fault (4xx): retrying it cannot succeed.
-    pub fn is_client_error(&self) -> bool {
-        self.status.is_client_error()
     }
     /// The message naming the problem.
     pub fn message(&self) -> &str {
@@ -86,6 +82,19 @@ impl From<StoreError> for ApiError {
 impl From<EnvelopeError> for ApiError {
     fn from(e: EnvelopeError) -> Self {
         Self::bad(e.to_string())
+    }
+}
+
+/// The one mapping of an intake error to HTTP.
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Refused(m) => Self::bad(m),
+            IntakeError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            IntakeError::NotFound(m) => Self::not_found(m),
+            IntakeError::Store(s) => s.into(),
+            IntakeError::Internal(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
     }
 }
 
@@ -404,17 +413,7 @@ struct AgencyQuery {
 }
 
 pub(crate) fn agency_param(node: &Node, q: Option<&str>) -> ApiResult<AgencyCode> {
-    let a = match q {
-        None | Some("") => node.agency().clone(),
-        Some(s) => AgencyCode::parse(s).map_err(|e| ApiError::bad(format!("agency: {e}")))?,
-    };
-    if node.signer(&a).is_none() {
-        return Err(ApiError::bad(format!(
-            "agency: {a} is not served on this node (it serves {})",
-            join(&node.local_agencies())
-        )));
-    }
-    Ok(a)
+    Ok(served_agency(node, q)?)
 }
 
 /// An inbox page: whole entries, or references only.

@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use lienthong_common::agency::AgencyCode;
-use lienthong_common::envelope::{self, STATUS_CODES_TEXT};
+use lienthong_common::envelope::{self, EnvelopeError, STATUS_CODES_TEXT};
 use lienthong_common::input;
 use lienthong_common::now_unix_ms;
-use lienthong_common::store::Persisted;
+use lienthong_common::store::{Persisted, StoreError};
 use lienthong_proto::v1::{
     Envelope, ReceiptResponseFor, StaffInfo, StatusCode as Status, StatusReceipt, TransportState,
 };
@@ -19,8 +18,85 @@ use rustls_pki_types::UnixTime;
 use serde::Deserialize;
 use tracing::info;
 
-use crate::api::{agency_param, ApiError, ApiResult};
-use crate::node::Node;
+use crate::node::{Node, NodeError};
+
+/// Why the intake did not take a document or a status. The adapters map it once each: to an
+/// HTTP status in `api.rs`, to a dead-letter (refusals) or a retry (the rest) in `amqp.rs`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntakeError {
+    /// The input is refused: sent again unchanged, it would be refused again. The message
+    /// names the field.
+    #[error("{0}")]
+    Refused(String),
+    /// An id (envelope or status) already used for different content.
+    #[error("{0}")]
+    Conflict(String),
+    /// What the input is about is not on this node.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed; the input was not taken and may be sent again.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A local failure (a signing key, this node's own signature).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntakeError {
+    fn refused(m: impl Into<String>) -> Self {
+        Self::Refused(m.into())
+    }
+    fn conflict(m: impl Into<String>) -> Self {
+        Self::Conflict(m.into())
+    }
+    fn not_found(m: impl Into<String>) -> Self {
+        Self::NotFound(m.into())
+    }
+    fn internal(m: impl Into<String>) -> Self {
+        Self::Internal(m.into())
+    }
+    /// True when the input itself is at fault: retrying it cannot succeed.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused(_) | Self::Conflict(_) | Self::NotFound(_)
+        )
+    }
+}
+
+impl From<EnvelopeError> for IntakeError {
+    fn from(e: EnvelopeError) -> Self {
+        Self::Refused(e.to_string())
+    }
+}
+
+impl From<NodeError> for IntakeError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Refused(r) => Self::Refused(r.reason),
+            NodeError::Store(s) => Self::Store(s),
+            NodeError::Signing(s) => Self::Internal(s),
+        }
+    }
+}
+
+/// An agency served on this node: `q`, or the node's own when absent.
+pub fn served_agency(node: &Node, q: Option<&str>) -> Result<AgencyCode, IntakeError> {
+    let a = match q {
+        None | Some("") => node.agency().clone(),
+        Some(s) => {
+            AgencyCode::parse(s).map_err(|e| IntakeError::refused(format!("agency: {e}")))?
+        }
+    };
+    if node.signer(&a).is_none() {
+        return Err(IntakeError::refused(format!(
+            "agency: {a} is not served on this node (it serves {})",
+            join(&node.local_agencies())
+        )));
+    }
+    Ok(a)
+}
 
 /// Accepts a document from the local side: fills id and document id, checks it, signs it with
 /// the sending agency's key (or, if the DMS signed it itself, verifies that signature), stores
@@ -28,15 +104,15 @@ use crate::node::Node;
 pub async fn submit_envelope(
     node: &Arc<Node>,
     mut env: Envelope,
-) -> ApiResult<(String, String, Persisted)> {
+) -> Result<(String, String, Persisted), IntakeError> {
     let from = env.from.get_or_insert_with(Default::default);
     if from.code.is_empty() {
         from.code = node.agency().to_string();
     }
-    let sender =
-        AgencyCode::parse(&from.code).map_err(|e| ApiError::bad(format!("from.code: {e}")))?;
+    let sender = AgencyCode::parse(&from.code)
+        .map_err(|e| IntakeError::refused(format!("from.code: {e}")))?;
     let signer = node.signer(&sender).cloned().ok_or_else(|| {
-        ApiError::bad(format!(
+        IntakeError::refused(format!(
             "from.code: {sender} is not served on this node (it serves {})",
             join(&node.local_agencies())
         ))
@@ -68,13 +144,10 @@ pub async fn submit_envelope(
             let persisted = node.store.commit().await?;
             return Ok((existing.id, existing.document_id, persisted));
         }
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "id: envelope id {} is already used by another document",
-                env.id
-            ),
-        ));
+        return Err(IntakeError::conflict(format!(
+            "id: envelope id {} is already used by another document",
+            env.id
+        )));
     }
     envelope::validate_envelope(
         &env,
@@ -83,7 +156,7 @@ pub async fn submit_envelope(
     for a in &env.attachments {
         if !node.store.has_attachment(&a.sha256, a.size) {
             let held = node.store.attachment_held(&a.sha256)?;
-            return Err(ApiError::bad(format!(
+            return Err(IntakeError::refused(format!(
                 "attachments: {} ({}) is not uploaded: the node holds {held} of its {} bytes; POST it to /v1/attachments first",
                 a.name,
                 hex::encode(&a.sha256),
@@ -95,19 +168,14 @@ pub async fn submit_envelope(
         // Signed by the DMS itself with the agency's key: checked like at any hop.
         node.verifier
             .verify_envelope(env, UnixTime::now())
-            .map_err(|e| ApiError::bad(format!("signature: {e}")))?
+            .map_err(|e| IntakeError::refused(format!("signature: {e}")))?
     } else {
         signer
             .sign_envelope(&mut env, now_unix_ms())
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            .map_err(|e| IntakeError::internal(e.to_string()))?;
         node.verifier
             .verify_envelope(env, UnixTime::now())
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("own signature does not verify: {e}"),
-                )
-            })?
+            .map_err(|e| IntakeError::internal(format!("own signature does not verify: {e}")))?
     };
     let recipients: Vec<AgencyCode> = verified
         .to
@@ -172,11 +240,11 @@ pub async fn post_status_checked(
     node: &Arc<Node>,
     id: &str,
     p: &StatusPost,
-) -> ApiResult<(Vec<String>, Persisted)> {
+) -> Result<(Vec<String>, Persisted), IntakeError> {
     let id = id.to_owned();
     let status = match Status::try_from(p.status) {
         Ok(Status::StatusUnspecified | Status::StatusArrived) | Err(_) => {
-            return Err(ApiError::bad(format!(
+            return Err(IntakeError::refused(format!(
                 "status: {} is not a status that can be posted; valid: {POSTABLE_STATUSES} (of {STATUS_CODES_TEXT}; 01 is sent automatically on arrival)",
                 p.status
             )))
@@ -184,20 +252,19 @@ pub async fn post_status_checked(
         Ok(s) => s,
     };
     let env = node.store.envelope(&id)?.ok_or_else(|| {
-        ApiError::not_found(format!("no document with envelope id {id} on this node"))
+        IntakeError::not_found(format!("no document with envelope id {id} on this node"))
     })?;
     let claim = match p.id.as_deref().filter(|i| !i.is_empty()) {
         Some(given) => {
-            input::identifier("id", given).map_err(|e| ApiError::bad(e.to_string()))?;
+            input::identifier("id", given).map_err(|e| IntakeError::refused(e.to_string()))?;
             let name = format!("status-id/{id}/{given}");
             let digest = status_digest(p);
             if let Some(prev) = node.store.get_meta(&name)? {
                 let (d, ids) = prev.split_at(prev.len().min(digest.len()));
                 if d != digest.as_slice() {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        format!("id: status id {given} was already used for a different status about {id}"),
-                    ));
+                    return Err(IntakeError::conflict(format!(
+                        "id: status id {given} was already used for a different status about {id}"
+                    )));
                 }
                 let ids = String::from_utf8_lossy(ids)
                     .split('\n')
@@ -219,9 +286,9 @@ pub async fn post_status_checked(
         .unwrap_or_default();
     let mut ids = Vec::new();
     if status == Status::StatusRecallRequested {
-        let agency = agency_param(node, Some(p.agency.as_deref().unwrap_or(&sender)))?;
+        let agency = served_agency(node, Some(p.agency.as_deref().unwrap_or(&sender)))?;
         if agency.as_str() != sender {
-            return Err(ApiError::bad(format!(
+            return Err(IntakeError::refused(format!(
                 "status 13 (recall) is sent by the document's sender {sender}, not {agency}"
             )));
         }
@@ -232,14 +299,14 @@ pub async fn post_status_checked(
         }
     } else {
         let agency = match p.agency.as_deref() {
-            Some(a) => agency_param(node, Some(a))?,
+            Some(a) => served_agency(node, Some(a))?,
             None => env
                 .to
                 .iter()
                 .filter_map(|t| AgencyCode::parse(&t.code).ok())
                 .find(|c| node.signer(c).is_some())
                 .ok_or_else(|| {
-                    ApiError::bad(format!(
+                    IntakeError::refused(format!(
                         "agency: no recipient of {id} is served on this node"
                     ))
                 })?,
@@ -250,7 +317,7 @@ pub async fn post_status_checked(
             .iter()
             .any(|e| e.envelope_id == id)
         {
-            return Err(ApiError::bad(format!(
+            return Err(IntakeError::refused(format!(
                 "agency: {id} is not in the inbox of {agency}"
             )));
         }
