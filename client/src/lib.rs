@@ -32,6 +32,10 @@ impl ApiClient {
     pub fn new(base: &str) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(600)))
+            // Well under the shortest time a node keeps an idle connection open
+            // (`[listen] api_header_timeout_secs`, at least 1 s, default 30 s): a pooled
+            // connection is never reused just as the node closes it.
+            .max_idle_age(Duration::from_secs(5))
             .http_status_as_error(false)
             .build()
             .into();

@@ -591,7 +591,7 @@ impl NodeConfig {
             ),
         };
         let api_timeouts = ApiTimeouts {
-            header: Duration::from_secs(raw.listen.api_header_timeout_secs.unwrap_or(10).max(1)),
+            header: Duration::from_secs(raw.listen.api_header_timeout_secs.unwrap_or(30).max(1)),
             body: Duration::from_secs(raw.listen.api_body_timeout_secs.unwrap_or(30).max(1)),
         };
         let sec = raw.security;

@@ -11,7 +11,7 @@ use lienthong_common::input;
 use lienthong_common::now_unix_ms;
 use lienthong_common::store::{Persisted, StoreError};
 use lienthong_proto::v1::{
-    Envelope, ReceiptResponseFor, StaffInfo, StatusCode as Status, StatusReceipt, TransportState,
+    Envelope, StaffInfo, StatusCode as Status, StatusReceipt, TransportState,
 };
 use prost::Message;
 use rustls_pki_types::UnixTime;
@@ -385,20 +385,7 @@ fn receipt(
             name: reporter.to_string(),
             ..Default::default()
         }),
-        response_for: Some(ReceiptResponseFor {
-            organ_id: env
-                .from
-                .as_ref()
-                .map(|f| f.code.clone())
-                .unwrap_or_default(),
-            code: env
-                .code
-                .as_ref()
-                .map(|c| format!("{}/{}", c.number, c.notation))
-                .unwrap_or_default(),
-            document_id: env.document_id.clone(),
-            envelope_id: env.id.clone(),
-        }),
+        response_for: Some(crate::node::response_for(env)),
         staff: p.staff.clone(),
         edxml: p.edxml.clone(),
         status: status as i32,

@@ -166,6 +166,25 @@ fn digest_hex(parts: &[&[u8]]) -> String {
 
 const ANNOUNCE_META: &str = "announce/";
 
+/// What a status receipt about `env` says it answers: the sender, number/notation, document
+/// id and envelope id.
+pub fn response_for(env: &Envelope) -> ReceiptResponseFor {
+    ReceiptResponseFor {
+        organ_id: env
+            .from
+            .as_ref()
+            .map(|f| f.code.clone())
+            .unwrap_or_default(),
+        code: env
+            .code
+            .as_ref()
+            .map(|c| format!("{}/{}", c.number, c.notation))
+            .unwrap_or_default(),
+        document_id: env.document_id.clone(),
+        envelope_id: env.id.clone(),
+    }
+}
+
 impl Node {
     /// Builds a node: loads the trust store and signing keys, opens the store, restores the
     /// routes children announced before a restart.
@@ -537,16 +556,7 @@ impl Node {
         let receipt = StatusReceipt {
             id,
             from: Some(self.org(reporter)),
-            response_for: Some(ReceiptResponseFor {
-                organ_id: sender.clone(),
-                code: env
-                    .code
-                    .as_ref()
-                    .map(|c| format!("{}/{}", c.number, c.notation))
-                    .unwrap_or_default(),
-                document_id: env.document_id.clone(),
-                envelope_id: env.id.clone(),
-            }),
+            response_for: Some(response_for(env)),
             staff: None,
             status: status as i32,
             description: description.to_owned(),

@@ -36,6 +36,8 @@ pub struct NodeSpec {
     pub offline_child_max_age_hours: Option<u64>,
     /// `[listen] api_body_timeout_secs` (none: the default).
     pub api_body_timeout_secs: Option<u64>,
+    /// `[listen] api_header_timeout_secs` (none: the default).
+    pub api_header_timeout_secs: Option<u64>,
 }
 
 impl NodeSpec {
@@ -51,6 +53,7 @@ impl NodeSpec {
             amqp_ca: None,
             offline_child_max_age_hours: None,
             api_body_timeout_secs: None,
+            api_header_timeout_secs: None,
         })
     }
 
@@ -159,10 +162,13 @@ impl Network {
             } else {
                 format!("grpc = \"{grpc}\"\n")
             };
-            let body_line = s
+            let mut body_line = s
                 .api_body_timeout_secs
                 .map(|t| format!("api_body_timeout_secs = {t}\n"))
                 .unwrap_or_default();
+            if let Some(t) = s.api_header_timeout_secs {
+                body_line.push_str(&format!("api_header_timeout_secs = {t}\n"));
+            }
             let mut toml = format!(
                 "[node]\nagency = \"{a}\"\nname = \"{n}\"\ndata_dir = \"data\"\n\n[listen]\n{grpc_line}api = \"{api}\"\n{body_line}\n[tls]\nca = \"../pki/ca.pem\"\ncert = \"../pki/{a}.pem\"\nkey = \"../pki/{a}.key\"\ncrl = \"../pki/ca.crl\"\n\n[link]\nheartbeat_secs = 2\nmax_backoff_secs = 2\n",
                 a = s.agency,

@@ -103,6 +103,7 @@ fn bad_input_refused_retries_safe_and_offline_children_waited_for() {
     let mut province = NodeSpec::new(PROVINCE, "UBND tỉnh Tây Ninh", None).unwrap();
     province.offline_child_max_age_hours = Some(1);
     province.api_body_timeout_secs = Some(2);
+    province.api_header_timeout_secs = Some(8);
     let specs = vec![
         province,
         NodeSpec::new(DISTRICT, "UBND huyện Bến Cầu", Some(PROVINCE)).unwrap(),

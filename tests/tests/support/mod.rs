@@ -90,32 +90,22 @@ pub(crate) fn sha256_file(path: &std::path::Path) -> String {
 
 /// The classes of the security events a node recorded, read with `lt-relay security events`.
 pub(crate) fn security_event_classes(config: &std::path::Path) -> Vec<String> {
-    let out = std::process::Command::new(relay_exe())
-        .args(["security", "events", "--json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["class"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    security_events_at(config)
+        .iter()
+        .map(|e| e["class"].as_str().unwrap().to_owned())
         .collect()
 }
 
 /// A node's security events as JSON objects, read with `lt-relay security events --json`.
 pub(crate) fn security_events(net: &Network, agency: &str) -> Vec<serde_json::Value> {
+    security_events_at(&net.nodes[&code(agency)].config)
+}
+
+/// The security events of the node configured by `config`, as JSON objects.
+pub(crate) fn security_events_at(config: &std::path::Path) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(relay_exe())
         .args(["security", "events", "--json", "--config"])
-        .arg(&net.nodes[&code(agency)].config)
+        .arg(config)
         .output()
         .unwrap();
     assert!(
