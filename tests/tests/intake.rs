@@ -415,8 +415,32 @@ fn a_queued_document_gone_from_the_store_is_answered_not_dropped_silently() {
         "the document at the province",
         || province.get_json(&format!("/v1/documents/{id}")).ok(),
     );
+    // A status receipt waiting for the root: the province accepts a document the root sent it
+    // (03) while the root is down.
+    let (for_province, _) = root
+        .submit(sample_envelope(
+            &code(ROOT),
+            &[&code(PROVINCE)],
+            "22",
+            "Cho tỉnh",
+        ))
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the province's document", || {
+        province
+            .inbox(&code(PROVINCE))
+            .ok()?
+            .iter()
+            .any(|i| i.envelope.id == for_province)
+            .then_some(())
+    });
+    net.stop(&code(ROOT), libc::SIGTERM).unwrap();
+    let posted = province
+        .post_status(&for_province, &code(PROVINCE), 3, "")
+        .unwrap();
+    let receipt_id = posted["receipt_ids"][0].as_str().unwrap().to_owned();
 
-    // Damage the province's store: the envelope record goes, its queue entry stays.
+    // Damage the province's store: the envelope record and the receipt record go, their queue
+    // entries stay.
     net.stop(&code(PROVINCE), libc::SIGTERM).unwrap();
     let store_dir = net.nodes[&code(PROVINCE)]
         .config
@@ -429,11 +453,18 @@ fn a_queued_document_gone_from_the_store_is_answered_not_dropped_silently() {
         let key = [b"e/".as_slice(), id.as_bytes()].concat();
         assert!(store.get_raw(&key).unwrap().is_some(), "envelope record");
         store.remove_raw(&key).unwrap();
+        let key = [b"r/".as_slice(), receipt_id.as_bytes()].concat();
+        assert!(store.get_raw(&key).unwrap().is_some(), "receipt record");
+        store.remove_raw(&key).unwrap();
         let _persisted = store.commit_blocking().unwrap();
     }
 
+    net.start(&code(ROOT)).unwrap();
     net.start(&code(PROVINCE)).unwrap();
     net.start(&code(DISTRICT)).unwrap();
+    wait_for(Duration::from_secs(60), "the root back", || {
+        root.health().ok()
+    });
     let (status, reason) = wait_for(Duration::from_secs(60), "02 back at the sender", || {
         track_status(&root, &id, DISTRICT).filter(|s| s.0 == 2)
     });
@@ -447,9 +478,14 @@ fn a_queued_document_gone_from_the_store_is_answered_not_dropped_silently() {
         "lienthong_dropped_total{reason=\"envelope\"} 1",
         "dropped",
     );
+    assert_metric(
+        &province,
+        "lienthong_dropped_total{reason=\"receipt\"} 1",
+        "dropped",
+    );
     let events = serde_json::to_string(&support::security_events(&net, PROVINCE)).unwrap();
     assert!(
-        events.contains("queue_item_lost") && events.contains(&id),
+        events.contains("queue_item_lost") && events.contains(&id) && events.contains(&receipt_id),
         "{events}"
     );
     assert!(
