@@ -989,7 +989,7 @@ mod tests {
             s.put_raw(format!("e/{i}").as_bytes(), &i.to_be_bytes())
                 .unwrap();
         }
-        assert!(s.add_to_inbox("000.00.00.G22", "e1", None).unwrap());
+        assert!(s.add_to_inbox("000.00.00.G22", "e1", None, "").unwrap());
         crate::audit::append(&s, "register", "incoming", "", "000.00.00.G22", "no. 1").unwrap();
         s.put_attachment(b"attachment bytes").unwrap();
         let w = write(&s, &agency(), &root.path().join("backups")).unwrap();
@@ -1029,7 +1029,7 @@ mod tests {
         let sha = ring::digest::digest(&ring::digest::SHA256, b"attachment bytes");
         assert!(s.has_attachment(sha.as_ref(), 16));
         // New numbers do not reuse restored ones: a new inbox entry comes after the old.
-        assert!(s.add_to_inbox("000.00.00.G22", "e2", None).unwrap());
+        assert!(s.add_to_inbox("000.00.00.G22", "e2", None, "").unwrap());
         let inbox = s.inbox("000.00.00.G22").unwrap();
         assert_eq!(
             inbox

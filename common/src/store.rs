@@ -506,12 +506,14 @@ impl Store {
     }
 
     /// Adds an envelope to an agency's inbox unless it is already there and, when added and
-    /// `queue_to` is given, queues it there too (atomically). Returns true if added.
+    /// `queue_to` is given, queues it there too (atomically), recording `origin`, the sending
+    /// agency (see [`QueueItem::Envelope`]). Returns true if added.
     pub fn add_to_inbox(
         &self,
         agency: &str,
         envelope_id: &str,
         queue_to: Option<&str>,
+        origin: &str,
     ) -> Result<bool, StoreError> {
         let qentry = match queue_to {
             Some(n) => {
@@ -521,7 +523,7 @@ impl Store {
                 let item = QueueItem::Envelope {
                     id: envelope_id.to_owned(),
                     recipients: vec![agency.to_owned()],
-                    origin: String::new(),
+                    origin: origin.to_owned(),
                 };
                 Some((k, item.encode()))
             }
@@ -1246,9 +1248,9 @@ mod tests {
     async fn inbox_once_and_ack() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        assert!(s.add_to_inbox("A", "e1", None).unwrap());
-        assert!(!s.add_to_inbox("A", "e1", None).unwrap());
-        assert!(s.add_to_inbox("A", "e2", None).unwrap());
+        assert!(s.add_to_inbox("A", "e1", None, "").unwrap());
+        assert!(!s.add_to_inbox("A", "e1", None, "").unwrap());
+        assert!(s.add_to_inbox("A", "e2", None, "").unwrap());
         assert!(s.acknowledge("A", "e1").unwrap());
         assert!(!s.acknowledge("A", "nope").unwrap());
         let inbox = s.inbox("A").unwrap();

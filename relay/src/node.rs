@@ -424,10 +424,12 @@ impl Node {
             // With RabbitMQ the document counts as delivered once the broker confirmed it on the
             // agency's inbox queue: the publisher then sends 01. Without, the inbox is the DMS.
             let queue = amqp.then(|| amqp_queue(r));
-            if self
-                .store
-                .add_to_inbox(r.as_str(), &env.id, queue.as_deref())?
-            {
+            if self.store.add_to_inbox(
+                r.as_str(),
+                &env.id,
+                queue.as_deref(),
+                env.from.as_ref().map_or("", |f| f.code.as_str()),
+            )? {
                 self.metrics.delivered.inc();
                 info!(envelope = %env.id, recipient = %r, document = %env.document_id, "delivered to local inbox");
             }

@@ -983,3 +983,83 @@ async fn fields_the_api_would_refuse_are_dead_lettered_naming_them() {
         "{dead_b:?}"
     );
 }
+
+/// No silent drop on the RabbitMQ side: a delivery waiting for a broker the node cannot reach,
+/// whose envelope record is then lost from the node's real sled store (removed while the node is
+/// stopped: a damaged store cannot be made otherwise), is counted and answered to the sender
+/// with 02 once the broker is reachable, and nothing is published for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_gone_from_the_store_is_answered_not_dropped_silently() {
+    let _turn = BROKER.lock().await;
+    let (a, b) = ("000.00.28.H53", "000.00.18.H49");
+    let (_conn, ch) = channel().await;
+    fresh_queues(&ch, &[b]).await;
+    let dir = tempfile::tempdir().unwrap();
+    const NOWHERE: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let mut nb = NodeSpec::new(b, "DMS B", Some("000.00.00.H49")).unwrap();
+    nb.amqp = Some(NOWHERE.into());
+    let specs = vec![
+        NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
+        NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
+        NodeSpec::new(a, "Huyện A", Some("000.00.00.H53")).unwrap(),
+        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
+        nb,
+    ];
+    let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+
+    let sender = net.client(&code(a)).unwrap();
+    let (id, _) = sender
+        .submit(lienthong_relay::topology::sample_envelope(
+            &code(a),
+            &[&code(b)],
+            "31",
+            "Mất khi chờ RabbitMQ",
+        ))
+        .unwrap();
+    let at_b = net.client(&code(b)).unwrap();
+    support::wait_for(Duration::from_secs(30), "the document at B", || {
+        at_b.get_json(&format!("/v1/documents/{id}")).ok()
+    });
+
+    net.stop(&code(b), libc::SIGTERM).unwrap();
+    let config = net.nodes[&code(b)].config.clone();
+    {
+        let store = lienthong_common::store::Store::open(
+            &config.parent().unwrap().join("data").join("store"),
+        )
+        .unwrap();
+        let key = [b"e/".as_slice(), id.as_bytes()].concat();
+        assert!(store.get_raw(&key).unwrap().is_some(), "envelope record");
+        store.remove_raw(&key).unwrap();
+        let _persisted = store.commit().await.unwrap();
+    }
+    let toml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(NOWHERE, URL);
+    std::fs::write(&config, toml).unwrap();
+    net.start(&code(b)).unwrap();
+
+    let reason = support::wait_for(Duration::from_secs(60), "02 back at the sender", || {
+        let t = sender.track(&id).ok()?;
+        t.recipients
+            .iter()
+            .find(|r| r.recipient == b && r.status == 2)
+            .map(|r| r.description.clone())
+    });
+    assert!(
+        reason.contains("lost at 000.00.18.H49") && reason.contains("missing from the store"),
+        "{reason}"
+    );
+    let metrics = at_b.get_text("/metrics").unwrap();
+    assert!(
+        metrics.contains("lienthong_dropped_total{reason=\"envelope\"} 1"),
+        "{metrics}"
+    );
+    let published = drain(&q(b, "inbox"), Duration::from_secs(3), |_| false).await;
+    assert!(
+        published.is_empty(),
+        "nothing published for a lost document"
+    );
+}
