@@ -1022,6 +1022,23 @@ async fn a_delivery_gone_from_the_store_is_answered_not_dropped_silently() {
     support::wait_for(Duration::from_secs(30), "the document at B", || {
         at_b.get_json(&format!("/v1/documents/{id}")).ok()
     });
+    // And a receipt waiting for B's DMS: the 01 for a document B sent to A.
+    let (from_b, _) = at_b
+        .submit(lienthong_relay::topology::sample_envelope(
+            &code(b),
+            &[&code(a)],
+            "32",
+            "Gửi từ B",
+        ))
+        .unwrap();
+    let arrived = support::wait_for(Duration::from_secs(30), "01 from A at B", || {
+        at_b.track(&from_b)
+            .ok()?
+            .statuses
+            .iter()
+            .find(|s| s.status == 1)
+            .map(|s| s.id.clone())
+    });
 
     net.stop(&code(b), libc::SIGTERM).unwrap();
     let config = net.nodes[&code(b)].config.clone();
@@ -1032,6 +1049,9 @@ async fn a_delivery_gone_from_the_store_is_answered_not_dropped_silently() {
         .unwrap();
         let key = [b"e/".as_slice(), id.as_bytes()].concat();
         assert!(store.get_raw(&key).unwrap().is_some(), "envelope record");
+        store.remove_raw(&key).unwrap();
+        let key = [b"r/".as_slice(), arrived.as_bytes()].concat();
+        assert!(store.get_raw(&key).unwrap().is_some(), "receipt record");
         store.remove_raw(&key).unwrap();
         let _persisted = store.commit().await.unwrap();
     }
@@ -1055,6 +1075,18 @@ async fn a_delivery_gone_from_the_store_is_answered_not_dropped_silently() {
     let metrics = at_b.get_text("/metrics").unwrap();
     assert!(
         metrics.contains("lienthong_dropped_total{reason=\"envelope\"} 1"),
+        "{metrics}"
+    );
+    let metrics = support::wait_for(Duration::from_secs(30), "the lost receipt counted", || {
+        let m = at_b.get_text("/metrics").ok()?;
+        m.contains("lienthong_dropped_total{reason=\"receipt\"} 1")
+            .then_some(m)
+    });
+    assert!(
+        support::security_events(&net, b)
+            .iter()
+            .any(|e| e["class"] == "queue_item_lost"
+                && e["reason"].as_str().is_some_and(|r| r.contains(&arrived))),
         "{metrics}"
     );
     let published = drain(&q(b, "inbox"), Duration::from_secs(3), |_| false).await;
