@@ -1622,12 +1622,8 @@ fn date(node: &Node) -> Result<String, EdxmlError> {
         return Ok(String::new());
     }
     let d = parse_date_text(v).map_err(|reason| node.bad(v, reason))?;
-    Ok(format!(
-        "{:04}-{:02}-{:02}",
-        d.year(),
-        u8::from(d.month()),
-        d.day()
-    ))
+    d.format(DATE_FORMAT)
+        .map_err(|e| node.bad(v, format!("cannot be written as a date: {e}")))
 }
 
 fn parse_date_text(v: &str) -> Result<Date, String> {

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope::{self, EnvelopeError};
 use lienthong_common::store::StoreError;
@@ -110,54 +109,11 @@ impl From<NodeError> for ApiError {
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-/// The router for `node`.
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/v1/attachments",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/v1/documents",
-            post(crate::edxml_api::submit)
-                .layer(DefaultBodyLimit::max(lienthong_edxml::MAX_EDXML_BYTES)),
-        )
-        .route("/v1/documents/{id}", get(crate::edxml_api::document))
-        .route(
-            "/v1/status",
-            post(crate::edxml_api::status)
-                .layer(DefaultBodyLimit::max(lienthong_edxml::MAX_EDXML_BYTES)),
-        )
-        .route("/v1/documents/{id}/attachments/{sha256}", get(attachment))
-        .route("/v1/documents/{id}/status", post(post_status))
-        .route("/v1/documents/{id}/track", get(track))
-        .route("/v1/inbox", get(inbox))
-        .route("/v1/audit/verify", get(audit_verify))
-        .route("/v1/audit/records", get(audit_records))
-        .route("/v1/backup", post(crate::upkeep::api_backup))
-        .route("/v1/inbox/{id}/ack", post(ack))
-        .route("/v1/registers/{agency}", get(crate::books_api::register))
-        .route("/v1/reports/{agency}", get(crate::books_api::report))
-        .route("/v1/reports/push", post(crate::books_api::push))
-        .route("/v1/track", get(crate::books_api::track))
-        .route(
-            "/v1/security/report",
-            get(crate::books_api::security_report),
-        )
-        .route(
-            "/v1/security/events",
-            get(crate::books_api::security_events),
-        )
-        .route("/v1/security/push", post(crate::books_api::security_push))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .with_state(node)
-}
-
 /// 200 while the node runs; 503 (same body, `status: degraded`) while `[amqp]` is configured and
 /// the broker is not connected, since the DMS side is then cut off (docs/api.md).
-async fn healthz(State(node): State<Arc<Node>>) -> (StatusCode, Json<serde_json::Value>) {
+pub(crate) async fn healthz(
+    State(node): State<Arc<Node>>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let amqp = node
         .config
         .amqp
@@ -209,20 +165,22 @@ async fn healthz(State(node): State<Arc<Node>>) -> (StatusCode, Json<serde_json:
 
 /// Time window of an audit query (unix ms; both optional).
 #[derive(Debug, Deserialize)]
-struct Window {
+pub(crate) struct Window {
     from: Option<i64>,
     to: Option<i64>,
     kind: Option<String>,
 }
 
-async fn audit_verify(State(node): State<Arc<Node>>) -> ApiResult<Json<serde_json::Value>> {
+pub(crate) async fn audit_verify(
+    State(node): State<Arc<Node>>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(match lienthong_common::audit::verify(&node.store)? {
         Ok(n) => serde_json::json!({ "ok": true, "records": n }),
         Err(b) => serde_json::json!({ "ok": false, "error": b.to_string() }),
     }))
 }
 
-async fn audit_records(
+pub(crate) async fn audit_records(
     State(node): State<Arc<Node>>,
     Query(w): Query<Window>,
 ) -> ApiResult<Json<Vec<lienthong_common::audit::AuditRecord>>> {
@@ -236,7 +194,7 @@ async fn audit_records(
     Ok(Json(out))
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     for n in node.neighbours() {
         let depth = node.store.queue_depth(n.as_str());
         node.metrics
@@ -256,7 +214,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
 }
 
 /// Streams a request body into the store as content-addressed chunks. Memory use is one chunk.
-async fn upload(State(node): State<Arc<Node>>, body: Body) -> ApiResult<Json<Uploaded>> {
+pub(crate) async fn upload(State(node): State<Arc<Node>>, body: Body) -> ApiResult<Json<Uploaded>> {
     let dir = node.config.data_dir.join("uploads");
     tokio::fs::create_dir_all(&dir).await.map_err(|e| {
         ApiError::new(
@@ -363,7 +321,7 @@ pub(crate) fn document_of(node: &Node, id: &str) -> ApiResult<Envelope> {
     })
 }
 
-async fn attachment(
+pub(crate) async fn attachment(
     State(node): State<Arc<Node>>,
     Path((id, sha)): Path<(String, String)>,
 ) -> ApiResult<Response> {
@@ -408,7 +366,7 @@ async fn attachment(
 
 /// Which agency's inbox.
 #[derive(Debug, Deserialize)]
-struct AgencyQuery {
+pub(crate) struct AgencyQuery {
     agency: Option<String>,
 }
 
@@ -419,7 +377,7 @@ pub(crate) fn agency_param(node: &Node, q: Option<&str>) -> ApiResult<AgencyCode
 /// An inbox page: whole entries, or references only.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-enum InboxPage {
+pub(crate) enum InboxPage {
     Items(Vec<InboxItem>),
     Refs(Vec<InboxRef>),
 }
@@ -430,7 +388,7 @@ pub const INBOX_DEFAULT_LIMIT: usize = 1000;
 pub const INBOX_MAX_LIMIT: usize = 5000;
 
 #[derive(Debug, Deserialize)]
-struct InboxQuery {
+pub(crate) struct InboxQuery {
     agency: Option<String>,
     #[serde(default)]
     all: bool,
@@ -440,7 +398,7 @@ struct InboxQuery {
 }
 
 /// `GET /v1/inbox`: one page of an agency's inbox in arrival order, entries after `after`.
-async fn inbox(
+pub(crate) async fn inbox(
     State(node): State<Arc<Node>>,
     Query(q): Query<InboxQuery>,
 ) -> ApiResult<Json<InboxPage>> {
@@ -490,7 +448,7 @@ async fn inbox(
     .await
 }
 
-async fn ack(
+pub(crate) async fn ack(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(q): Query<AgencyQuery>,
@@ -516,7 +474,7 @@ pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Opti
     }
 }
 
-async fn post_status(
+pub(crate) async fn post_status(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
@@ -607,7 +565,7 @@ pub fn track_view(store: &lienthong_common::store::Store, id: &str) -> ApiResult
     })
 }
 
-async fn track(
+pub(crate) async fn track(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TrackView>> {

@@ -14,6 +14,7 @@
 //! - [`link`]: the parent–child link protocol (one bidirectional gRPC stream over mTLS).
 //! - [`offline`]: documents waiting for a child that is not linked, and their expiry.
 //! - [`amqp`]: RabbitMQ as the DMS integration point (intake, delivery, receipts).
+//! - [`router`]: the local API's routes and body limits.
 //! - [`intake`]: documents and status updates from the local side (any adapter): check, sign,
 //!   store, queue.
 //! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics); its
@@ -51,6 +52,7 @@ pub mod pki_cmd;
 pub mod register;
 pub mod report;
 pub mod route;
+pub mod router;
 pub mod security;
 pub mod serve;
 pub mod topology;

@@ -110,7 +110,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     }
     if let Some((addr, listener)) = api {
         info!(%addr, "local API ready");
-        let router = crate::api::router(node.clone());
+        let router = crate::router::router(node.clone());
         tracker.spawn(crate::api_server::serve(
             listener,
             router,
