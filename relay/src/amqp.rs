@@ -18,7 +18,7 @@
 pub mod broker;
 pub mod queues;
 
-pub use broker::{BrokerHealth, BrokerState, LinkState};
+pub use crate::broker_state::{BrokerHealth, BrokerState, LinkState};
 pub use queues::{queue_arguments, queue_name, DELIVERY_LIMIT};
 
 use std::sync::Arc;

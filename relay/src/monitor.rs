@@ -11,17 +11,15 @@ use std::sync::Arc;
 
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::audit;
-use lienthong_common::store::{self, Store, StoreError, Upward, UpwardSubject};
-use lienthong_proto::v1::{receipt_frame, NodeAttestation, ReceiptFrame, SecurityEventRecord};
+use lienthong_common::store::{Store, StoreError};
+use lienthong_proto::v1::{NodeAttestation, SecurityEventRecord};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::node::Node;
-
-/// Events carried by one attestation at most; the rest go with the next one.
-pub const MAX_EVENTS_PER_ATTESTATION: usize = 500;
+use crate::upward::{store_attestation, MAX_EVENTS_PER_ATTESTATION};
 
 const SENT_SEQ_META: &str = "monitor/sent-seq";
 const PARENT_UP_META: &str = "monitor/parent-up";
@@ -158,40 +156,6 @@ fn attestation_id(a: &NodeAttestation) -> String {
     ctx.update(&a.generated_unix_ms.to_be_bytes());
     ctx.update(&a.encode_to_vec());
     format!("att-{}", hex::encode(&ctx.finish().as_ref()[..15]))
-}
-
-/// Keeps an attestation as its node's newest, its events beside it, and queues it for
-/// `queue_to`. Returns false if it was already held.
-pub fn store_attestation(
-    store: &Store,
-    a: &NodeAttestation,
-    queue_to: Option<&str>,
-) -> Result<bool, StoreError> {
-    let frame = ReceiptFrame {
-        item: Some(receipt_frame::Item::Attestation(a.clone())),
-    }
-    .encode_to_vec();
-    let mut latest = a.clone();
-    latest.events.clear();
-    let latest = latest.encode_to_vec();
-    let rows = a
-        .events
-        .iter()
-        .map(|e| (store::remote_event_key(&a.node, e.seq), e.encode_to_vec()))
-        .collect();
-    store.put_upward(
-        &Upward {
-            id: &a.id,
-            subject: UpwardSubject::Attestation {
-                node: a.node.clone(),
-            },
-            generated_unix_ms: a.generated_unix_ms,
-            frame: &frame,
-            latest: &latest,
-            rows,
-        },
-        queue_to,
-    )
 }
 
 /// Signs this node's attestation and queues it for the parent (kept locally on the root);
@@ -339,7 +303,7 @@ pub fn stored_report(store: &Store) -> Result<Vec<NodeStatus>, MonitorError> {
 /// The security events of this node and of every node within `subtree` (all below this node
 /// when `subtree` is this node's agency), on or after `since_ms`, oldest first.
 pub fn subtree_events(
-    view: &crate::report::NodeView<'_>,
+    view: &crate::register::NodeView<'_>,
     subtree: &AgencyCode,
     since_ms: i64,
 ) -> Result<Vec<NodeEvent>, MonitorError> {

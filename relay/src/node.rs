@@ -25,9 +25,10 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
+use crate::register::NodeView;
 use crate::register::{self, Direction};
-use crate::report::{self, NodeView};
 use crate::route::{NextHop, RouteTable};
+use crate::upward::{self, MAX_EVENTS_PER_ATTESTATION};
 
 /// Why an item is refused at this node. Sent to the neighbour as a hop refusal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,9 +138,9 @@ pub struct Node {
     /// Signalled when something is queued for the local DMS on RabbitMQ.
     pub amqp_wake: Notify,
     /// The RabbitMQ connection state, for `/healthz` (meaningful only with `[amqp]`).
-    pub amqp_state: crate::amqp::BrokerState,
+    pub amqp_state: crate::broker_state::BrokerState,
     /// Where security events go for the webhook; set once by [`crate::webhook::start`].
-    pub(crate) webhook: std::sync::OnceLock<crate::webhook::Sink>,
+    pub webhook: std::sync::OnceLock<crate::security_events::Sink>,
 }
 
 /// The store queue holding what is to be published to an agency's DMS over AMQP.
@@ -243,7 +244,7 @@ impl Node {
             wakers: Mutex::new(HashMap::new()),
             serves_changed: Notify::new(),
             amqp_wake: Notify::new(),
-            amqp_state: crate::amqp::BrokerState::default(),
+            amqp_state: crate::broker_state::BrokerState::default(),
             webhook: std::sync::OnceLock::new(),
             config,
         }))
@@ -469,7 +470,7 @@ impl Node {
             warn!(class, cause = %e, "cannot append security event to the audit log");
         }
         if let Some(hook) = self.webhook.get() {
-            let event = crate::webhook::Event {
+            let event = crate::security_events::Event {
                 class,
                 peer,
                 agency,
@@ -775,7 +776,7 @@ impl Node {
             Some(receipt_frame::Item::Summary(s)) => {
                 // Summaries only go up: kept here and passed to the parent, if any.
                 let parent = self.config.parent.as_ref().map(|p| p.agency.clone());
-                if report::store_summary(&self.store, s, parent.as_ref().map(|p| p.as_str()))? {
+                if upward::store_summary(&self.store, s, parent.as_ref().map(|p| p.as_str()))? {
                     if let Some(p) = parent {
                         self.wake(&p);
                     }
@@ -784,11 +785,7 @@ impl Node {
             }
             Some(receipt_frame::Item::Attestation(a)) => {
                 let parent = self.config.parent.as_ref().map(|p| p.agency.clone());
-                if crate::monitor::store_attestation(
-                    &self.store,
-                    a,
-                    parent.as_ref().map(|p| p.as_str()),
-                )? {
+                if upward::store_attestation(&self.store, a, parent.as_ref().map(|p| p.as_str()))? {
                     if let Some(p) = parent {
                         self.wake(&p);
                     }
@@ -934,13 +931,13 @@ impl Node {
                     return Err(Refusal::new(RefusalCode::RefusalInvalid, "attestation id"));
                 }
                 check_generated(a.generated_unix_ms)?;
-                if a.events.len() > crate::monitor::MAX_EVENTS_PER_ATTESTATION {
+                if a.events.len() > MAX_EVENTS_PER_ATTESTATION {
                     return Err(Refusal::new(
                         RefusalCode::RefusalTooLarge,
                         format!(
                             "attestation carries {} events (at most {})",
                             a.events.len(),
-                            crate::monitor::MAX_EVENTS_PER_ATTESTATION
+                            MAX_EVENTS_PER_ATTESTATION
                         ),
                     ));
                 }

@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context};
 use lienthong_common::config::NodeConfig;
 use lienthong_common::store::Store;
 
-use crate::report::NodeView;
+use crate::register::NodeView;
 use crate::topology::ApiClient;
 
 /// A node as a command reads it.

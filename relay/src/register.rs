@@ -9,7 +9,7 @@
 //! columns that change later (who handles it, receipt confirmations, notes on revocations and
 //! recalls) are read from the document's receipts when the book is printed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope;
@@ -25,6 +25,19 @@ pub fn closes_without_done(status: i32) -> bool {
 }
 use prost::Message;
 use serde::{Deserialize, Serialize};
+
+/// What a report needs to know about the node it runs on.
+#[derive(Debug, Clone)]
+pub struct NodeView<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The node's own agency.
+    pub agency: AgencyCode,
+    /// Agencies it serves (its own and `[[local]]`).
+    pub locals: Vec<AgencyCode>,
+    /// What each child announced it serves.
+    pub announcements: BTreeMap<AgencyCode, BTreeSet<AgencyCode>>,
+}
 
 /// Which book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -14,12 +14,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope;
 use lienthong_common::store::{Store, StoreError};
-use lienthong_proto::v1::{receipt_frame, DailySummary, ReceiptFrame, SignedSummary, StatusCode};
+use lienthong_proto::v1::{DailySummary, SignedSummary, StatusCode};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::register::{self, date_of, Direction};
+use crate::register::{self, date_of, Direction, NodeView};
+use crate::upward::store_summary;
 
 /// How many past days a node re-summarises and re-sends when their figures change (statuses
 /// keep arriving for documents sent earlier).
@@ -317,19 +318,6 @@ pub fn aggregate<'a>(
     r
 }
 
-/// What a report needs to know about the node it runs on.
-#[derive(Debug, Clone)]
-pub struct NodeView<'a> {
-    /// The store.
-    pub store: &'a Store,
-    /// The node's own agency.
-    pub agency: AgencyCode,
-    /// Agencies it serves (its own and `[[local]]`).
-    pub locals: Vec<AgencyCode>,
-    /// What each child announced it serves.
-    pub announcements: BTreeMap<AgencyCode, BTreeSet<AgencyCode>>,
-}
-
 impl NodeView<'_> {
     /// Whether `x` is `top` or below it: administratively (agency code), announced by the
     /// child `top`, or anything reported to this node when `top` is the node itself.
@@ -460,39 +448,6 @@ pub async fn summary_loop(
         push_summaries(n, n.config.reports.summary_days)
     })
     .await;
-}
-
-/// Keeps a signed summary as the latest of its (agency, day) and queues it for `queue_to`.
-/// Returns false if it was already held.
-pub fn store_summary(
-    store: &Store,
-    signed: &SignedSummary,
-    queue_to: Option<&str>,
-) -> Result<bool, StoreError> {
-    let (agency, day) = signed
-        .summary
-        .as_ref()
-        .map(|s| (s.agency.as_str(), s.day.as_str()))
-        .unwrap_or_default();
-    let frame = ReceiptFrame {
-        item: Some(receipt_frame::Item::Summary(signed.clone())),
-    };
-    let frame = frame.encode_to_vec();
-    let latest = signed.encode_to_vec();
-    store.put_upward(
-        &lienthong_common::store::Upward {
-            id: &signed.id,
-            subject: lienthong_common::store::UpwardSubject::Summary {
-                agency: agency.to_owned(),
-                day: day.to_owned(),
-            },
-            generated_unix_ms: signed.generated_unix_ms,
-            frame: &frame,
-            latest: &latest,
-            rows: Vec::new(),
-        },
-        queue_to,
-    )
 }
 
 #[cfg(test)]
