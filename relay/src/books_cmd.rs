@@ -43,7 +43,7 @@ pub struct RegisterArgs {
     pub year: Option<i32>,
     /// Incoming (in) or outgoing (out) book.
     #[arg(long, value_enum)]
-    pub direction: Direction,
+    pub direction: BookArg,
     /// Only entries on or after this date (YYYY-MM-DD).
     #[arg(long)]
     pub from: Option<String>,
@@ -53,6 +53,24 @@ pub struct RegisterArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+/// Which book, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BookArg {
+    /// Incoming documents (văn bản đến).
+    In,
+    /// Outgoing documents (văn bản đi).
+    Out,
+}
+
+impl From<BookArg> for Direction {
+    fn from(b: BookArg) -> Self {
+        match b {
+            BookArg::In => Direction::In,
+            BookArg::Out => Direction::Out,
+        }
+    }
 }
 
 /// `lt-relay report`
@@ -133,7 +151,10 @@ pub fn run_register(a: RegisterArgs) -> anyhow::Result<()> {
                 "/v1/registers/{agency}{}",
                 query(&[
                     ("year", a.year.map(|y| y.to_string())),
-                    ("direction", Some(a.direction.as_str().to_owned())),
+                    (
+                        "direction",
+                        Some(Direction::from(a.direction).as_str().to_owned())
+                    ),
                     ("from", a.from.clone()),
                     ("to", a.to.clone()),
                 ])
@@ -153,7 +174,7 @@ pub fn run_register(a: RegisterArgs) -> anyhow::Result<()> {
             let year = a.year.unwrap_or_else(|| crate::books_api::today().0);
             register::read(
                 &store,
-                a.direction,
+                a.direction.into(),
                 agency.as_str(),
                 &name,
                 year,

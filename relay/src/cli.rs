@@ -103,7 +103,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 eprintln!("lt-relay: configuration error: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            match crate::assess::run(&config, level, json) {
+            match crate::assess_cmd::run(&config, level, json) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => report(Err(e)),

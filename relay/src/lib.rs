@@ -25,7 +25,8 @@
 //! - [`webhook`]: security events posted as JSON to a collector.
 //! - [`register`], [`report`]: the official registers and the statistics reports with their
 //!   signed daily summaries; [`books_api`], [`books_cmd`]: their API routes and commands.
-//! - [`monitor`]: signed attestations sent upward; [`assess`]: `lt-relay assess`.
+//! - [`monitor`]: signed attestations sent upward; [`assess`]: the security-level checks,
+//!   [`assess_cmd`]: `lt-relay assess`.
 //! - [`edxml_api`]: edXML on the local API.
 //! - [`node_source`]: commands reading a node through its API or its store.
 
@@ -33,6 +34,7 @@ pub mod amqp;
 pub mod api;
 mod api_server;
 pub mod assess;
+pub mod assess_cmd;
 pub mod audit_cmd;
 pub mod backup_cmd;
 pub mod books_api;

@@ -139,7 +139,7 @@ pub struct Node {
     pub amqp_wake: Notify,
     /// The RabbitMQ connection state, for `/healthz` (meaningful only with `[amqp]`).
     pub amqp_state: crate::broker_state::BrokerState,
-    /// Where security events go for the webhook; set once by [`crate::webhook::start`].
+    /// Where security events go for the webhook; set once by the relay when `[security] webhook_url` is set.
     pub webhook: std::sync::OnceLock<crate::security_events::Sink>,
 }
 

@@ -40,7 +40,7 @@ pub struct NodeView<'a> {
 }
 
 /// Which book.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Incoming documents (văn bản đến).
