@@ -37,9 +37,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".lienthong.v1.Signature.certificate_chain",
         "#[serde(with = \"crate::hex_bytes_list\")]",
     );
+    // The services only with the `grpc` feature: the node core uses the messages alone.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     builder
-        .build_client(true)
-        .build_server(true)
+        .build_client(grpc)
+        .build_server(grpc)
         .compile_fds(fds)?;
     Ok(())
 }

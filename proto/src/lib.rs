@@ -1,5 +1,6 @@
-//! Wire contract of the lienthong interchange: the protobuf messages and gRPC services of
-//! package `lienthong.v1`, generated at build time from `proto/lienthong/v1/*.proto`.
+//! Wire contract of the lienthong interchange: the protobuf messages and (with the `grpc`
+//! feature) the gRPC services of package `lienthong.v1`, generated at build time from
+//! `proto/lienthong/v1/*.proto`.
 //!
 //! - `envelope.proto`: the document envelope (edXML MessageHeader meanings) and its signature.
 //! - `receipt.proto`: business status receipts and, separately, transport events.
@@ -46,5 +47,5 @@ pub mod hex_bytes_list {
 
 /// Package `lienthong.v1`.
 pub mod v1 {
-    tonic::include_proto!("lienthong.v1");
+    include!(concat!(env!("OUT_DIR"), "/lienthong.v1.rs"));
 }

@@ -30,36 +30,28 @@
 //! - [`edxml_api`]: edXML on the local API.
 //! - [`node_source`]: commands reading a node through its API or its store.
 
+pub use lienthong_node::{
+    assess, broker_state, intake, metrics, monitor, node, offline, register, report, route,
+    security, security_events, upward,
+};
+
 pub mod amqp;
 pub mod api;
 mod api_server;
-pub mod assess;
 pub mod assess_cmd;
 pub mod audit_cmd;
 pub mod backup_cmd;
 pub mod books_api;
 pub mod books_cmd;
-pub mod broker_state;
 pub mod cli;
 pub mod demo;
 pub mod edxml_api;
 pub mod edxml_cmd;
-pub mod intake;
 pub mod link;
-pub mod metrics;
-pub mod monitor;
-pub mod node;
 pub mod node_source;
-pub mod offline;
 pub mod pki_cmd;
-pub mod register;
-pub mod report;
-pub mod route;
 pub mod router;
-pub mod security;
-pub mod security_events;
 pub mod serve;
 pub mod topology;
 pub mod upkeep;
-pub mod upward;
 pub mod webhook;

@@ -23,7 +23,6 @@ use crate::node::{Node, NodeError};
 /// Why the intake did not take a document or a status. The adapters map it once each: to an
 /// HTTP status in `api.rs`, to a dead-letter (refusals) or a retry (the rest) in `amqp.rs`.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum IntakeError {
     /// The input is refused: sent again unchanged, it would be refused again. The message
     /// names the field.

@@ -1,0 +1,31 @@
+//! The lienthong node core: everything a relay or a gateway decides, with no I/O adapter in it
+//! (no HTTP server or client, no AMQP, no gRPC, no command line). The adapters in
+//! `lienthong-relay` call into it; they never call each other.
+//!
+//! # Layout
+//! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
+//! - [`intake`]: documents and status updates from the local side (any adapter): check, sign,
+//!   store, queue.
+//! - [`route`]: the routing table (hierarchy, announcements, configured routes).
+//! - [`offline`]: documents waiting for a child that is not linked, and their expiry.
+//! - [`register`], [`report`]: the official registers and the statistics reports with their
+//!   signed daily summaries; [`upward`]: summaries and attestations kept and queued upward.
+//! - [`monitor`]: signed attestations sent upward; [`assess`]: the security-level checks.
+//! - [`security`]: periodic checks of certificate expiry and CRL freshness.
+//! - [`security_events`]: the queue toward the webhook that posts security events.
+//! - [`broker_state`]: the RabbitMQ connection state, for `/healthz`.
+//! - [`metrics`]: the Prometheus registry.
+
+pub mod assess;
+pub mod broker_state;
+pub mod intake;
+pub mod metrics;
+pub mod monitor;
+pub mod node;
+pub mod offline;
+pub mod register;
+pub mod report;
+pub mod route;
+pub mod security;
+pub mod security_events;
+pub mod upward;
