@@ -16,7 +16,7 @@ use lienthong_proto::v1::{
     receipt_frame, DocumentCode, Envelope, Organization, PromulgationInfo, ReceiptFrame,
     RefusalCode, StatusCode,
 };
-use lienthong_relay::node::{Node, NodeError, Refusal};
+use lienthong_node::node::{Node, NodeError, Refusal};
 use prost::Message;
 
 const ROOT: &str = "000.00.00.G22";
