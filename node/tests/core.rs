@@ -12,11 +12,11 @@ use lienthong_common::envelope::{document_id_for, format_date, today_in_vietnam}
 use lienthong_common::pki::{self, IssueRequest};
 use lienthong_common::signing::AgencySigner;
 use lienthong_common::store::{Offer, QueueItem};
+use lienthong_node::node::{Node, NodeError, Refusal};
 use lienthong_proto::v1::{
     receipt_frame, DocumentCode, Envelope, Organization, PromulgationInfo, ReceiptFrame,
     RefusalCode, StatusCode,
 };
-use lienthong_node::node::{Node, NodeError, Refusal};
 use prost::Message;
 
 const ROOT: &str = "000.00.00.G22";

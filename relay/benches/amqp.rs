@@ -19,9 +19,9 @@ use lapin::options::{
 };
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use lienthong_common::agency::AgencyCode;
+use lienthong_harness::{ApiClient, Network, NodeSpec};
 use lienthong_proto::v1::{DocumentCode, Envelope, Organization, PromulgationInfo, SubmitRequest};
 use lienthong_relay::amqp::{queue_arguments, queue_name};
-use lienthong_relay::topology::{ApiClient, Network, NodeSpec};
 use prost::Message;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lienthong_common::agency::AgencyCode;
-use lienthong_relay::topology::{demo_topology, sample_envelope, ApiClient, Network};
+use lienthong_harness::{demo_topology, sample_envelope, ApiClient, Network};
 
 fn delivered(c: &ApiClient) -> u64 {
     let text = c.get_text("/metrics").unwrap_or_default();
@@ -67,7 +67,7 @@ fn main() {
     // 0. One relay alone: documents to an agency it serves itself (stored, delivered, 01).
     {
         let dir = tempfile::tempdir().unwrap();
-        let spec = lienthong_relay::topology::NodeSpec::new("000.00.00.G22", "Root", None).unwrap();
+        let spec = lienthong_harness::NodeSpec::new("000.00.00.G22", "Root", None).unwrap();
         let mut solo = Network::create(dir.path(), &exe, &[spec]).unwrap();
         solo.start_all().unwrap();
         solo.wait_linked(Duration::from_secs(30)).unwrap();

@@ -9,8 +9,8 @@ use lienthong_common::backup::{self, BackupError};
 use lienthong_common::config::NodeConfig;
 use lienthong_common::store::Store;
 
-use crate::topology::ApiClient;
 use crate::upkeep::BackupOutcome;
+use lienthong_client::ApiClient;
 
 /// `lt-relay backup`.
 #[derive(Debug, clap::Args)]

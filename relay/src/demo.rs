@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use lienthong_common::agency::AgencyCode;
 
-use crate::topology::{demo_topology, sample_envelope, Network};
+use lienthong_harness::{demo_topology, sample_envelope, Network};
 
 /// Options of the demo.
 #[derive(Debug, clap::Args)]

@@ -19,8 +19,7 @@
 //!   store, queue.
 //! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics); its
 //!   listener, with time-outs against slow clients, is `api_server`.
-//! - [`topology`]: a local network of real processes (demo, tests, benchmark).
-//! - [`demo`]: `lt-relay demo`.
+//! - [`demo`]: `lt-relay demo`, on the process harness (`lienthong-harness`).
 //! - [`metrics`]: the Prometheus registry.
 //! - [`webhook`]: security events posted as JSON to a collector.
 //! - [`register`], [`report`]: the official registers and the statistics reports with their
@@ -52,6 +51,5 @@ pub mod node_source;
 pub mod pki_cmd;
 pub mod router;
 pub mod serve;
-pub mod topology;
 pub mod upkeep;
 pub mod webhook;

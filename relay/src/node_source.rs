@@ -8,7 +8,7 @@ use lienthong_common::config::NodeConfig;
 use lienthong_common::store::Store;
 
 use crate::register::NodeView;
-use crate::topology::ApiClient;
+use lienthong_client::ApiClient;
 
 /// A node as a command reads it.
 pub enum Source {

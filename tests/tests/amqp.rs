@@ -18,12 +18,12 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use lienthong_common::pki;
 use lienthong_common::signing::AgencySigner;
+use lienthong_harness::{Network, NodeSpec};
 use lienthong_proto::v1::{
     receipt_frame, AttachmentManifest, DocumentCode, Envelope, Organization, PromulgationInfo,
     ReceiptFrame, ReceiptResponseFor, StatusReceipt, SubmitAttachment, SubmitRequest,
 };
 use lienthong_relay::amqp::{queue_arguments, DELIVERY_LIMIT};
-use lienthong_relay::topology::{Network, NodeSpec};
 use prost::Message;
 use support::{code, relay_exe};
 use tokio_stream::StreamExt;
@@ -1011,7 +1011,7 @@ async fn a_delivery_gone_from_the_store_is_answered_not_dropped_silently() {
 
     let sender = net.client(&code(a)).unwrap();
     let (id, _) = sender
-        .submit(lienthong_relay::topology::sample_envelope(
+        .submit(lienthong_harness::sample_envelope(
             &code(a),
             &[&code(b)],
             "31",
@@ -1024,7 +1024,7 @@ async fn a_delivery_gone_from_the_store_is_answered_not_dropped_silently() {
     });
     // And a receipt waiting for B's DMS: the 01 for a document B sent to A.
     let (from_b, _) = at_b
-        .submit(lienthong_relay::topology::sample_envelope(
+        .submit(lienthong_harness::sample_envelope(
             &code(b),
             &[&code(a)],
             "32",

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use lienthong_relay::topology::{sample_envelope, Network, NodeSpec};
+use lienthong_harness::{sample_envelope, Network, NodeSpec};
 use serde_json::Value;
 use support::{code, dump_logs, relay_exe, wait_for};
 

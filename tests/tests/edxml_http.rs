@@ -11,11 +11,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use lienthong_edxml::{self as edxml, Imported};
+use lienthong_harness::{Network, NodeSpec};
 use lienthong_proto::v1::{
     AttachmentManifest, DocumentCode, DocumentType, EdxmlExtras, EdxmlField, Envelope,
     Organization, PromulgationInfo, ReceiptResponseFor, StatusReceipt,
 };
-use lienthong_relay::topology::{Network, NodeSpec};
 use serde_json::Value;
 use support::{code, relay_exe, wait_for};
 

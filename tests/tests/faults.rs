@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lienthong_relay::topology::{sample_envelope, Network, NodeSpec};
+use lienthong_harness::{sample_envelope, Network, NodeSpec};
 use support::{code, dump_logs, relay_exe, wait_for};
 
 fn five_nodes() -> Vec<NodeSpec> {
@@ -325,7 +325,7 @@ fn sigterm_drains_and_restart_resumes() {
     for i in 0..200 {
         if i == 50 {
             let pid = net.pid(&root).unwrap();
-            lienthong_relay::topology::send_signal(pid as i32, libc::SIGTERM);
+            lienthong_harness::send_signal(pid as i32, libc::SIGTERM);
         }
         if i == 150 {
             // The root exited on its own after SIGTERM.

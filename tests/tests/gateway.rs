@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use lienthong_relay::topology::{Network, NodeSpec};
+use lienthong_harness::{Network, NodeSpec};
 use serde_json::Value;
 use support::{code, relay_exe, sha256_file, wait_for};
 
@@ -147,8 +147,7 @@ fn gateway_to_gateway_through_the_relay_chain() {
         err.contains("HTTP 400") && err.contains("02, 03, 04, 05, 06, 13, 15, 16"),
         "{err}"
     );
-    let api =
-        lienthong_relay::topology::ApiClient::new(&format!("http://{}", net.nodes[&code(A)].api));
+    let api = lienthong_harness::ApiClient::new(&format!("http://{}", net.nodes[&code(A)].api));
     let e = api.post_json("/v1/documents", &serde_json::json!({ "envelope": { "to": [{ "code": B, "name": "B" }], "code": { "number": "1" }, "promulgation": { "date": "2026-01-02" } } })).unwrap_err();
     assert!(
         e.to_string().contains("HTTP 400") && e.to_string().contains("subject is required"),

@@ -16,7 +16,7 @@ mod support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use lienthong_relay::topology::{sample_envelope, ApiClient, Network, NodeSpec};
+use lienthong_harness::{sample_envelope, ApiClient, Network, NodeSpec};
 use serde_json::{json, Value};
 use support::{code, relay_exe, wait_for};
 

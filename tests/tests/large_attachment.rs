@@ -8,7 +8,7 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use lienthong_relay::topology::{demo_topology, sample_envelope};
+use lienthong_harness::{demo_topology, sample_envelope};
 use support::{code, sha256_file, start, wait_for};
 
 const SIZE: u64 = 1024 * 1024 * 1024;

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use lienthong_common::pki::{self, IssueRequest};
-use lienthong_relay::topology::{Network, NodeSpec};
+use lienthong_harness::{Network, NodeSpec};
 use serde_json::{json, Value};
 use support::{code, relay_exe, wait_for};
 

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use lienthong_relay::topology::{demo_topology, sample_envelope, Network, NodeSpec};
+use lienthong_harness::{demo_topology, sample_envelope, Network, NodeSpec};
 use support::{code, start, wait_for};
 
 fn trace_agencies(net: &Network, from: &str, id: &str, to: &str) -> Vec<String> {

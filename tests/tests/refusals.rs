@@ -13,12 +13,12 @@ use lienthong_common::pki::{self, IssueRequest};
 use lienthong_common::signing::AgencySigner;
 use lienthong_common::tls::{self, Identity};
 use lienthong_common::trust::TrustStore;
+use lienthong_harness::{sample_envelope, Network, NodeSpec};
 use lienthong_proto::v1::{
     link_frame::Frame, receipt_frame, DocumentCode, Envelope, EnvelopeHeader, Hello, LinkFrame,
     Organization, PromulgationInfo, RefusalCode,
 };
 use lienthong_relay::link::open_link;
-use lienthong_relay::topology::{sample_envelope, Network, NodeSpec};
 use support::{code, relay_exe, wait_for};
 
 fn issue(dir: &std::path::Path, agency: &str, tweak: impl FnOnce(&mut IssueRequest)) -> Identity {

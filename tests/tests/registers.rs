@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lienthong_relay::topology::{sample_envelope, ApiClient, Network, NodeSpec};
+use lienthong_harness::{sample_envelope, ApiClient, Network, NodeSpec};
 use serde_json::{json, Value};
 use support::{code, dump_logs, relay_exe, wait_for};
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lienthong_common::pki::{self, IssueRequest};
-use lienthong_relay::topology::{sample_envelope, Network, NodeSpec};
+use lienthong_harness::{sample_envelope, Network, NodeSpec};
 use serde_json::Value;
 use support::{code, relay_exe, wait_for};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lienthong_common::agency::AgencyCode;
-use lienthong_relay::topology::{Network, NodeSpec};
+use lienthong_harness::{Network, NodeSpec};
 
 /// The `lt-relay` binary built by this `cargo test` run (the relay package's own integration
 /// tests make cargo build it).
