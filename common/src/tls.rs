@@ -1,8 +1,9 @@
 //! rustls configurations for the relay link: mutual TLS, TLS 1.3 only, ring provider.
 //!
-//! - A parent (server) requires a client certificate chained to the interchange CA, valid,
-//!   with clientAuth, not on the CRL. Which agency the child may be is decided after the
-//!   handshake, from the certificate ([`peer_agency`]).
+//! - A parent (server) requires a client certificate that passes [`TrustStore::verify_chain`]
+//!   (chained to the interchange CA, valid, clientAuth, not on the CRL): the same chain policy
+//!   as every signed document and receipt. Which agency the child may be is decided after the
+//!   handshake, from the certificate ([`peer_agency`]), by the node's trust gate.
 //! - A child (client) checks the parent's certificate through [`TrustStore::verify_chain`] and
 //!   requires it to name the configured parent agency. Host names are not used: the agency
 //!   code in the certificate is the identity.
@@ -12,8 +13,11 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig,
+    SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 
 use crate::agency::AgencyCode;
@@ -90,19 +94,21 @@ fn versions(allow_tls12: bool) -> &'static [&'static rustls::SupportedProtocolVe
 /// Server (parent) side: client certificates required, TLS 1.3 only (TLS 1.2 as well with
 /// `allow_tls12`).
 pub fn server_config(
-    trust: &TrustStore,
+    trust: &Arc<TrustStore>,
     id: &Identity,
     allow_tls12: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(trust.ca().clone())
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .with_crls(trust.crl_ders().iter().cloned())
-        .allow_unknown_revocation_status()
-        .build()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let subject = x509_parser::parse_x509_certificate(trust.ca())
+        .map_err(|e| TlsError::Rustls(format!("CA certificate: {e}")))?
+        .1
+        .subject()
+        .as_raw()
+        .to_vec();
+    let verifier = Arc::new(ChildCertVerifier {
+        trust: trust.clone(),
+        hints: vec![DistinguishedName::from(subject)],
+        provider: provider(),
+    });
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(allow_tls12))
         .map_err(|e| TlsError::Rustls(e.to_string()))?
@@ -140,6 +146,83 @@ pub fn client_config(
 pub fn peer_agency(certs: &[CertificateDer<'_>]) -> Result<AgencyCode, CertError> {
     let end = certs.first().ok_or(CertError::NoCertificate)?;
     Ok(trust::inspect(end)?.0)
+}
+
+/// A certificate error as rustls reports it, so the handshake alert and the log name the cause
+/// (`UnknownIssuer`, `Expired`, `Revoked`, ...).
+fn rustls_error(e: CertError) -> rustls::Error {
+    let c = match e {
+        CertError::UnknownIssuer => CertificateError::UnknownIssuer,
+        CertError::Expired => CertificateError::Expired,
+        CertError::NotYetValid => CertificateError::NotValidYet,
+        CertError::Revoked => CertificateError::Revoked,
+        CertError::WrongUsage(_) => CertificateError::InvalidPurpose,
+        CertError::Malformed(_) => CertificateError::BadEncoding,
+        other => return rustls::Error::General(format!("client certificate: {other}")),
+    };
+    rustls::Error::InvalidCertificate(c)
+}
+
+/// Checks a child's certificate with [`TrustStore::verify_chain`]: the one chain policy.
+#[derive(Debug)]
+struct ChildCertVerifier {
+    trust: Arc<TrustStore>,
+    hints: Vec<DistinguishedName>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for ChildCertVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let mut chain = vec![end_entity.clone()];
+        chain.extend(intermediates.iter().cloned());
+        self.trust
+            .verify_chain(&chain, Usage::TlsClient, now)
+            .map_err(rustls_error)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// Checks the parent's certificate: chain, validity, EKU, CRL through the trust store, then the

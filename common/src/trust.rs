@@ -222,7 +222,7 @@ impl TrustStore {
             Some(
                 webpki::RevocationOptionsBuilder::new(&crl_refs)
                     .map_err(|_| CertError::Other("no CRL".into()))?
-                    .with_depth(webpki::RevocationCheckDepth::EndEntity)
+                    .with_depth(webpki::RevocationCheckDepth::Chain)
                     .with_status_policy(webpki::UnknownStatusPolicy::Allow)
                     .build(),
             )
