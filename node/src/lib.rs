@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
+//! - [`gate`]: the trust gate: every item from a neighbour and every connecting child.
 //! - [`intake`]: documents and status updates from the local side (any adapter): check, sign,
 //!   store, queue.
 //! - [`route`]: the routing table (hierarchy, announcements, configured routes).
@@ -18,6 +19,7 @@
 
 pub mod assess;
 pub mod broker_state;
+pub mod gate;
 pub mod intake;
 pub mod metrics;
 pub mod monitor;

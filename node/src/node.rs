@@ -14,13 +14,12 @@ use lienthong_common::envelope::{self, EnvelopeError};
 use lienthong_common::now_unix_ms;
 use lienthong_common::signing::{self, AgencySigner, Verified, Verifier, VerifyError};
 use lienthong_common::store::{Offer, QueueItem, QueuedEntry, Store, StoreError};
-use lienthong_common::trust::{CertError, TrustStore};
+use lienthong_common::trust::TrustStore;
 use lienthong_proto::v1::{
     receipt_frame, Envelope, Organization, ReceiptFrame, ReceiptResponseFor, RefusalCode,
     StatusCode, StatusReceipt, TraceEntry, TransportEvent, TransportState,
 };
 use prost::Message;
-use rustls_pki_types::UnixTime;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
@@ -28,7 +27,8 @@ use crate::metrics::Metrics;
 use crate::register::NodeView;
 use crate::register::{self, Direction};
 use crate::route::{NextHop, RouteTable};
-use crate::upward::{self, MAX_EVENTS_PER_ATTESTATION};
+use crate::security_events::EventClass;
+use crate::upward;
 
 /// Why an item is refused at this node. Sent to the neighbour as a hop refusal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,17 +51,7 @@ impl Refusal {
 
     /// Snake-case name of the class, for metrics and logs.
     pub fn class(&self) -> &'static str {
-        match self.code {
-            RefusalCode::RefusalMalformed => "malformed",
-            RefusalCode::RefusalTooLarge => "too_large",
-            RefusalCode::RefusalInvalid => "invalid",
-            RefusalCode::RefusalBadSignature => "bad_signature",
-            RefusalCode::RefusalBadCertificate => "bad_certificate",
-            RefusalCode::RefusalSpoofedSender => "spoofed_sender",
-            RefusalCode::RefusalNoRoute => "no_route",
-            RefusalCode::RefusalReplay => "replay",
-            RefusalCode::RefusalUnspecified => "unspecified",
-        }
+        crate::security_events::refusal_class(self.code)
     }
 }
 
@@ -263,7 +253,7 @@ impl Node {
         }
     }
 
-    fn with_routes<T>(&self, f: impl FnOnce(&RouteTable) -> T) -> T {
+    pub(crate) fn with_routes<T>(&self, f: impl FnOnce(&RouteTable) -> T) -> T {
         match self.routes.read() {
             Ok(r) => f(&r),
             Err(p) => f(&p.into_inner()),
@@ -327,43 +317,6 @@ impl Node {
                 .unwrap_or_else(|| agency.to_string()),
             ..Default::default()
         }
-    }
-
-    /// Checks an envelope that arrived from neighbour `peer` (a child if `from_child`):
-    /// structure, signature, certificate, sender inside the child's subtree.
-    pub fn check_incoming(
-        &self,
-        env: Envelope,
-        peer: &AgencyCode,
-        from_child: bool,
-    ) -> Result<Verified<Envelope>, Refusal> {
-        envelope::validate_envelope(
-            &env,
-            envelope::today_in_vietnam(lienthong_common::now_utc()),
-        )?;
-        let sender = AgencyCode::parse(
-            &env.from
-                .as_ref()
-                .map(|f| f.code.clone())
-                .unwrap_or_default(),
-        )
-        .map_err(|e| Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}")))?;
-        if from_child && !self.with_routes(|r| r.child_may_originate(peer, &sender)) {
-            return Err(Refusal::new(
-                RefusalCode::RefusalSpoofedSender,
-                format!("sender {sender} is outside the subtree of {peer}, which sent it"),
-            ));
-        }
-        if env.trace.iter().any(|t| t.agency == self.agency().as_str()) {
-            return Err(Refusal::new(
-                RefusalCode::RefusalInvalid,
-                format!(
-                    "routing loop: the envelope already passed {}",
-                    self.agency()
-                ),
-            ));
-        }
-        Ok(self.verifier.verify_envelope(env, UnixTime::now())?)
     }
 
     /// Accepts a verified envelope for `recipients` (the subset routed to this node), arriving
@@ -462,7 +415,8 @@ impl Node {
     /// Records a security event: counted by class, appended to the audit chain (made durable
     /// with the next commit) and queued for the webhook, if any, without waiting. The caller
     /// logs it, with its context.
-    pub fn security_event(&self, class: &str, peer: &str, agency: &str, reason: &str) {
+    pub fn security_event(&self, class: EventClass, peer: &str, agency: &str, reason: &str) {
+        let class = class.as_str();
         self.metrics.refuse(class);
         let record =
             lienthong_common::audit::append(&self.store, "security", class, peer, agency, reason);
@@ -666,7 +620,7 @@ impl Node {
         error!(queue, kind, item = id, reason, "queue entry dropped");
         self.metrics.drop_item(kind);
         self.security_event(
-            "queue_item_lost",
+            EventClass::QueueItemLost,
             queue,
             "",
             &format!("{kind} {id} dropped from the queue for {queue}: {reason}"),
@@ -833,132 +787,6 @@ impl Node {
         Ok(())
     }
 
-    /// Checks a receipt frame that arrived from `peer`: signature for status receipts, and for
-    /// a child, the reporter inside its subtree.
-    pub fn check_incoming_receipt(
-        &self,
-        frame: ReceiptFrame,
-        peer: &AgencyCode,
-        from_child: bool,
-    ) -> Result<ReceiptFrame, Refusal> {
-        match frame.item {
-            Some(receipt_frame::Item::Status(r)) => {
-                envelope::validate_receipt(&r)?;
-                let reporter =
-                    AgencyCode::parse(r.from.as_ref().map(|f| f.code.as_str()).unwrap_or_default())
-                        .map_err(|e| {
-                            Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}"))
-                        })?;
-                if from_child && !self.with_routes(|t| t.child_may_originate(peer, &reporter)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("receipt from {reporter} is outside the subtree of {peer}"),
-                    ));
-                }
-                let v = self.verifier.verify_receipt(r, UnixTime::now())?;
-                Ok(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Status(v.into_inner())),
-                })
-            }
-            Some(receipt_frame::Item::Transport(t)) => {
-                let node = AgencyCode::parse(&t.node).map_err(|e| {
-                    Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        format!("transport event node: {e}"),
-                    )
-                })?;
-                if t.id.is_empty() || t.id.len() > envelope::MAX_ID_LEN {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        "transport event id",
-                    ));
-                }
-                if from_child && !self.with_routes(|r| r.child_may_originate(peer, &node)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("transport event from {node} is outside the subtree of {peer}"),
-                    ));
-                }
-                Ok(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Transport(t)),
-                })
-            }
-            Some(receipt_frame::Item::Summary(sum)) => {
-                if !from_child {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        "daily summaries travel upward only, not from a parent",
-                    ));
-                }
-                let (agency, day) = sum
-                    .summary
-                    .as_ref()
-                    .map(|d| (d.agency.clone(), d.day.clone()))
-                    .unwrap_or_default();
-                let agency = AgencyCode::parse(&agency).map_err(|e| {
-                    Refusal::new(RefusalCode::RefusalInvalid, format!("summary agency: {e}"))
-                })?;
-                envelope::parse_date("summary day", &day)?;
-                check_generated(sum.generated_unix_ms)?;
-                if sum.id.is_empty() || sum.id.len() > envelope::MAX_ID_LEN {
-                    return Err(Refusal::new(RefusalCode::RefusalInvalid, "summary id"));
-                }
-                if !self.with_routes(|t| t.child_may_originate(peer, &agency)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("summary of {agency} is outside the subtree of {peer}"),
-                    ));
-                }
-                let v = self.verifier.verify_item(sum, UnixTime::now())?;
-                Ok(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Summary(v.into_inner())),
-                })
-            }
-            Some(receipt_frame::Item::Attestation(a)) => {
-                if !from_child {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        "attestations travel upward only, not from a parent",
-                    ));
-                }
-                let reporter = AgencyCode::parse(&a.node).map_err(|e| {
-                    Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        format!("attestation node: {e}"),
-                    )
-                })?;
-                if a.id.is_empty() || a.id.len() > envelope::MAX_ID_LEN {
-                    return Err(Refusal::new(RefusalCode::RefusalInvalid, "attestation id"));
-                }
-                check_generated(a.generated_unix_ms)?;
-                if a.events.len() > MAX_EVENTS_PER_ATTESTATION {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalTooLarge,
-                        format!(
-                            "attestation carries {} events (at most {})",
-                            a.events.len(),
-                            MAX_EVENTS_PER_ATTESTATION
-                        ),
-                    ));
-                }
-                if !self.with_routes(|t| t.child_may_originate(peer, &reporter)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("attestation of {reporter} is outside the subtree of {peer}"),
-                    ));
-                }
-                let v = self.verifier.verify_item(a, UnixTime::now())?;
-                Ok(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Attestation(v.into_inner())),
-                })
-            }
-            None => Err(Refusal::new(
-                RefusalCode::RefusalMalformed,
-                "empty receipt frame",
-            )),
-        }
-    }
-
     /// The configured name of an agency this node serves.
     pub fn agency_name(&self, agency: &AgencyCode) -> Option<String> {
         self.names.get(agency).cloned()
@@ -972,16 +800,6 @@ impl Node {
             locals: self.local_agencies(),
             announcements: self.with_routes(|r| r.announcements().clone()),
         }
-    }
-
-    /// Checks the certificate agency of a connecting child.
-    pub fn accepts_child(&self, child: &AgencyCode) -> bool {
-        self.with_routes(|r| r.accepts_child(child))
-    }
-
-    /// Whether a child may announce `code`.
-    pub fn child_may_serve(&self, child: &AgencyCode, code: &AgencyCode) -> bool {
-        self.with_routes(|r| r.child_may_serve(child, code))
     }
 
     /// Every neighbour this node knows (parent and known children), for metrics.
@@ -1007,11 +825,6 @@ impl Node {
             })
             .get()
             == 1
-    }
-
-    /// A certificate error as a refusal reason.
-    pub fn cert_refusal(e: &CertError) -> Refusal {
-        Refusal::new(RefusalCode::RefusalBadCertificate, e.to_string())
     }
 }
 
@@ -1041,25 +854,6 @@ pub async fn repeat_and_commit<E: std::fmt::Display + Send + 'static>(
             () = tokio::time::sleep(every) => {}
         }
     }
-}
-
-/// How far ahead of this node's clock a summary or attestation may say it was generated: a
-/// child whose clock runs ahead would otherwise pin its figures as the newest for good.
-pub const MAX_CLOCK_AHEAD_MS: i64 = 10 * 60 * 1000;
-
-fn check_generated(generated_unix_ms: i64) -> Result<(), Refusal> {
-    let now = now_unix_ms();
-    if generated_unix_ms > now + MAX_CLOCK_AHEAD_MS {
-        return Err(Refusal::new(
-            RefusalCode::RefusalInvalid,
-            format!(
-                "generated {} s in the future by this node's clock (more than {} s): check the sender's clock",
-                (generated_unix_ms - now) / 1000,
-                MAX_CLOCK_AHEAD_MS / 1000
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// What each child announced before the last stop, as kept in the store.

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::node::Node;
+use crate::security_events::EventClass;
 
 /// The fixed window over which [`BurstCounter`] counts a peer's items.
 pub const BURST_WINDOW: Duration = Duration::from_secs(60);
@@ -30,7 +31,7 @@ fn date_of(unix: i64) -> String {
 
 /// Checks a certificate's remaining validity; records `class` when fewer days than
 /// `[security] expiry_warning_days` are left.
-pub fn check_expiry(node: &Node, class: &str, who: &str, der: &[u8]) {
+pub fn check_expiry(node: &Node, class: EventClass, who: &str, der: &[u8]) {
     let margin = i64::from(node.config.security.expiry_warning_days);
     match x509_parser::parse_x509_certificate(der) {
         Ok((_, cert)) => {
@@ -41,13 +42,13 @@ pub fn check_expiry(node: &Node, class: &str, who: &str, der: &[u8]) {
                     "certificate of {who} expires on {} ({left} days left, warning margin {margin} days)",
                     date_of(not_after)
                 );
-                warn!(class, peer = %who, cause = %reason, "certificate close to expiry");
+                warn!(class = %class, peer = %who, cause = %reason, "certificate close to expiry");
                 node.security_event(class, who, node.agency().as_str(), &reason);
             }
         }
         Err(e) => {
             let reason = format!("unreadable certificate: {e}");
-            warn!(class, peer = %who, cause = %reason, "cannot check certificate expiry");
+            warn!(class = %class, peer = %who, cause = %reason, "cannot check certificate expiry");
             node.security_event(class, who, "", &reason);
         }
     }
@@ -56,22 +57,27 @@ pub fn check_expiry(node: &Node, class: &str, who: &str, der: &[u8]) {
 /// One round of checks.
 pub fn check_once(node: &Node, identity: &Identity) {
     if let Some(own) = identity.chain.first() {
-        check_expiry(node, "certificate_expiring", node.agency().as_str(), own);
+        check_expiry(
+            node,
+            EventClass::CertificateExpiring,
+            node.agency().as_str(),
+            own,
+        );
     }
     check_expiry(
         node,
-        "ca_expiring",
+        EventClass::CaExpiring,
         "interchange CA",
         node.verifier.trust().ca(),
     );
     let crls = node.verifier.trust().crl_ders();
     if crls.is_empty() {
         warn!(
-            class = "crl_missing",
+            class = EventClass::CrlMissing.as_str(),
             "no CRL configured ([tls] crl): revoked certificates are not refused"
         );
         node.security_event(
-            "crl_missing",
+            EventClass::CrlMissing,
             "",
             node.agency().as_str(),
             "no CRL configured ([tls] crl): revoked certificates are not refused",
@@ -84,7 +90,7 @@ pub fn check_once(node: &Node, identity: &Identity) {
                 if next < time::OffsetDateTime::now_utc().unix_timestamp() {
                     let reason = format!("the CRL was due for renewal on {}", date_of(next));
                     warn!(class = "crl_stale", cause = %reason, "stale CRL");
-                    node.security_event("crl_stale", "", node.agency().as_str(), &reason);
+                    node.security_event(EventClass::CrlStale, "", node.agency().as_str(), &reason);
                 }
             }
         }

@@ -8,7 +8,121 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use lienthong_proto::v1::RefusalCode;
+
 use crate::metrics::Metrics;
+
+/// The class of a security event: its name in the audit log, the metric
+/// `lienthong_refused_total{reason}` and the webhook. docs/security.md lists every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventClass {
+    /// A TLS handshake on the link listener failed.
+    TlsHandshake,
+    /// A TLS handshake took too long.
+    TlsTimeout,
+    /// A client certificate names no usable agency.
+    BadCertificate,
+    /// A certificate names an agency that is not a child of this node.
+    NotAChild,
+    /// A link's Hello claims another agency than its certificate.
+    AgencyMismatch,
+    /// A child announced an agency outside its subtree.
+    AnnounceOutsideSubtree,
+    /// An item refused on a link, by the class of the refusal.
+    Refused(RefusalCode),
+    /// A message on a RabbitMQ outbox or status queue was refused and dead-lettered.
+    AmqpInvalid,
+    /// A neighbour sent more items in a minute than `[security] burst_items_per_minute`.
+    Burst,
+    /// The node's own certificate expires soon.
+    CertificateExpiring,
+    /// The interchange CA certificate expires soon.
+    CaExpiring,
+    /// A child linked with a certificate that expires soon.
+    PeerCertificateExpiring,
+    /// No CRL is configured.
+    CrlMissing,
+    /// The CRL is past its next-update date.
+    CrlStale,
+    /// A queue entry pointed at nothing in the store and was discarded.
+    QueueItemLost,
+}
+
+impl EventClass {
+    /// Every class, once (refusals by every code).
+    pub const ALL: [EventClass; 23] = [
+        Self::TlsHandshake,
+        Self::TlsTimeout,
+        Self::BadCertificate,
+        Self::NotAChild,
+        Self::AgencyMismatch,
+        Self::AnnounceOutsideSubtree,
+        Self::Refused(RefusalCode::RefusalMalformed),
+        Self::Refused(RefusalCode::RefusalTooLarge),
+        Self::Refused(RefusalCode::RefusalInvalid),
+        Self::Refused(RefusalCode::RefusalBadSignature),
+        Self::Refused(RefusalCode::RefusalBadCertificate),
+        Self::Refused(RefusalCode::RefusalSpoofedSender),
+        Self::Refused(RefusalCode::RefusalNoRoute),
+        Self::Refused(RefusalCode::RefusalReplay),
+        Self::Refused(RefusalCode::RefusalUnspecified),
+        Self::AmqpInvalid,
+        Self::Burst,
+        Self::CertificateExpiring,
+        Self::CaExpiring,
+        Self::PeerCertificateExpiring,
+        Self::CrlMissing,
+        Self::CrlStale,
+        Self::QueueItemLost,
+    ];
+
+    /// Its name, as recorded and counted.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TlsHandshake => "tls_handshake",
+            Self::TlsTimeout => "tls_timeout",
+            Self::BadCertificate => "bad_certificate",
+            Self::NotAChild => "not_a_child",
+            Self::AgencyMismatch => "agency_mismatch",
+            Self::AnnounceOutsideSubtree => "announce_outside_subtree",
+            Self::Refused(code) => refusal_class(code),
+            Self::AmqpInvalid => "amqp_invalid",
+            Self::Burst => "burst",
+            Self::CertificateExpiring => "certificate_expiring",
+            Self::CaExpiring => "ca_expiring",
+            Self::PeerCertificateExpiring => "peer_certificate_expiring",
+            Self::CrlMissing => "crl_missing",
+            Self::CrlStale => "crl_stale",
+            Self::QueueItemLost => "queue_item_lost",
+        }
+    }
+
+    /// The class named `name`, if any (for `[security] webhook_classes`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for EventClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The snake-case name of a refusal class, for metrics, logs and the audit log.
+pub fn refusal_class(code: RefusalCode) -> &'static str {
+    match code {
+        RefusalCode::RefusalMalformed => "malformed",
+        RefusalCode::RefusalTooLarge => "too_large",
+        RefusalCode::RefusalInvalid => "invalid",
+        RefusalCode::RefusalBadSignature => "bad_signature",
+        RefusalCode::RefusalBadCertificate => "bad_certificate",
+        RefusalCode::RefusalSpoofedSender => "spoofed_sender",
+        RefusalCode::RefusalNoRoute => "no_route",
+        RefusalCode::RefusalReplay => "replay",
+        RefusalCode::RefusalUnspecified => "unspecified",
+    }
+}
 
 /// Events waiting to be posted before new ones are dropped.
 pub const WEBHOOK_QUEUE: usize = 256;
@@ -161,6 +275,32 @@ mod tests {
             reason: &r.reason,
             record: Some(r),
         }
+    }
+
+    #[test]
+    fn every_class_has_one_name_and_is_documented() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/security.md"))
+                .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for c in EventClass::ALL {
+            assert_eq!(
+                EventClass::parse(c.as_str()).map(EventClass::as_str),
+                Some(c.as_str())
+            );
+            // `bad_certificate` is both a link peer's certificate and a signer's: one name.
+            let shared = c == EventClass::Refused(RefusalCode::RefusalBadCertificate);
+            assert!(seen.insert(c.as_str()) || shared, "{c} named twice");
+            if c != EventClass::Refused(RefusalCode::RefusalUnspecified)
+                && c != EventClass::Refused(RefusalCode::RefusalNoRoute)
+            {
+                assert!(
+                    doc.contains(&format!("`{c}`")),
+                    "{c} missing from docs/security.md"
+                );
+            }
+        }
+        assert_eq!(EventClass::parse("no_such_class"), None);
     }
 
     #[test]

@@ -46,6 +46,7 @@ use tracing::{error, info, warn};
 
 use crate::intake::StatusPost;
 use crate::node::{amqp_queue, Node};
+use crate::security_events::EventClass;
 
 /// Largest message accepted from a DMS queue (checked before decoding).
 pub const MAX_AMQP_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
@@ -373,7 +374,12 @@ async fn handle(
                     cause = %refused.reason,
                     "message refused; dead-lettered"
                 );
-                node.security_event("amqp_invalid", &queue, agency.as_str(), &refused.reason);
+                node.security_event(
+                    EventClass::AmqpInvalid,
+                    &queue,
+                    agency.as_str(),
+                    &refused.reason,
+                );
                 dead_letter(&dead, &agency, &queue, &d, &refused.reason).await?;
                 error_event(&dead, &cfg, &agency, &refused).await?;
                 d.ack(BasicAckOptions::default()).await?;

@@ -33,6 +33,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::metrics::NeighbourLabel;
 use crate::node::{Node, NodeError, Refusal};
+use crate::security_events::EventClass;
 
 /// Frames buffered toward a peer before the sender waits.
 pub const OUTBOUND_FRAMES: usize = 64;
@@ -335,14 +336,18 @@ impl Session {
             "{count} items (envelopes and receipts) within one minute, over the limit of {limit} per minute; items still accepted"
         );
         warn!(peer = %self.peer, count, limit, "burst of items from a peer");
-        self.node
-            .security_event("burst", self.peer.as_str(), self.peer.as_str(), &reason);
+        self.node.security_event(
+            EventClass::Burst,
+            self.peer.as_str(),
+            self.peer.as_str(),
+            &reason,
+        );
     }
 
     async fn refuse(&self, item_id: &str, r: &Refusal) -> Result<(), LinkError> {
         warn!(peer = %self.peer, item = %item_id, reason = r.class(), cause = %r.reason, "refused");
         self.node.security_event(
-            r.class(),
+            EventClass::Refused(r.code),
             self.peer.as_str(),
             "",
             &format!("item {item_id}: {}", r.reason),
@@ -726,7 +731,7 @@ fn apply_hello(node: &Node, child: &AgencyCode, h: &Hello) {
             _ => {
                 warn!(peer = %child, code = %code, "child announced an agency outside its subtree; ignored");
                 node.security_event(
-                    "announce_outside_subtree",
+                    EventClass::AnnounceOutsideSubtree,
                     child.as_str(),
                     code,
                     "announced an agency outside its subtree",
@@ -796,13 +801,13 @@ impl RelayLink for LinkService {
         let child = tls::peer_agency(&certs).map_err(|e| {
             warn!(remote = %remote, cause = %e, "link refused: certificate names no usable agency");
             self.node
-                .security_event("bad_certificate", &remote, "", &e.to_string());
+                .security_event(EventClass::BadCertificate, &remote, "", &e.to_string());
             Status::unauthenticated(e.to_string())
         })?;
         if !self.node.accepts_child(&child) {
             warn!(remote = %remote, peer = %child, "link refused: not a child of this node");
             self.node.security_event(
-                "not_a_child",
+                EventClass::NotAChild,
                 &remote,
                 child.as_str(),
                 "certificate names an agency that is not a child of this node",
@@ -825,7 +830,7 @@ impl RelayLink for LinkService {
         if h.agency != child.as_str() {
             warn!(remote = %remote, peer = %child, claimed = %h.agency, "link refused: Hello names another agency than the certificate");
             self.node.security_event(
-                "agency_mismatch",
+                EventClass::AgencyMismatch,
                 &remote,
                 child.as_str(),
                 &format!("Hello claims {}", h.agency),
@@ -839,7 +844,7 @@ impl RelayLink for LinkService {
         if let Some(end) = certs.first() {
             crate::security::check_expiry(
                 &self.node,
-                "peer_certificate_expiring",
+                EventClass::PeerCertificateExpiring,
                 child.as_str(),
                 end,
             );

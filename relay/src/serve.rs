@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::link::{self, LinkService, MAX_FRAME_BYTES};
 use crate::node::Node;
+use crate::security_events::EventClass;
 
 /// TLS handshakes in progress at once on the link listener.
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 256;
@@ -186,7 +187,7 @@ async fn serve_links(
                     Ok(Err(e)) => {
                         warn!(%remote, cause = %e, "TLS handshake refused");
                         node.security_event(
-                            "tls_handshake",
+                            EventClass::TlsHandshake,
                             &remote.to_string(),
                             "",
                             &e.to_string(),
@@ -195,7 +196,7 @@ async fn serve_links(
                     Err(_) => {
                         warn!(%remote, "TLS handshake timed out");
                         node.security_event(
-                            "tls_timeout",
+                            EventClass::TlsTimeout,
                             &remote.to_string(),
                             "",
                             "TLS handshake timed out",
