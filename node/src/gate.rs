@@ -3,16 +3,49 @@
 //! acts on it. Signatures and certificate chains are checked by `lienthong_common::signing` and
 //! `lienthong_common::trust`, the one chain policy for TLS peers and signed items.
 
+use std::collections::BTreeSet;
+
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope;
 use lienthong_common::now_unix_ms;
 use lienthong_common::signing::Verified;
+use lienthong_common::tls;
 use lienthong_common::trust::CertError;
 use lienthong_proto::v1::{receipt_frame, Envelope, ReceiptFrame, RefusalCode};
-use rustls_pki_types::UnixTime;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use tracing::warn;
 
 use crate::node::{Node, Refusal};
+use crate::security_events::EventClass;
 use crate::upward::MAX_EVENTS_PER_ATTESTATION;
+
+/// Why a connecting child is not admitted. Recorded as a security event by the gate; the link
+/// adapter maps it to its protocol's error once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerRefusal {
+    /// The TLS session carries no client certificate.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate names no usable agency.
+    #[error("{0}")]
+    BadCertificate(CertError),
+    /// The certificate names an agency that is not a child of this node.
+    #[error("{child} is not a child of {node}")]
+    NotAChild {
+        /// The agency the certificate names.
+        child: AgencyCode,
+        /// This node.
+        node: AgencyCode,
+    },
+    /// The link's Hello claims another agency than the certificate.
+    #[error("certificate names {child} but Hello claims {claimed}")]
+    AgencyMismatch {
+        /// The agency the certificate names.
+        child: AgencyCode,
+        /// The agency the Hello claims.
+        claimed: String,
+    },
+}
 
 /// How far ahead of this node's clock a summary or attestation may say it was generated: a
 /// child whose clock runs ahead would otherwise pin its figures as the newest for good.
@@ -53,11 +86,10 @@ impl Node {
                 .unwrap_or_default(),
         )
         .map_err(|e| Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}")))?;
-        if from_child && !self.with_routes(|r| r.child_may_originate(peer, &sender)) {
-            return Err(Refusal::new(
-                RefusalCode::RefusalSpoofedSender,
-                format!("sender {sender} is outside the subtree of {peer}, which sent it"),
-            ));
+        if from_child {
+            self.speaks_within(peer, &sender, || {
+                format!("sender {sender} is outside the subtree of {peer}, which sent it")
+            })?;
         }
         if env.trace.iter().any(|t| t.agency == self.agency().as_str()) {
             return Err(Refusal::new(
@@ -87,11 +119,10 @@ impl Node {
                         .map_err(|e| {
                             Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}"))
                         })?;
-                if from_child && !self.with_routes(|t| t.child_may_originate(peer, &reporter)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("receipt from {reporter} is outside the subtree of {peer}"),
-                    ));
+                if from_child {
+                    self.speaks_within(peer, &reporter, || {
+                        format!("receipt from {reporter} is outside the subtree of {peer}")
+                    })?;
                 }
                 let v = self.verifier.verify_receipt(r, UnixTime::now())?;
                 Ok(ReceiptFrame {
@@ -111,11 +142,10 @@ impl Node {
                         "transport event id",
                     ));
                 }
-                if from_child && !self.with_routes(|r| r.child_may_originate(peer, &node)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("transport event from {node} is outside the subtree of {peer}"),
-                    ));
+                if from_child {
+                    self.speaks_within(peer, &node, || {
+                        format!("transport event from {node} is outside the subtree of {peer}")
+                    })?;
                 }
                 Ok(ReceiptFrame {
                     item: Some(receipt_frame::Item::Transport(t)),
@@ -141,12 +171,9 @@ impl Node {
                 if sum.id.is_empty() || sum.id.len() > envelope::MAX_ID_LEN {
                     return Err(Refusal::new(RefusalCode::RefusalInvalid, "summary id"));
                 }
-                if !self.with_routes(|t| t.child_may_originate(peer, &agency)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("summary of {agency} is outside the subtree of {peer}"),
-                    ));
-                }
+                self.speaks_within(peer, &agency, || {
+                    format!("summary of {agency} is outside the subtree of {peer}")
+                })?;
                 let v = self.verifier.verify_item(sum, UnixTime::now())?;
                 Ok(ReceiptFrame {
                     item: Some(receipt_frame::Item::Summary(v.into_inner())),
@@ -179,12 +206,9 @@ impl Node {
                         ),
                     ));
                 }
-                if !self.with_routes(|t| t.child_may_originate(peer, &reporter)) {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalSpoofedSender,
-                        format!("attestation of {reporter} is outside the subtree of {peer}"),
-                    ));
-                }
+                self.speaks_within(peer, &reporter, || {
+                    format!("attestation of {reporter} is outside the subtree of {peer}")
+                })?;
                 let v = self.verifier.verify_item(a, UnixTime::now())?;
                 Ok(ReceiptFrame {
                     item: Some(receipt_frame::Item::Attestation(v.into_inner())),
@@ -194,6 +218,103 @@ impl Node {
                 RefusalCode::RefusalMalformed,
                 "empty receipt frame",
             )),
+        }
+    }
+
+    /// Admits a child connecting from `remote` with the TLS chain `certs` (already checked by
+    /// the TLS layer with the trust store's chain policy): the agency its certificate names
+    /// must be a child of this node. Refusals are logged and recorded as security events.
+    pub fn admit_child(
+        &self,
+        certs: Option<&[CertificateDer<'_>]>,
+        remote: &str,
+    ) -> Result<AgencyCode, PeerRefusal> {
+        let certs = certs.ok_or(PeerRefusal::NoCertificate)?;
+        let child = tls::peer_agency(certs).map_err(|e| {
+            warn!(remote = %remote, cause = %e, "link refused: certificate names no usable agency");
+            self.security_event(EventClass::BadCertificate, remote, "", &e.to_string());
+            PeerRefusal::BadCertificate(e)
+        })?;
+        if !self.accepts_child(&child) {
+            warn!(remote = %remote, peer = %child, "link refused: not a child of this node");
+            self.security_event(
+                EventClass::NotAChild,
+                remote,
+                child.as_str(),
+                "certificate names an agency that is not a child of this node",
+            );
+            return Err(PeerRefusal::NotAChild {
+                child,
+                node: self.agency().clone(),
+            });
+        }
+        Ok(child)
+    }
+
+    /// Checks that an admitted child's Hello claims the agency of its certificate.
+    pub fn check_hello(
+        &self,
+        child: &AgencyCode,
+        remote: &str,
+        claimed: &str,
+    ) -> Result<(), PeerRefusal> {
+        if claimed == child.as_str() {
+            return Ok(());
+        }
+        warn!(remote = %remote, peer = %child, claimed = %claimed, "link refused: Hello names another agency than the certificate");
+        self.security_event(
+            EventClass::AgencyMismatch,
+            remote,
+            child.as_str(),
+            &format!("Hello claims {claimed}"),
+        );
+        Err(PeerRefusal::AgencyMismatch {
+            child: child.clone(),
+            claimed: claimed.to_owned(),
+        })
+    }
+
+    /// What of a child's announcement it may serve: codes inside its subtree, and itself.
+    /// The others are logged, recorded as security events and ignored.
+    pub fn check_announcement(
+        &self,
+        child: &AgencyCode,
+        serves: &[String],
+    ) -> BTreeSet<AgencyCode> {
+        let mut set = BTreeSet::new();
+        for code in serves {
+            match AgencyCode::parse(code) {
+                Ok(c) if self.child_may_serve(child, &c) => {
+                    set.insert(c);
+                }
+                _ => {
+                    warn!(peer = %child, code = %code, "child announced an agency outside its subtree; ignored");
+                    self.security_event(
+                        EventClass::AnnounceOutsideSubtree,
+                        child.as_str(),
+                        code,
+                        "announced an agency outside its subtree",
+                    );
+                }
+            }
+        }
+        set.insert(child.clone());
+        set
+    }
+
+    /// The one check that a child speaks only for its own subtree: `who` (a sender, a
+    /// reporter, an agency summarised) must lie inside the subtree of the child `peer`;
+    /// `what` says which item claimed otherwise.
+    fn speaks_within(
+        &self,
+        peer: &AgencyCode,
+        who: &AgencyCode,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), Refusal> {
+        if self.with_routes(|r| r.child_may_originate(peer, who)) {
+            Ok(())
+        } else {
+            Err(Refusal::new(RefusalCode::RefusalSpoofedSender, what()))
         }
     }
 

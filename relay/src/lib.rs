@@ -30,7 +30,7 @@
 //! - [`node_source`]: commands reading a node through its API or its store.
 
 pub use lienthong_node::{
-    assess, broker_state, intake, metrics, monitor, node, offline, register, report, route,
+    assess, broker_state, gate, intake, metrics, monitor, node, offline, register, report, route,
     security, security_events, upward,
 };
 

@@ -6,7 +6,7 @@
 //! receipts, acks). Attachment bytes move only when the receiver asks for them with a
 //! `ChunkRequest` from the offset it already holds, so a cut transfer resumes where it stopped.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, error, info, warn, Instrument};
 
+use crate::gate::PeerRefusal;
 use crate::metrics::NeighbourLabel;
 use crate::node::{Node, NodeError, Refusal};
 use crate::security_events::EventClass;
@@ -722,24 +723,7 @@ impl Session {
 
 /// Applies a child's Hello: keeps the codes it may serve, logs the others.
 fn apply_hello(node: &Node, child: &AgencyCode, h: &Hello) {
-    let mut set = BTreeSet::new();
-    for code in &h.serves {
-        match AgencyCode::parse(code) {
-            Ok(c) if node.child_may_serve(child, &c) => {
-                set.insert(c);
-            }
-            _ => {
-                warn!(peer = %child, code = %code, "child announced an agency outside its subtree; ignored");
-                node.security_event(
-                    EventClass::AnnounceOutsideSubtree,
-                    child.as_str(),
-                    code,
-                    "announced an agency outside its subtree",
-                );
-            }
-        }
-    }
-    set.insert(child.clone());
+    let set = node.check_announcement(child, &h.serves);
     if let Err(e) = node.announce(child, set) {
         error!(cause = %e, "cannot persist announcement");
     }
@@ -756,6 +740,37 @@ fn hello(node: &Node) -> LinkFrame {
             .collect(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
     }))
+}
+
+/// Why a child's link is not opened: the one place the link service's refusals become gRPC
+/// statuses.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error(transparent)]
+    Peer(PeerRefusal),
+    #[error("no Hello within {} s", HELLO_TIMEOUT.as_secs())]
+    NoHello,
+    #[error("the first frame must be Hello")]
+    NotHello,
+    #[error("link closed")]
+    Closed,
+}
+
+impl From<OpenError> for Status {
+    fn from(e: OpenError) -> Self {
+        let m = e.to_string();
+        match e {
+            OpenError::Peer(PeerRefusal::NoCertificate | PeerRefusal::BadCertificate(_)) => {
+                Status::unauthenticated(m)
+            }
+            OpenError::Peer(PeerRefusal::NotAChild { .. } | PeerRefusal::AgencyMismatch { .. }) => {
+                Status::permission_denied(m)
+            }
+            OpenError::NoHello => Status::deadline_exceeded(m),
+            OpenError::NotHello => Status::invalid_argument(m),
+            OpenError::Closed => Status::internal(m),
+        }
+    }
 }
 
 type FrameStream = Pin<Box<dyn Stream<Item = Result<LinkFrame, Status>> + Send>>;
@@ -790,58 +805,32 @@ impl RelayLink for LinkService {
         let certs = req
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|i| i.peer_certs())
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+            .and_then(|i| i.peer_certs());
         let remote = req
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
             .and_then(|i| i.get_ref().remote_addr())
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let child = tls::peer_agency(&certs).map_err(|e| {
-            warn!(remote = %remote, cause = %e, "link refused: certificate names no usable agency");
-            self.node
-                .security_event(EventClass::BadCertificate, &remote, "", &e.to_string());
-            Status::unauthenticated(e.to_string())
-        })?;
-        if !self.node.accepts_child(&child) {
-            warn!(remote = %remote, peer = %child, "link refused: not a child of this node");
-            self.node.security_event(
-                EventClass::NotAChild,
-                &remote,
-                child.as_str(),
-                "certificate names an agency that is not a child of this node",
-            );
-            return Err(Status::permission_denied(format!(
-                "{child} is not a child of {}",
-                self.node.agency()
-            )));
-        }
+        let child = self
+            .node
+            .admit_child(certs.as_deref().map(|c| c.as_slice()), &remote)
+            .map_err(OpenError::Peer)?;
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+            .map_err(|_| OpenError::NoHello)??;
         let Some(LinkFrame {
             frame: Some(Frame::Hello(h)),
         }) = first
         else {
-            return Err(Status::invalid_argument("the first frame must be Hello"));
+            return Err(OpenError::NotHello.into());
         };
-        if h.agency != child.as_str() {
-            warn!(remote = %remote, peer = %child, claimed = %h.agency, "link refused: Hello names another agency than the certificate");
-            self.node.security_event(
-                EventClass::AgencyMismatch,
-                &remote,
-                child.as_str(),
-                &format!("Hello claims {}", h.agency),
-            );
-            return Err(Status::permission_denied(format!(
-                "certificate names {child} but Hello claims {}",
-                h.agency
-            )));
-        }
+        self.node
+            .check_hello(&child, &remote, &h.agency)
+            .map_err(OpenError::Peer)?;
         apply_hello(&self.node, &child, &h);
-        if let Some(end) = certs.first() {
+        if let Some(end) = certs.as_ref().and_then(|c| c.first()) {
             crate::security::check_expiry(
                 &self.node,
                 EventClass::PeerCertificateExpiring,
@@ -852,7 +841,7 @@ impl RelayLink for LinkService {
         let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
         tx.send(hello(&self.node))
             .await
-            .map_err(|_| Status::internal("link closed"))?;
+            .map_err(|_| OpenError::Closed)?;
         let cancel = self.shutdown.child_token();
         if let Some(old) = lock(&self.sessions).insert(child.clone(), cancel.clone()) {
             old.cancel();
