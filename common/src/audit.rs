@@ -183,9 +183,11 @@ fn key(seq: u64) -> Vec<u8> {
     k
 }
 
-/// Appends a record (not durable until the next commit). Appends are serialised by the store.
+/// Appends a record made at `at_unix_ms` (the node's business clock; not durable until the
+/// next commit). Appends are serialised by the store.
 pub fn append(
     store: &Store,
+    at_unix_ms: i64,
     kind: &str,
     class: &str,
     peer: &str,
@@ -193,7 +195,7 @@ pub fn append(
     reason: &str,
 ) -> Result<AuditRecord, StoreError> {
     store.with_audit_lock(|| {
-        let (rec, body) = next_record(store, kind, class, peer, agency, reason)?;
+        let (rec, body) = next_record(store, at_unix_ms, kind, class, peer, agency, reason)?;
         store.put_raw_pair(
             &key(rec.seq),
             &body,
@@ -208,6 +210,7 @@ pub fn append(
 /// audit lock, and write both the record and `audit/last` in one batch.
 fn next_record(
     store: &Store,
+    at_unix_ms: i64,
     kind: &str,
     class: &str,
     peer: &str,
@@ -224,7 +227,7 @@ fn next_record(
     };
     let mut rec = AuditRecord {
         seq: last_seq + 1,
-        at_unix_ms: crate::now_unix_ms(),
+        at_unix_ms,
         kind: kind.to_owned(),
         class: class.to_owned(),
         peer: peer.to_owned(),
@@ -405,6 +408,7 @@ pub fn prune(
             let first = old.first().map_or(anchor.seq, |(_, r)| r.seq);
             let (rec, body) = next_record(
                 store,
+                now_unix_ms,
                 PRUNED_KIND,
                 PRUNED_CLASS,
                 "",
@@ -457,7 +461,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         for (i, at) in times.iter().enumerate() {
             let (mut rec, _) =
-                next_record(&s, "security", "replay", "", "", &format!("e{i}")).unwrap();
+                next_record(&s, *at, "security", "replay", "", "", &format!("e{i}")).unwrap();
             rec.at_unix_ms = *at;
             rec.hash = rec.compute_hash();
             s.put_raw_pair(
@@ -507,7 +511,7 @@ mod tests {
         );
         assert_eq!(Anchor::named_by(&p), Some(a));
         // Appends go on after the pruning record; nothing new is old enough to prune again.
-        append(&s, "security", "replay", "", "", "later").unwrap();
+        append(&s, now(), "security", "replay", "", "", "later").unwrap();
         assert_eq!(verify(&s).unwrap(), Ok(7));
         assert_eq!(prune(&s, 30, now()).unwrap(), None);
         // A second prune moves the anchor and is confirmed by its own record.
@@ -672,6 +676,7 @@ mod tests {
         for i in 0..n {
             append(
                 &s,
+                crate::now_unix_ms(),
                 "security",
                 "bad_signature",
                 "000.00.31.H53",

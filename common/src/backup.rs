@@ -990,7 +990,16 @@ mod tests {
                 .unwrap();
         }
         assert!(s.add_to_inbox("000.00.00.G22", "e1", None, "").unwrap());
-        crate::audit::append(&s, "register", "incoming", "", "000.00.00.G22", "no. 1").unwrap();
+        crate::audit::append(
+            &s,
+            crate::now_unix_ms(),
+            "register",
+            "incoming",
+            "",
+            "000.00.00.G22",
+            "no. 1",
+        )
+        .unwrap();
         s.put_attachment(b"attachment bytes").unwrap();
         let w = write(&s, &agency(), &root.path().join("backups")).unwrap();
         drop(s);

@@ -19,6 +19,7 @@
 pub mod agency;
 pub mod audit;
 pub mod backup;
+pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod input;
@@ -31,31 +32,11 @@ pub mod trust;
 
 pub use lienthong_proto as proto;
 
-/// Environment variable naming a file that holds the time the node should take as "now"
-/// (Unix milliseconds, re-read on every call). For tests of registers, reports and due dates
-/// only: it moves the business clock (arrival dates, status times, overdue checks, trace
-/// times), never certificate validity, which always uses the system clock.
-pub const CLOCK_FILE_ENV: &str = "LT_CLOCK_FILE";
+pub use clock::CLOCK_FILE_ENV;
 
-fn clock_file() -> Option<&'static std::path::Path> {
-    static FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    FILE.get_or_init(|| {
-        std::env::var_os(CLOCK_FILE_ENV)
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    })
-    .as_deref()
-}
-
-/// Milliseconds since the Unix epoch: the system clock, or the time written in the file
-/// named by `LT_CLOCK_FILE` when that is set and readable.
+/// Milliseconds since the Unix epoch, by the system clock. The business clock of a node is its
+/// [`clock::Clock`].
 pub fn now_unix_ms() -> i64 {
-    if let Some(ms) = clock_file()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|s| s.trim().parse::<i64>().ok())
-    {
-        return ms;
-    }
     let now = time::OffsetDateTime::now_utc();
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

@@ -430,9 +430,10 @@ fn send(client: &ApiClient, api: &str, a: SendArgs, as_json: bool) -> anyhow::Re
     for f in &a.files {
         attachments.push(upload(client, api, f)?);
     }
-    let today = lienthong_common::envelope::format_date(
-        lienthong_common::envelope::today_in_vietnam(lienthong_common::now_utc()),
-    );
+    let today =
+        lienthong_common::envelope::format_date(lienthong_common::envelope::today_in_vietnam(
+            lienthong_common::clock::Clock::from_env().now_utc(),
+        ));
     let env = json!({
         "from": { "code": from.to_string() },
         "to": to.iter().map(|t| json!({ "code": t.to_string(), "name": t.to_string() })).collect::<Vec<_>>(),

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope;
-use lienthong_common::now_unix_ms;
 use lienthong_common::signing::Verified;
 use lienthong_common::tls;
 use lienthong_common::trust::CertError;
@@ -51,8 +50,7 @@ pub enum PeerRefusal {
 /// child whose clock runs ahead would otherwise pin its figures as the newest for good.
 pub const MAX_CLOCK_AHEAD_MS: i64 = 10 * 60 * 1000;
 
-fn check_generated(generated_unix_ms: i64) -> Result<(), Refusal> {
-    let now = now_unix_ms();
+fn check_generated(generated_unix_ms: i64, now: i64) -> Result<(), Refusal> {
     if generated_unix_ms > now + MAX_CLOCK_AHEAD_MS {
         return Err(Refusal::new(
             RefusalCode::RefusalInvalid,
@@ -75,10 +73,7 @@ impl Node {
         peer: &AgencyCode,
         from_child: bool,
     ) -> Result<Verified<Envelope>, Refusal> {
-        envelope::validate_envelope(
-            &env,
-            envelope::today_in_vietnam(lienthong_common::now_utc()),
-        )?;
+        envelope::validate_envelope(&env, envelope::today_in_vietnam(self.clock.now_utc()))?;
         let sender = AgencyCode::parse(
             &env.from
                 .as_ref()
@@ -167,7 +162,7 @@ impl Node {
                     Refusal::new(RefusalCode::RefusalInvalid, format!("summary agency: {e}"))
                 })?;
                 envelope::parse_date("summary day", &day)?;
-                check_generated(sum.generated_unix_ms)?;
+                check_generated(sum.generated_unix_ms, self.clock.now_unix_ms())?;
                 if sum.id.is_empty() || sum.id.len() > envelope::MAX_ID_LEN {
                     return Err(Refusal::new(RefusalCode::RefusalInvalid, "summary id"));
                 }
@@ -195,7 +190,7 @@ impl Node {
                 if a.id.is_empty() || a.id.len() > envelope::MAX_ID_LEN {
                     return Err(Refusal::new(RefusalCode::RefusalInvalid, "attestation id"));
                 }
-                check_generated(a.generated_unix_ms)?;
+                check_generated(a.generated_unix_ms, self.clock.now_unix_ms())?;
                 if a.events.len() > MAX_EVENTS_PER_ATTESTATION {
                     return Err(Refusal::new(
                         RefusalCode::RefusalTooLarge,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope::{self, EnvelopeError, STATUS_CODES_TEXT};
 use lienthong_common::input;
-use lienthong_common::now_unix_ms;
 use lienthong_common::store::{Persisted, StoreError};
 use lienthong_proto::v1::{
     Envelope, StaffInfo, StatusCode as Status, StatusReceipt, TransportState,
@@ -148,10 +147,7 @@ pub async fn submit_envelope(
             env.id
         )));
     }
-    envelope::validate_envelope(
-        &env,
-        envelope::today_in_vietnam(lienthong_common::now_utc()),
-    )?;
+    envelope::validate_envelope(&env, envelope::today_in_vietnam(node.clock.now_utc()))?;
     for a in &env.attachments {
         if !node.store.has_attachment(&a.sha256, a.size) {
             let held = node.store.attachment_held(&a.sha256)?;
@@ -170,7 +166,7 @@ pub async fn submit_envelope(
             .map_err(|e| IntakeError::refused(format!("signature: {e}")))?
     } else {
         signer
-            .sign_envelope(&mut env, now_unix_ms())
+            .sign_envelope(&mut env, node.clock.now_unix_ms())
             .map_err(|e| IntakeError::internal(e.to_string()))?;
         node.verifier
             .verify_envelope(env, UnixTime::now())
@@ -192,7 +188,7 @@ pub async fn submit_envelope(
         crate::register::Direction::Out,
         &sender,
         &copy,
-        now_unix_ms(),
+        node.clock.now_unix_ms(),
     )?;
     let persisted = node.store.commit().await?;
     node.metrics.submitted.inc();
@@ -292,7 +288,15 @@ pub async fn post_status_checked(
             )));
         }
         for to in &env.to {
-            let r = receipt(&env, &agency, &to.code, &to.code, status, p);
+            let r = receipt(
+                &env,
+                &agency,
+                &to.code,
+                &to.code,
+                status,
+                p,
+                node.clock.now_unix_ms(),
+            );
             ids.push(r.id.clone());
             node.post_receipt(r)?;
         }
@@ -323,7 +327,15 @@ pub async fn post_status_checked(
         // The recipient has the document: its 01 goes first (a no-op if already sent), so the
         // sender never sees a later status before the arrival.
         node.confirm_delivered(&env, &agency)?;
-        let r = receipt(&env, &agency, &sender, agency.as_str(), status, p);
+        let r = receipt(
+            &env,
+            &agency,
+            &sender,
+            agency.as_str(),
+            status,
+            p,
+            node.clock.now_unix_ms(),
+        );
         ids.push(r.id.clone());
         node.post_receipt(r)?;
     }
@@ -365,6 +377,7 @@ fn receipt(
     recipient: &str,
     status: Status,
     p: &StatusPost,
+    at_unix_ms: i64,
 ) -> StatusReceipt {
     let id = match p.id.as_deref().filter(|i| !i.is_empty()) {
         // One receipt per recipient for a recall: derive each id from the DMS's id.
@@ -389,7 +402,7 @@ fn receipt(
         edxml: p.edxml.clone(),
         status: status as i32,
         description: p.description.clone(),
-        timestamp_unix_ms: now_unix_ms(),
+        timestamp_unix_ms: at_unix_ms,
         signature: None,
         to: to.to_owned(),
         recipient: recipient.to_owned(),

@@ -37,7 +37,7 @@ pub enum MonitorError {
 
 fn parent_up(node: &Node) -> i64 {
     static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = lienthong_common::now_unix_ms();
+    let now = node.clock.now_unix_ms();
     let Some(p) = &node.config.parent else {
         return 0;
     };
@@ -80,7 +80,7 @@ fn record_of(r: &audit::AuditRecord) -> SecurityEventRecord {
 
 /// Builds this node's attestation (unsigned) with the events after audit record `after_seq`.
 pub fn build(node: &Node, after_seq: u64) -> Result<NodeAttestation, MonitorError> {
-    let now = lienthong_common::now_unix_ms();
+    let now = node.clock.now_unix_ms();
     let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
     let mut events = Vec::new();
     for r in audit::records(&node.store)?.into_iter().flatten() {
@@ -256,7 +256,7 @@ fn status_of(a: &NodeAttestation, now_ms: i64) -> NodeStatus {
 
 /// `security report`: this node (live) and every node below it (newest attestation).
 pub fn report(node: &Node) -> Result<Vec<NodeStatus>, MonitorError> {
-    let now = lienthong_common::now_unix_ms();
+    let now = node.clock.now_unix_ms();
     let mut out = vec![status_of(&build(node, u64::MAX)?, now)];
     for (n, bytes) in node.store.attestations()? {
         if n == node.agency().as_str() {
@@ -290,8 +290,9 @@ pub struct NodeEvent {
 }
 
 /// Every stored attestation (the node's own last one included), for a stopped node.
-pub fn stored_report(store: &Store) -> Result<Vec<NodeStatus>, MonitorError> {
-    let now = lienthong_common::now_unix_ms();
+/// `now_unix_ms` is the time by the node's clock.
+pub fn stored_report(store: &Store, now_unix_ms: i64) -> Result<Vec<NodeStatus>, MonitorError> {
+    let now = now_unix_ms;
     Ok(store
         .attestations()?
         .into_iter()

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use lienthong_common::agency::AgencyCode;
+use lienthong_common::clock::Clock;
 use lienthong_common::config::NodeConfig;
 use lienthong_common::envelope::{self, EnvelopeError};
-use lienthong_common::now_unix_ms;
 use lienthong_common::signing::{self, AgencySigner, Verified, Verifier, VerifyError};
 use lienthong_common::store::{Offer, QueueItem, QueuedEntry, Store, StoreError};
 use lienthong_common::trust::TrustStore;
@@ -116,6 +116,8 @@ pub struct Node {
     pub verifier: Verifier,
     /// Metrics.
     pub metrics: Metrics,
+    /// The business clock (arrival dates, status and trace times, due dates, audit times).
+    pub clock: Clock,
     signers: BTreeMap<AgencyCode, Arc<AgencySigner>>,
     names: BTreeMap<AgencyCode, String>,
     /// Read on every routing decision, written when a child announces: RwLock, never held
@@ -179,7 +181,7 @@ pub fn response_for(env: &Envelope) -> ReceiptResponseFor {
 impl Node {
     /// Builds a node: loads the trust store and signing keys, opens the store, restores the
     /// routes children announced before a restart.
-    pub fn open(config: NodeConfig) -> Result<Arc<Self>, StartError> {
+    pub fn open(config: NodeConfig, clock: Clock) -> Result<Arc<Self>, StartError> {
         let trust = TrustStore::load(&config.tls.ca, config.tls.crl.as_deref())
             .map_err(|e| StartError::Trust(e.to_string()))?;
         let mut signers = BTreeMap::new();
@@ -228,6 +230,7 @@ impl Node {
             verifier: Verifier::new(Arc::new(trust)),
             store,
             metrics: Metrics::new(),
+            clock,
             signers,
             names,
             routes: RwLock::new(routes),
@@ -329,7 +332,7 @@ impl Node {
         recipients: &[AgencyCode],
         via: Option<&AgencyCode>,
     ) -> Result<Offer, NodeError> {
-        let now = now_unix_ms();
+        let now = self.clock.now_unix_ms();
         env.unsigned_fields_mut().trace.push(TraceEntry {
             agency: self.agency().to_string(),
             received_unix_ms: now,
@@ -418,8 +421,15 @@ impl Node {
     pub fn security_event(&self, class: EventClass, peer: &str, agency: &str, reason: &str) {
         let class = class.as_str();
         self.metrics.refuse(class);
-        let record =
-            lienthong_common::audit::append(&self.store, "security", class, peer, agency, reason);
+        let record = lienthong_common::audit::append(
+            &self.store,
+            self.clock.now_unix_ms(),
+            "security",
+            class,
+            peer,
+            agency,
+            reason,
+        );
         if let Err(e) = &record {
             warn!(class, cause = %e, "cannot append security event to the audit log");
         }
@@ -517,7 +527,7 @@ impl Node {
             staff: None,
             status: status as i32,
             description: description.to_owned(),
-            timestamp_unix_ms: now_unix_ms(),
+            timestamp_unix_ms: self.clock.now_unix_ms(),
             signature: None,
             to: sender,
             recipient: recipient.to_string(),
@@ -602,7 +612,7 @@ impl Node {
             node: self.agency().to_string(),
             next_hop: next_hop.map(|n| n.to_string()).unwrap_or_default(),
             reason: String::new(),
-            at_unix_ms: now_unix_ms(),
+            at_unix_ms: self.clock.now_unix_ms(),
             trace: vec![],
         }
     }

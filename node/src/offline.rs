@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lienthong_common::agency::AgencyCode;
-use lienthong_common::now_unix_ms;
 use lienthong_common::store::QueueItem;
 use lienthong_proto::v1::RefusalCode;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +49,7 @@ pub async fn expiry_loop(node: Arc<Node>, stop: CancellationToken) {
 /// Answers and removes the documents that waited longer than `max` for a child whose link is
 /// down. Returns how many (document, child) entries it removed. The caller commits.
 pub fn expire(node: &Node, max: Duration) -> Result<usize, NodeError> {
-    let now = now_unix_ms();
+    let now = node.clock.now_unix_ms();
     let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
     let routes = node.routes();
     let mut count = 0;

@@ -441,6 +441,7 @@ pub fn register(
         };
         lienthong_common::audit::append(
             store,
+            at_unix_ms,
             "register",
             class,
             "",

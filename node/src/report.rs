@@ -392,7 +392,7 @@ fn summary_id(agency: &str, day: &str, generated_ms: i64, encoded: &[u8]) -> Str
 /// since they were last sent, over the last `days` days. Returns how many were sent. The
 /// caller commits.
 pub fn push_summaries(node: &crate::node::Node, days: u32) -> Result<usize, ReportError> {
-    let now = lienthong_common::now_unix_ms();
+    let now = node.clock.now_unix_ms();
     let to = date_of(now);
     let from = date_of(now - i64::from(days) * 86_400_000);
     let parent = node.config.parent.as_ref().map(|p| p.agency.to_string());

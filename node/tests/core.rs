@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use lienthong_common::agency::AgencyCode;
+use lienthong_common::clock::Clock;
 use lienthong_common::config::NodeConfig;
 use lienthong_common::envelope::{document_id_for, format_date, today_in_vietnam};
 use lienthong_common::pki::{self, IssueRequest};
@@ -38,7 +39,7 @@ fn pki_for(dir: &Path, agencies: &[&str]) {
 }
 
 /// The province's node, its parent the root, with a store in `dir/node`.
-fn province(dir: &Path) -> Arc<Node> {
+fn province(dir: &Path, clock: Clock) -> Arc<Node> {
     let p = dir.join("pki");
     let cfg = dir.join("node.toml");
     std::fs::write(
@@ -59,7 +60,7 @@ fn province(dir: &Path) -> Arc<Node> {
         ),
     )
     .unwrap();
-    Node::open(NodeConfig::load(&cfg).unwrap()).unwrap()
+    Node::open(NodeConfig::load(&cfg).unwrap(), clock).unwrap()
 }
 
 fn signer(dir: &Path, agency: &str) -> AgencySigner {
@@ -81,12 +82,24 @@ fn org(c: &str) -> Organization {
 
 /// A document from `from` to `to`, signed by `by`.
 fn document(dir: &Path, id: &str, from: &str, to: &[&str], subject: &str) -> Envelope {
+    numbered(dir, id, "7", from, to, subject)
+}
+
+/// [`document`] with its number.
+fn numbered(
+    dir: &Path,
+    id: &str,
+    number: &str,
+    from: &str,
+    to: &[&str],
+    subject: &str,
+) -> Envelope {
     let mut env = Envelope {
         id: id.into(),
         from: Some(org(from)),
         to: to.iter().map(|t| org(t)).collect(),
         code: Some(DocumentCode {
-            number: "7".into(),
+            number: number.into(),
             notation: "VP".into(),
         }),
         promulgation: Some(PromulgationInfo {
@@ -106,7 +119,7 @@ fn document(dir: &Path, id: &str, from: &str, to: &[&str], subject: &str) -> Env
 fn setup() -> (tempfile::TempDir, Arc<Node>) {
     let dir = tempfile::tempdir().unwrap();
     pki_for(dir.path(), &[ROOT, PROVINCE, DISTRICT, "000.00.00.G14"]);
-    let node = province(dir.path());
+    let node = province(dir.path(), Clock::System);
     (dir, node)
 }
 
@@ -245,4 +258,68 @@ fn a_child_may_not_speak_for_others_nor_send_what_the_api_refuses() {
         .parts();
     assert_eq!(c, RefusalCode::RefusalInvalid);
     assert!(reason.contains("loop"), "{reason}");
+}
+
+#[test]
+fn the_injected_clock_dates_the_register_the_01_and_the_audit_log() {
+    // 2027-03-05 10:00 in Vietnam (03:00 UTC); the system clock is not consulted for it.
+    const T: i64 = 1_804_215_600_000;
+    const DAY: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    pki_for(dir.path(), &[ROOT, PROVINCE, DISTRICT]);
+    let clock = Clock::fixed(T);
+    let node = province(dir.path(), clock.clone());
+    let root = code(ROOT);
+    for (i, id) in ["e-c1", "e-c2"].iter().enumerate() {
+        clock.set(T + i as i64 * DAY);
+        let env = numbered(
+            dir.path(),
+            id,
+            &format!("{}", 10 + i),
+            ROOT,
+            &[PROVINCE],
+            "Công văn",
+        );
+        let v = node.check_incoming(env, &root, false).unwrap();
+        node.accept(v, &[code(PROVINCE)], Some(&root)).unwrap();
+    }
+    let book = lienthong_node::register::entries(
+        &node.store,
+        lienthong_node::register::Direction::In,
+        PROVINCE,
+        2027,
+    )
+    .unwrap();
+    let got: Vec<(u64, &str, i64)> = book
+        .iter()
+        .map(|e| (e.number, e.date.as_str(), e.at_unix_ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, "2027-03-05", T), (2, "2027-03-06", T + DAY)],
+        "numbers and dates follow the node's clock"
+    );
+    let times: Vec<i64> = node
+        .store
+        .receipts_for("e-c2")
+        .unwrap()
+        .iter()
+        .filter_map(|b| match ReceiptFrame::decode(b.as_slice()).ok()?.item? {
+            receipt_frame::Item::Status(s) => Some(s.timestamp_unix_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        times,
+        vec![T + DAY],
+        "the 01 is stamped by the node's clock"
+    );
+    let audit = lienthong_common::audit::records(&node.store).unwrap();
+    let register_times: Vec<i64> = audit
+        .into_iter()
+        .flatten()
+        .filter(|r| r.kind == "register")
+        .map(|r| r.at_unix_ms)
+        .collect();
+    assert_eq!(register_times, vec![T, T + DAY]);
 }

@@ -32,7 +32,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::AmqpConfig;
-use lienthong_common::now_unix_ms;
 use lienthong_common::store::{Persisted, QueueItem};
 use lienthong_edxml as edxml;
 use lienthong_proto::v1::{
@@ -381,7 +380,7 @@ async fn handle(
                     &refused.reason,
                 );
                 dead_letter(&dead, &agency, &queue, &d, &refused.reason).await?;
-                error_event(&dead, &cfg, &agency, &refused).await?;
+                error_event(&dead, &cfg, &agency, &refused, node.clock.now_unix_ms()).await?;
                 d.ack(BasicAckOptions::default()).await?;
             }
             Err(store_problem) => {
@@ -640,6 +639,7 @@ async fn error_event(
     cfg: &AmqpConfig,
     agency: &AgencyCode,
     refused: &Refused,
+    at_unix_ms: i64,
 ) -> Result<(), AmqpError> {
     let ev = TransportEvent {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -649,7 +649,7 @@ async fn error_event(
         state: TransportState::TransportFailed as i32,
         node: agency.to_string(),
         reason: refused.reason.clone(),
-        at_unix_ms: now_unix_ms(),
+        at_unix_ms,
         ..Default::default()
     };
     let frame = ReceiptFrame {

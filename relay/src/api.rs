@@ -495,7 +495,11 @@ pub(crate) async fn post_status(
 }
 
 /// Builds the track view of a document from this node's store.
-pub fn track_view(store: &lienthong_common::store::Store, id: &str) -> ApiResult<TrackView> {
+pub fn track_view(
+    store: &lienthong_common::store::Store,
+    id: &str,
+    clock: &lienthong_common::clock::Clock,
+) -> ApiResult<TrackView> {
     let env = store.envelope(id)?.ok_or_else(|| {
         ApiError::not_found(format!("no document with envelope id {id} on this node"))
     })?;
@@ -511,7 +515,7 @@ pub fn track_view(store: &lienthong_common::store::Store, id: &str) -> ApiResult
             Some(receipt_frame::Item::Summary(_) | receipt_frame::Item::Attestation(_)) | None => {}
         }
     }
-    let today = envelope::format_date(envelope::today_in_vietnam(lienthong_common::now_utc()));
+    let today = envelope::format_date(envelope::today_in_vietnam(clock.now_utc()));
     let recipients = env
         .to
         .iter()
@@ -569,5 +573,5 @@ pub(crate) async fn track(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TrackView>> {
-    Ok(Json(track_view(&node.store, &id)?))
+    Ok(Json(track_view(&node.store, &id, &node.clock)?))
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use clap::Subcommand;
 use lienthong_common::audit::{self, AuditRecord};
+use lienthong_common::clock::Clock;
 
 use crate::node_source::{source, stored_view, Source};
 
@@ -189,7 +190,9 @@ pub fn run_security(cmd: SecurityCommand) -> anyhow::Result<()> {
         SecurityCommand::Report { config, json } => {
             let nodes: Vec<crate::monitor::NodeStatus> = match source(&config)? {
                 Source::Api(c) => serde_json::from_value(c.get_json("/v1/security/report")?)?,
-                Source::Store(_, store) => crate::monitor::stored_report(&store)?,
+                Source::Store(_, store) => {
+                    crate::monitor::stored_report(&store, Clock::from_env().now_unix_ms())?
+                }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&nodes)?);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use lienthong_common::agency::AgencyCode;
+use lienthong_common::clock::Clock;
 use lienthong_common::envelope;
 use serde::Deserialize;
 
@@ -37,8 +38,8 @@ fn parse_agency(s: &str) -> ApiResult<AgencyCode> {
 }
 
 /// The current year and today's date in Vietnam, by the node's clock.
-pub fn today() -> (i32, String) {
-    let d = envelope::today_in_vietnam(lienthong_common::now_utc());
+pub fn today(clock: &Clock) -> (i32, String) {
+    let d = envelope::today_in_vietnam(clock.now_utc());
     (d.year(), envelope::format_date(d))
 }
 
@@ -81,7 +82,7 @@ pub(crate) async fn register(
             check_date(f, v)?;
         }
     }
-    let year = q.year.unwrap_or_else(|| today().0);
+    let year = q.year.unwrap_or_else(|| today(&node.clock).0);
     let book = blocking("register", move || {
         register::read(
             &node.store,
@@ -115,7 +116,7 @@ pub(crate) async fn report(
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<Json<Report>> {
     let agency = parse_agency(&agency)?;
-    let (_, today) = today();
+    let (_, today) = today(&node.clock);
     let from = q
         .from
         .unwrap_or_else(|| format!("{}-01", today.get(0..7).unwrap_or("1970-01")));
@@ -124,13 +125,8 @@ pub(crate) async fn report(
     check_date("to", &to)?;
     let subtree = q.subtree;
     let r = blocking("report", move || {
-        node.books().report(
-            &agency,
-            subtree,
-            &from,
-            &to,
-            lienthong_common::now_unix_ms(),
-        )
+        node.books()
+            .report(&agency, subtree, &from, &to, node.clock.now_unix_ms())
     })
     .await?;
     Ok(Json(r))
@@ -162,7 +158,7 @@ pub(crate) async fn track(
                 q.id
             ))
         })?;
-    Ok(Json(track_view(&node.store, &env)?))
+    Ok(Json(track_view(&node.store, &env, &node.clock)?))
 }
 
 impl From<crate::monitor::MonitorError> for ApiError {

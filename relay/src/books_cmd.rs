@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail};
 use clap::{Args, ValueEnum};
 use lienthong_common::agency::AgencyCode;
+use lienthong_common::clock::Clock;
 use lienthong_common::envelope;
 
 use crate::api::TrackView;
@@ -171,7 +172,9 @@ pub fn run_register(a: RegisterArgs) -> anyhow::Result<()> {
                     .map(|l| l.name.clone())
                     .ok_or_else(|| anyhow!("--agency: {agency} keeps no registers on this node"))?
             };
-            let year = a.year.unwrap_or_else(|| crate::books_api::today().0);
+            let year = a
+                .year
+                .unwrap_or_else(|| crate::books_api::today(&Clock::from_env()).0);
             register::read(
                 &store,
                 a.direction.into(),
@@ -205,7 +208,7 @@ pub fn run_report(a: ReportArgs) -> anyhow::Result<()> {
             serde_json::from_value(c.get_json(&path)?)?
         }
         Source::Store(cfg, store) => {
-            let (_, today) = crate::books_api::today();
+            let (_, today) = crate::books_api::today(&Clock::from_env());
             let from = a
                 .from
                 .clone()
@@ -216,7 +219,7 @@ pub fn run_report(a: ReportArgs) -> anyhow::Result<()> {
                 a.subtree,
                 &from,
                 &to,
-                lienthong_common::now_unix_ms(),
+                Clock::from_env().now_unix_ms(),
             )?
         }
     };
@@ -237,7 +240,8 @@ pub fn run_track(a: TrackArgs) -> anyhow::Result<()> {
                     a.id
                 );
             };
-            crate::api::track_view(&store, &env).map_err(|e| anyhow!("{}", e.message()))?
+            crate::api::track_view(&store, &env, &Clock::from_env())
+                .map_err(|e| anyhow!("{}", e.message()))?
         }
     };
     if a.json {

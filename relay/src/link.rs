@@ -243,7 +243,7 @@ impl Session {
                     self.window.add_permits(1);
                     return Ok(());
                 };
-                let now = now_unix_ms();
+                let now = self.node.clock.now_unix_ms();
                 if let Some(t) = env
                     .trace
                     .iter_mut()

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lienthong_common::clock::Clock;
 use lienthong_common::config::NodeConfig;
 use lienthong_common::tls::{self, Identity};
 use lienthong_proto::v1::relay_link_server::RelayLinkServer;
@@ -69,7 +70,8 @@ impl Running {
 pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     let identity = Identity::load(&config.tls.cert, &config.tls.key)
         .map_err(|e| ServeError::Config(e.to_string()))?;
-    let node = Node::open(config).map_err(|e| ServeError::Config(e.to_string()))?;
+    let node =
+        Node::open(config, Clock::from_env()).map_err(|e| ServeError::Config(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     // Before anything can record a security event, so that none misses the webhook.

@@ -105,10 +105,10 @@ async fn audit_retention(node: Arc<Node>, shutdown: CancellationToken) {
     let days = node.config.security.audit_retention_days;
     loop {
         let store = node.store.clone();
-        let pruned = tokio::task::spawn_blocking(move || {
-            lienthong_common::audit::prune(&store, days, lienthong_common::now_unix_ms())
-        })
-        .await;
+        let now = node.clock.now_unix_ms();
+        let pruned =
+            tokio::task::spawn_blocking(move || lienthong_common::audit::prune(&store, days, now))
+                .await;
         match pruned {
             Ok(Ok(Some(p))) => match node.store.commit().await {
                 Ok(_) => info!(
