@@ -1,0 +1,80 @@
+//! Keyspace `e/` (envelopes) and `d/` (their content digests, for dedup and replay detection).
+
+use super::*;
+
+impl Store {
+    /// Stores `env` (if its id is new) and queues it for each `(neighbour, recipients)` pair,
+    /// atomically. `content_digest` identifies its signed content for replay detection.
+    pub fn offer_envelope(
+        &self,
+        env: &Envelope,
+        content_digest: &[u8],
+        queue_for: &[(String, Vec<String>)],
+    ) -> Result<Offer, StoreError> {
+        let ekey = key(b"e/", &[env.id.as_bytes()]);
+        let dkey = key(b"d/", &[env.id.as_bytes()]);
+        let bytes = env.encode_to_vec();
+        let class = queue_class(env.other_info.as_ref().map(|o| o.priority).unwrap_or(0));
+        let mut entries = Vec::with_capacity(queue_for.len());
+        for (n, recipients) in queue_for {
+            let mut k = queue_prefix(n);
+            k.push(class);
+            k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+            let item = QueueItem::Envelope {
+                id: env.id.clone(),
+                recipients: recipients.clone(),
+                origin: env
+                    .from
+                    .as_ref()
+                    .map(|f| f.code.clone())
+                    .unwrap_or_default(),
+            };
+            entries.push((k, item.encode()));
+        }
+        let res = self.tree().transaction(|t| {
+            if let Some(d) = t.get(&dkey)? {
+                return Ok(if d.as_ref() == content_digest {
+                    Offer::Duplicate
+                } else {
+                    Offer::Conflict
+                });
+            }
+            t.insert(ekey.as_slice(), bytes.as_slice())?;
+            t.insert(dkey.as_slice(), content_digest)?;
+            for (k, v) in &entries {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(Offer::New)
+        });
+        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// Replaces the stored copy of an envelope (e.g. to record trace times). Does not queue.
+    pub fn update_envelope(&self, env: &Envelope) -> Result<(), StoreError> {
+        self.tree()
+            .insert(key(b"e/", &[env.id.as_bytes()]), env.encode_to_vec())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reads an envelope by id.
+    pub fn envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError> {
+        let k = key(b"e/", &[id.as_bytes()]);
+        match self.tree().get(&k).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => Envelope::decode(v.as_ref())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: format!("e/{id}"),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// True if an envelope with this id was ever stored.
+    pub fn has_envelope(&self, id: &str) -> Result<bool, StoreError> {
+        self.tree()
+            .contains_key(key(b"d/", &[id.as_bytes()]))
+            .map_err(|e| self.err(e))
+    }
+}

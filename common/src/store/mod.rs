@@ -1,0 +1,539 @@
+//! The durable store of a node: one sled database with group commit.
+//!
+//! # Durability
+//! Writes go to sled's in-memory state at once; [`Store::commit`] then returns a [`Persisted`]
+//! proof only after a flush that began *after* the caller's writes has completed. One committer
+//! thread serves every caller: while one flush (an fsync) runs, new callers queue up, and the next
+//! flush covers all of them (group commit). Code that acknowledges something to a peer or a
+//! broker takes a `Persisted`, so "ack before fsync" cannot be written.
+//!
+//! # Keyspace (one sled tree, prefixed keys, atomic multi-key updates by transaction)
+//! Each keyspace has its own module and methods: `envelopes`, `queues`, `inbox`, `receipts`,
+//! `books`, `upward`, `blobs`; `raw` is key-level access for the audit log, backups and tests.
+//! - `e/<envelope id>`: the envelope (protobuf)
+//! - `d/<envelope id>`: SHA-256 of its signed content (dedup and replay detection)
+//! - `q/<neighbour>\0<class><seq>`: per-neighbour outbound queue; class 0 leaves first
+//! - `i/<agency>\0<seq>`: local inbox entries; `x/<agency>\0<envelope id>`: inbox index
+//! - `r/<receipt id>`: a receipt frame; `R/<envelope id>\0<seq>`: receipts of an envelope
+//! - `m/<name>`: small metadata values
+//! - `g/<book>\0<number>`: register entries; `G/<scope>\0<key>`: the book and number a key
+//!   got (so a key is numbered once per scope, whatever the book); `N/<book>`: last number
+//! - `s/<agency>\0<day>`: the latest daily summary of an agency (from this node or below)
+//!   (`S/<agency>\0<day>`: its generation time)
+//! - `t/<node>`: the latest attestation of a node (`T/<node>`: its generation time);
+//!   `v/<node>\0<seq>`: the security events it reported
+//!
+//! Attachment bytes are kept beside the database, content-addressed: `blobs/<sha256>` once
+//! complete and verified, `blobs/<sha256>.part` while arriving (its length is the resume
+//! offset). sled would keep them in memory; files keep a node's memory flat whatever it holds.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+
+use lienthong_proto::v1::{Envelope, Priority};
+use prost::Message;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::oneshot;
+
+mod blobs;
+mod books;
+mod envelopes;
+mod inbox;
+mod queues;
+mod raw;
+mod receipts;
+mod upward;
+
+pub use upward::{remote_event_key, Upward, UpwardSubject};
+
+/// Queue class of an envelope: express documents leave first, then very urgent, urgent, normal.
+pub fn queue_class(priority: i32) -> u8 {
+    match Priority::try_from(priority) {
+        Ok(Priority::Express | Priority::ExpressTimed) => 0,
+        Ok(Priority::VeryUrgent) => 1,
+        Ok(Priority::Urgent) => 2,
+        _ => 3,
+    }
+}
+
+/// sled's page cache: bounded so a node's memory does not grow with the data it holds.
+pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Queue class of receipts: after express documents, before the others (they are small and
+/// senders wait for them).
+pub const RECEIPT_CLASS: u8 = 1;
+
+/// Store failures.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// sled reported an error (I/O, corruption).
+    #[error("store at {path}: {reason}")]
+    Sled {
+        /// The database directory.
+        path: PathBuf,
+        /// sled's message.
+        reason: String,
+    },
+    /// The committer thread is gone (the store is shutting down).
+    #[error("store is closed")]
+    Closed,
+    /// A stored value does not decode.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// The key, printable.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A raw key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Proof that everything written before [`Store::commit`] was called is on disk.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a Persisted proof is what allows an acknowledgement"]
+pub struct Persisted {
+    _private: (),
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// A node's store. Cheap to clone; all clones share one database and one committer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    blobs: PathBuf,
+    /// Serialises audit-chain appends (read last hash, write next record): held for one sled
+    /// batch, never across an await.
+    audit_lock: std::sync::Mutex<()>,
+    db: sled::Db,
+    committer: mpsc::Sender<Waiter>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+/// What an outbound queue entry refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueItem {
+    /// An envelope, for the listed recipients reached through this neighbour.
+    Envelope {
+        /// Envelope id.
+        id: String,
+        /// Recipients routed over this neighbour.
+        recipients: Vec<String>,
+        /// The sending agency, so that the sender can be told if the entry ever has to be
+        /// dropped (empty in entries queued before it was recorded).
+        origin: String,
+    },
+    /// A receipt frame (status receipt or transport event) by id.
+    Receipt {
+        /// Receipt id.
+        id: String,
+    },
+}
+
+impl QueueItem {
+    /// The id of the item, as used in hop acks.
+    pub fn id(&self) -> &str {
+        match self {
+            QueueItem::Envelope { id, .. } | QueueItem::Receipt { id } => id,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            QueueItem::Envelope {
+                id,
+                recipients,
+                origin,
+            } => {
+                // `F<origin>\0<id>...`; the older form `E<id>...` has no origin.
+                let mut v = if origin.is_empty() {
+                    vec![b'E']
+                } else {
+                    let mut v = vec![b'F'];
+                    v.extend_from_slice(origin.as_bytes());
+                    v.push(0);
+                    v
+                };
+                v.extend_from_slice(id.as_bytes());
+                for r in recipients {
+                    v.push(0);
+                    v.extend_from_slice(r.as_bytes());
+                }
+                v
+            }
+            QueueItem::Receipt { id } => {
+                let mut v = vec![b'R'];
+                v.extend_from_slice(id.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let (kind, rest) = b.split_first()?;
+        let text = std::str::from_utf8(rest).ok()?;
+        match kind {
+            b'E' | b'F' => {
+                let mut parts = text.split('\0');
+                let origin = if *kind == b'F' {
+                    parts.next()?.to_owned()
+                } else {
+                    String::new()
+                };
+                let id = parts.next()?.to_owned();
+                Some(QueueItem::Envelope {
+                    id,
+                    recipients: parts.map(str::to_owned).collect(),
+                    origin,
+                })
+            }
+            b'R' => Some(QueueItem::Receipt {
+                id: text.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An entry of a neighbour's outbound queue, with the key that removes it.
+#[derive(Debug, Clone)]
+pub struct QueuedEntry {
+    /// Position in the queue (opaque).
+    pub key: Vec<u8>,
+    /// What to send.
+    pub item: QueueItem,
+}
+
+/// An inbox entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Arrival order within the agency's inbox.
+    pub seq: u64,
+    /// The envelope.
+    pub envelope_id: String,
+    /// Whether the DMS or staff acknowledged it.
+    pub acknowledged: bool,
+}
+
+fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn queue_prefix(neighbour: &str) -> Vec<u8> {
+    let mut k = b"q/".to_vec();
+    k.extend_from_slice(neighbour.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Outcome of offering an envelope to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// Stored for the first time (and queued as asked).
+    New,
+    /// The same envelope (same id, same content) was already stored.
+    Duplicate,
+    /// The id is known with different content: a replay or a forgery.
+    Conflict,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(1000))
+            .cache_capacity(STORE_CACHE_BYTES)
+            .open()
+            .map_err(|e| StoreError::Sled {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let blobs = dir.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(|e| StoreError::Sled {
+            path: blobs.clone(),
+            reason: e.to_string(),
+        })?;
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let flusher = db.clone();
+        let path = dir.to_owned();
+        thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || commit_loop(&flusher, &rx))
+            .map_err(|e| StoreError::Sled {
+                path: path.clone(),
+                reason: format!("cannot start committer thread: {e}"),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                audit_lock: std::sync::Mutex::new(()),
+                blobs,
+                path: dir.to_owned(),
+                db,
+                committer: tx,
+            }),
+        })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Sled {
+            path: self.inner.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn tree(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// Waits until every write made before this call is durable.
+    pub async fn commit(&self) -> Result<Persisted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .committer
+            .send(tx)
+            .map_err(|_| StoreError::Closed)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(Persisted { _private: () }),
+            Ok(Err(reason)) => Err(StoreError::Sled {
+                path: self.inner.path.clone(),
+                reason,
+            }),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Blocking form of [`Store::commit`], for threads outside the async runtime.
+    pub fn commit_blocking(&self) -> Result<Persisted, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .committer
+            .send(tx)
+            .map_err(|_| StoreError::Closed)?;
+        match rx.blocking_recv() {
+            Ok(Ok(())) => Ok(Persisted { _private: () }),
+            Ok(Err(reason)) => Err(StoreError::Sled {
+                path: self.inner.path.clone(),
+                reason,
+            }),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// A fresh, monotonically increasing sequence number (survives restarts).
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        self.tree().generate_id().map_err(|e| self.err(e))
+    }
+
+    /// Sets a raw metadata value (not durable until the next commit).
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.tree()
+            .insert(key(b"m/", &[name.as_bytes()]), value)
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reads a metadata value.
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree()
+            .get(key(b"m/", &[name.as_bytes()]))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Names of metadata values starting with `prefix`, with the prefix removed.
+    pub fn meta_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let p = key(b"m/", &[prefix.as_bytes()]);
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(&p) {
+            let (k, _) = kv.map_err(|e| self.err(e))?;
+            out.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Checks the store by reading every record (sled verifies checksums as it reads).
+    pub fn check(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.tree().iter() {
+            kv.map_err(|e| self.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn commit_loop(db: &sled::Db, rx: &mpsc::Receiver<Waiter>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(id: &str, priority: i32) -> Envelope {
+        Envelope {
+            id: id.into(),
+            other_info: Some(lienthong_proto::v1::OtherInfo {
+                priority,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn queue_items_keep_their_origin_and_read_the_older_form() {
+        let with = QueueItem::Envelope {
+            id: "e1".into(),
+            recipients: vec!["000.00.31.H53".into(), "000.21.31.H53".into()],
+            origin: "000.00.00.G22".into(),
+        };
+        assert_eq!(QueueItem::decode(&with.encode()), Some(with));
+        // Entries written before the origin was recorded.
+        assert_eq!(
+            QueueItem::decode(b"Ee2\x00000.00.31.H53"),
+            Some(QueueItem::Envelope {
+                id: "e2".into(),
+                recipients: vec!["000.00.31.H53".into()],
+                origin: String::new(),
+            })
+        );
+        let r = QueueItem::Receipt { id: "r1".into() };
+        assert_eq!(QueueItem::decode(&r.encode()), Some(r));
+    }
+
+    #[tokio::test]
+    async fn express_leaves_first_and_fifo_within_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let q = |n: &str| vec![(n.to_string(), vec!["r".to_string()])];
+        for (id, p) in [("a", 0), ("b", 3), ("c", 0), ("d", 1), ("e", 4)] {
+            assert_eq!(
+                s.offer_envelope(&env(id, p), id.as_bytes(), &q("n1"))
+                    .unwrap(),
+                Offer::New
+            );
+        }
+        let _ = s.commit().await.unwrap();
+        let order: Vec<String> = s
+            .outbound("n1", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.item.id().to_owned())
+            .collect();
+        assert_eq!(order, ["b", "e", "d", "a", "c"]);
+        assert_eq!(s.queue_depth("n1"), 5);
+        assert_eq!(s.queue_depth("n2"), 0);
+    }
+
+    #[tokio::test]
+    async fn dedup_and_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let q = vec![("n".to_string(), vec![])];
+        assert_eq!(
+            s.offer_envelope(&env("x", 0), b"d1", &q).unwrap(),
+            Offer::New
+        );
+        assert_eq!(
+            s.offer_envelope(&env("x", 0), b"d1", &q).unwrap(),
+            Offer::Duplicate
+        );
+        assert_eq!(
+            s.offer_envelope(&env("x", 0), b"d2", &q).unwrap(),
+            Offer::Conflict
+        );
+        assert_eq!(s.queue_depth("n"), 1);
+    }
+
+    #[tokio::test]
+    async fn inbox_once_and_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.add_to_inbox("A", "e1", None, "").unwrap());
+        assert!(!s.add_to_inbox("A", "e1", None, "").unwrap());
+        assert!(s.add_to_inbox("A", "e2", None, "").unwrap());
+        assert!(s.acknowledge("A", "e1").unwrap());
+        assert!(!s.acknowledge("A", "nope").unwrap());
+        let inbox = s.inbox("A").unwrap();
+        assert_eq!(inbox.len(), 2);
+        assert!(inbox[0].acknowledged && inbox[0].envelope_id == "e1");
+        assert!(!inbox[1].acknowledged);
+        assert!(s.inbox("AB").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn chunks_resume_and_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let sha = [9u8; 32];
+        assert_eq!(s.append_chunk(&sha, 0, b"hello ").unwrap(), 6);
+        assert_eq!(s.append_chunk(&sha, 0, b"hello ").unwrap(), 6);
+        assert!(s.append_chunk(&sha, 10, b"x").is_err());
+        assert_eq!(s.append_chunk(&sha, 6, b"world").unwrap(), 11);
+        let mut got = Vec::new();
+        s.for_each_chunk(&sha, 0, |_, d| {
+            got.extend_from_slice(d);
+            true
+        })
+        .unwrap();
+        assert_eq!(got, b"hello world");
+        let mut offs = Vec::new();
+        s.for_each_chunk(&sha, 6, |o, _| {
+            offs.push(o);
+            true
+        })
+        .unwrap();
+        assert_eq!(offs, [6]);
+    }
+
+    #[tokio::test]
+    async fn receipts_dedup_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.put_receipt("r1", "e1", b"one", Some("n")).unwrap());
+        assert!(!s.put_receipt("r1", "e1", b"one", Some("n")).unwrap());
+        assert!(s.put_receipt("r2", "e1", b"two", None).unwrap());
+        assert_eq!(s.queue_depth("n"), 1);
+        assert_eq!(
+            s.receipts_for("e1").unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Keyspace `r/` and `R/`: receipt frames and their index by envelope.
+
+use super::*;
+
+impl Store {
+    /// Stores a receipt frame under its id, indexes it by envelope and, if `queue_to` is given,
+    /// queues it for that neighbour, atomically. Returns false if the id was already stored (a
+    /// duplicate: nothing is changed).
+    pub fn put_receipt(
+        &self,
+        receipt_id: &str,
+        envelope_id: &str,
+        frame: &[u8],
+        queue_to: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let rkey = key(b"r/", &[receipt_id.as_bytes()]);
+        let seq = self.next_seq()?;
+        let ikey = key(b"R/", &[envelope_id.as_bytes(), &seq.to_be_bytes()]);
+        let qentry = match queue_to {
+            Some(n) => {
+                let mut k = queue_prefix(n);
+                k.push(RECEIPT_CLASS);
+                k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+                Some((
+                    k,
+                    QueueItem::Receipt {
+                        id: receipt_id.to_owned(),
+                    }
+                    .encode(),
+                ))
+            }
+            None => None,
+        };
+        let res = self.tree().transaction(|t| {
+            if t.get(&rkey)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(rkey.as_slice(), frame)?;
+            t.insert(ikey.as_slice(), receipt_id.as_bytes())?;
+            if let Some((k, v)) = &qentry {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+    }
+
+    /// A receipt frame by id.
+    pub fn receipt(&self, receipt_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree()
+            .get(key(b"r/", &[receipt_id.as_bytes()]))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every receipt frame about an envelope, in arrival order.
+    pub fn receipts_for(&self, envelope_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = key(b"R/", &[envelope_id.as_bytes(), b""]);
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(&prefix) {
+            let (_, id) = kv.map_err(|e| self.err(e))?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(f) = self.receipt(&id)? {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+}
