@@ -175,14 +175,6 @@ fn last(store: &Store) -> Result<Option<Anchor>, StoreError> {
         .and_then(|v| Anchor::decode(&String::from_utf8_lossy(&v))))
 }
 
-const PREFIX: &[u8] = b"A/";
-
-fn key(seq: u64) -> Vec<u8> {
-    let mut k = PREFIX.to_vec();
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
 /// Appends a record made at `at_unix_ms` (the node's business clock; not durable until the
 /// next commit). Appends are serialised by the store.
 pub fn append(
@@ -196,12 +188,7 @@ pub fn append(
 ) -> Result<AuditRecord, StoreError> {
     store.with_audit_lock(|| {
         let (rec, body) = next_record(store, at_unix_ms, kind, class, peer, agency, reason)?;
-        store.put_raw_pair(
-            &key(rec.seq),
-            &body,
-            b"m/audit/last",
-            format!("{} {}", rec.seq, rec.hash).as_bytes(),
-        )?;
+        store.audit_append(rec.seq, &body, &format!("{} {}", rec.seq, rec.hash))?;
         Ok(rec)
     })
 }
@@ -247,7 +234,7 @@ fn next_record(
 /// Every record, in order (unchecked).
 pub fn records(store: &Store) -> Result<Vec<Result<AuditRecord, String>>, StoreError> {
     Ok(store
-        .scan_raw(PREFIX)?
+        .audit_records()?
         .into_iter()
         .map(|(_, v)| serde_json::from_slice::<AuditRecord>(&v).map_err(|e| e.to_string()))
         .collect())
@@ -387,7 +374,7 @@ pub fn prune(
         let mut total: Option<Pruned> = None;
         loop {
             let mut old = Vec::new();
-            for (k, v) in store.scan_raw(PREFIX)? {
+            for (k, v) in store.audit_records()? {
                 // The walk above read every record: they all parse.
                 let Ok(rec) = serde_json::from_slice::<AuditRecord>(&v) else {
                     break;
@@ -420,15 +407,11 @@ pub fn prune(
                 ),
             )?;
             let remove: Vec<Vec<u8>> = old.into_iter().map(|(k, _)| k).collect();
-            store.apply_raw(
-                &[
-                    (key(rec.seq), body),
-                    (
-                        b"m/audit/last".to_vec(),
-                        format!("{} {}", rec.seq, rec.hash).into_bytes(),
-                    ),
-                    (b"m/audit/anchor".to_vec(), anchor.encode().into_bytes()),
-                ],
+            store.audit_prune(
+                rec.seq,
+                body,
+                &format!("{} {}", rec.seq, rec.hash),
+                &anchor.encode(),
                 &remove,
             )?;
             let t = total.get_or_insert(Pruned {
@@ -449,6 +432,7 @@ pub fn prune(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::store::audit_key as key;
 
     const DAY: i64 = DAY_MS;
     fn now() -> i64 {

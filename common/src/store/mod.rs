@@ -9,7 +9,7 @@
 //!
 //! # Keyspace (one sled tree, prefixed keys, atomic multi-key updates by transaction)
 //! Each keyspace has its own module and methods: `envelopes`, `queues`, `inbox`, `receipts`,
-//! `books`, `upward`, `blobs`; `raw` is key-level access for the audit log, backups and tests.
+//! `books`, `upward`, `audit_log`, `blobs`; `raw` is key-level access for backups and tests.
 //! - `e/<envelope id>`: the envelope (protobuf)
 //! - `d/<envelope id>`: SHA-256 of its signed content (dedup and replay detection)
 //! - `q/<neighbour>\0<class><seq>`: per-neighbour outbound queue; class 0 leaves first
@@ -37,6 +37,7 @@ use prost::Message;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
+mod audit_log;
 mod blobs;
 mod books;
 mod envelopes;
@@ -46,6 +47,7 @@ mod raw;
 mod receipts;
 mod upward;
 
+pub use audit_log::audit_key;
 pub use upward::{remote_event_key, Upward, UpwardSubject};
 
 /// Queue class of an envelope: express documents leave first, then very urgent, urgent, normal.

@@ -40,18 +40,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs `f` holding the audit-chain lock.
-    pub fn with_audit_lock<T>(
-        &self,
-        f: impl FnOnce() -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let _guard = match self.inner.audit_lock.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f()
-    }
-
     /// Raw read.
     pub fn get_raw(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
