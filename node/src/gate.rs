@@ -18,6 +18,25 @@ use crate::node::{Node, Refusal};
 use crate::security_events::EventClass;
 use crate::upward::MAX_EVENTS_PER_ATTESTATION;
 
+/// Proof that an item from a neighbour passed the gate: only this module makes one. The node
+/// acts on a receipt from a neighbour only in this form, until it is stored.
+#[derive(Debug)]
+pub struct Checked<T>(T);
+
+impl<T> Checked<T> {
+    /// The checked item.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Checked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Why a connecting child is not admitted. Recorded as a security event by the gate; the link
 /// adapter maps it to its protocol's error once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,7 +124,7 @@ impl Node {
         frame: ReceiptFrame,
         peer: &AgencyCode,
         from_child: bool,
-    ) -> Result<ReceiptFrame, Refusal> {
+    ) -> Result<Checked<ReceiptFrame>, Refusal> {
         match frame.item {
             Some(receipt_frame::Item::Status(r)) => {
                 envelope::validate_receipt(&r)?;
@@ -120,9 +139,9 @@ impl Node {
                     })?;
                 }
                 let v = self.verifier.verify_receipt(r, UnixTime::now())?;
-                Ok(ReceiptFrame {
+                Ok(Checked(ReceiptFrame {
                     item: Some(receipt_frame::Item::Status(v.into_inner())),
-                })
+                }))
             }
             Some(receipt_frame::Item::Transport(t)) => {
                 let node = AgencyCode::parse(&t.node).map_err(|e| {
@@ -142,9 +161,9 @@ impl Node {
                         format!("transport event from {node} is outside the subtree of {peer}")
                     })?;
                 }
-                Ok(ReceiptFrame {
+                Ok(Checked(ReceiptFrame {
                     item: Some(receipt_frame::Item::Transport(t)),
-                })
+                }))
             }
             Some(receipt_frame::Item::Summary(sum)) => {
                 if !from_child {
@@ -170,9 +189,9 @@ impl Node {
                     format!("summary of {agency} is outside the subtree of {peer}")
                 })?;
                 let v = self.verifier.verify_item(sum, UnixTime::now())?;
-                Ok(ReceiptFrame {
+                Ok(Checked(ReceiptFrame {
                     item: Some(receipt_frame::Item::Summary(v.into_inner())),
-                })
+                }))
             }
             Some(receipt_frame::Item::Attestation(a)) => {
                 if !from_child {
@@ -205,9 +224,9 @@ impl Node {
                     format!("attestation of {reporter} is outside the subtree of {peer}")
                 })?;
                 let v = self.verifier.verify_item(a, UnixTime::now())?;
-                Ok(ReceiptFrame {
+                Ok(Checked(ReceiptFrame {
                     item: Some(receipt_frame::Item::Attestation(v.into_inner())),
-                })
+                }))
             }
             None => Err(Refusal::new(
                 RefusalCode::RefusalMalformed,

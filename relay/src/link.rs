@@ -15,7 +15,7 @@ use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope::MAX_CHUNK_BYTES;
 use lienthong_common::now_unix_ms;
 use lienthong_common::signing::Verified;
-use lienthong_common::store::{QueueItem, QueuedEntry};
+use lienthong_common::store::{Persisted, QueueItem, QueuedEntry};
 use lienthong_common::tls::{self, Identity};
 use lienthong_proto::v1::relay_link_client::RelayLinkClient;
 use lienthong_proto::v1::relay_link_server::RelayLink;
@@ -464,6 +464,12 @@ impl Session {
         Ok(())
     }
 
+    /// Acknowledges item `id` to the peer: only with the proof that it is on disk, which the
+    /// acknowledgement consumes.
+    async fn ack(&self, id: String, _proof: Persisted) {
+        let _ = self.send(Frame::Ack(HopAck { item_id: id })).await;
+    }
+
     async fn commit_quietly(&self) -> Result<(), LinkError> {
         self.node
             .store
@@ -486,9 +492,7 @@ impl Session {
                 let s = self.clone();
                 tokio::spawn(async move {
                     match s.node.store.commit().await {
-                        Ok(_persisted) => {
-                            let _ = s.send(Frame::Ack(HopAck { item_id: id })).await;
-                        }
+                        Ok(proof) => s.ack(id, proof).await,
                         Err(e) => {
                             error!(cause = %e, "store commit failed; dropping link so the peer resends");
                             s.cancel.cancel();
@@ -703,14 +707,13 @@ impl Session {
             Ok(c) => c,
             Err(refusal) => return self.refuse(&id, &refusal).await,
         };
-        match self.node.route_receipt(checked) {
+        match self.node.route_incoming_receipt(checked) {
             Ok(()) => {
                 let s = self.clone();
                 tokio::spawn(async move {
-                    if s.node.store.commit().await.is_ok() {
-                        let _ = s.send(Frame::Ack(HopAck { item_id: id })).await;
-                    } else {
-                        s.cancel.cancel();
+                    match s.node.store.commit().await {
+                        Ok(proof) => s.ack(id, proof).await,
+                        Err(_) => s.cancel.cancel(),
                     }
                 });
                 Ok(())

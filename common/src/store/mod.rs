@@ -96,7 +96,7 @@ pub enum StoreError {
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// Proof that everything written before [`Store::commit`] was called is on disk.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 #[must_use = "a Persisted proof is what allows an acknowledgement"]
 pub struct Persisted {
     _private: (),
