@@ -14,7 +14,7 @@ use lienthong_proto::v1::{receipt_frame, Envelope, ReceiptFrame, RefusalCode};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tracing::warn;
 
-use crate::node::{Node, Refusal};
+use crate::node::{Node, NodeError, Refusal};
 use crate::security_events::EventClass;
 use crate::upward::MAX_EVENTS_PER_ATTESTATION;
 
@@ -233,6 +233,13 @@ impl Node {
                 "empty receipt frame",
             )),
         }
+    }
+
+    /// Stores a receipt frame from a neighbour, as the trust gate passed it, and queues it
+    /// toward its destination (or keeps it, if the destination is served here). Idempotent by
+    /// receipt id.
+    pub fn route_incoming_receipt(&self, frame: Checked<ReceiptFrame>) -> Result<(), NodeError> {
+        self.route_receipt(frame.into_inner())
     }
 
     /// Admits a child connecting from `remote` with the TLS chain `certs` (already checked by

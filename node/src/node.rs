@@ -722,18 +722,9 @@ impl Node {
         Ok(())
     }
 
-    /// Stores a receipt frame from a neighbour, as the trust gate passed it, and queues it
-    /// toward its destination (or keeps it, if the destination is served here). Idempotent by
-    /// receipt id.
-    pub fn route_incoming_receipt(
-        &self,
-        frame: crate::gate::Checked<ReceiptFrame>,
-    ) -> Result<(), NodeError> {
-        self.route_receipt(frame.into_inner())
-    }
-
-    /// Stores a receipt frame this node made and queues it toward its destination (see
-    /// [`Node::route_incoming_receipt`]).
+    /// Stores a receipt frame and queues it toward its destination (or keeps it, if the
+    /// destination is served here). Idempotent by receipt id. Receipts from neighbours come
+    /// through [`Node::route_incoming_receipt`] (the trust gate).
     pub(crate) fn route_receipt(&self, frame: ReceiptFrame) -> Result<(), NodeError> {
         let (id, envelope_id, dest) = match &frame.item {
             Some(receipt_frame::Item::Status(r)) => (
