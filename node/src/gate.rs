@@ -37,6 +37,27 @@ impl<T> std::ops::Deref for Checked<T> {
     }
 }
 
+fn checked(item: receipt_frame::Item) -> Checked<ReceiptFrame> {
+    Checked(ReceiptFrame { item: Some(item) })
+}
+
+/// An item id: present and not longer than envelope ids may be.
+fn check_id(id: &str, what: &str) -> Result<(), Refusal> {
+    if id.is_empty() || id.len() > envelope::MAX_ID_LEN {
+        return Err(Refusal::new(RefusalCode::RefusalInvalid, what));
+    }
+    Ok(())
+}
+
+/// Summaries and attestations travel upward only: refused from a parent.
+fn upward_only(from_child: bool, what: &str) -> Result<(), Refusal> {
+    if from_child {
+        Ok(())
+    } else {
+        Err(Refusal::new(RefusalCode::RefusalInvalid, what))
+    }
+}
+
 /// Why a connecting child is not admitted. Recorded as a security event by the gate; the link
 /// adapter maps it to its protocol's error once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,9 +160,7 @@ impl Node {
                     })?;
                 }
                 let v = self.verifier.verify_receipt(r, UnixTime::now())?;
-                Ok(Checked(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Status(v.into_inner())),
-                }))
+                Ok(checked(receipt_frame::Item::Status(v.into_inner())))
             }
             Some(receipt_frame::Item::Transport(t)) => {
                 let node = AgencyCode::parse(&t.node).map_err(|e| {
@@ -150,28 +169,19 @@ impl Node {
                         format!("transport event node: {e}"),
                     )
                 })?;
-                if t.id.is_empty() || t.id.len() > envelope::MAX_ID_LEN {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        "transport event id",
-                    ));
-                }
+                check_id(&t.id, "transport event id")?;
                 if from_child {
                     self.speaks_within(peer, &node, || {
                         format!("transport event from {node} is outside the subtree of {peer}")
                     })?;
                 }
-                Ok(Checked(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Transport(t)),
-                }))
+                Ok(checked(receipt_frame::Item::Transport(t)))
             }
             Some(receipt_frame::Item::Summary(sum)) => {
-                if !from_child {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        "daily summaries travel upward only, not from a parent",
-                    ));
-                }
+                upward_only(
+                    from_child,
+                    "daily summaries travel upward only, not from a parent",
+                )?;
                 let (agency, day) = sum
                     .summary
                     .as_ref()
@@ -182,33 +192,25 @@ impl Node {
                 })?;
                 envelope::parse_date("summary day", &day)?;
                 check_generated(sum.generated_unix_ms, self.clock.now_unix_ms())?;
-                if sum.id.is_empty() || sum.id.len() > envelope::MAX_ID_LEN {
-                    return Err(Refusal::new(RefusalCode::RefusalInvalid, "summary id"));
-                }
+                check_id(&sum.id, "summary id")?;
                 self.speaks_within(peer, &agency, || {
                     format!("summary of {agency} is outside the subtree of {peer}")
                 })?;
                 let v = self.verifier.verify_item(sum, UnixTime::now())?;
-                Ok(Checked(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Summary(v.into_inner())),
-                }))
+                Ok(checked(receipt_frame::Item::Summary(v.into_inner())))
             }
             Some(receipt_frame::Item::Attestation(a)) => {
-                if !from_child {
-                    return Err(Refusal::new(
-                        RefusalCode::RefusalInvalid,
-                        "attestations travel upward only, not from a parent",
-                    ));
-                }
+                upward_only(
+                    from_child,
+                    "attestations travel upward only, not from a parent",
+                )?;
                 let reporter = AgencyCode::parse(&a.node).map_err(|e| {
                     Refusal::new(
                         RefusalCode::RefusalInvalid,
                         format!("attestation node: {e}"),
                     )
                 })?;
-                if a.id.is_empty() || a.id.len() > envelope::MAX_ID_LEN {
-                    return Err(Refusal::new(RefusalCode::RefusalInvalid, "attestation id"));
-                }
+                check_id(&a.id, "attestation id")?;
                 check_generated(a.generated_unix_ms, self.clock.now_unix_ms())?;
                 if a.events.len() > MAX_EVENTS_PER_ATTESTATION {
                     return Err(Refusal::new(
@@ -224,9 +226,7 @@ impl Node {
                     format!("attestation of {reporter} is outside the subtree of {peer}")
                 })?;
                 let v = self.verifier.verify_item(a, UnixTime::now())?;
-                Ok(Checked(ReceiptFrame {
-                    item: Some(receipt_frame::Item::Attestation(v.into_inner())),
-                }))
+                Ok(checked(receipt_frame::Item::Attestation(v.into_inner())))
             }
             None => Err(Refusal::new(
                 RefusalCode::RefusalMalformed,

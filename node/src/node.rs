@@ -722,6 +722,21 @@ impl Node {
         Ok(())
     }
 
+    /// Keeps an upward item with `store` (given the parent's queue, if any) and wakes the
+    /// parent's sender when it was new.
+    fn keep_upward(
+        &self,
+        store: impl FnOnce(Option<&str>) -> Result<bool, StoreError>,
+    ) -> Result<(), NodeError> {
+        let parent = self.config.parent.as_ref().map(|p| p.agency.clone());
+        if store(parent.as_ref().map(AgencyCode::as_str))? {
+            if let Some(p) = parent {
+                self.wake(&p);
+            }
+        }
+        Ok(())
+    }
+
     /// Stores a receipt frame and queues it toward its destination (or keeps it, if the
     /// destination is served here). Idempotent by receipt id. Receipts from neighbours come
     /// through [`Node::route_incoming_receipt`] (the trust gate).
@@ -738,24 +753,12 @@ impl Node {
             Some(receipt_frame::Item::Transport(t)) => {
                 (t.id.clone(), t.envelope_id.clone(), t.origin.clone())
             }
+            // Summaries and attestations only go up: kept here and passed to the parent, if any.
             Some(receipt_frame::Item::Summary(s)) => {
-                // Summaries only go up: kept here and passed to the parent, if any.
-                let parent = self.config.parent.as_ref().map(|p| p.agency.clone());
-                if upward::store_summary(&self.store, s, parent.as_ref().map(|p| p.as_str()))? {
-                    if let Some(p) = parent {
-                        self.wake(&p);
-                    }
-                }
-                return Ok(());
+                return self.keep_upward(|to| upward::store_summary(&self.store, s, to));
             }
             Some(receipt_frame::Item::Attestation(a)) => {
-                let parent = self.config.parent.as_ref().map(|p| p.agency.clone());
-                if upward::store_attestation(&self.store, a, parent.as_ref().map(|p| p.as_str()))? {
-                    if let Some(p) = parent {
-                        self.wake(&p);
-                    }
-                }
-                return Ok(());
+                return self.keep_upward(|to| upward::store_attestation(&self.store, a, to));
             }
             None => {
                 return Err(

@@ -229,18 +229,8 @@ impl Session {
         let id = e.item.id().to_owned();
         let f = match &e.item {
             QueueItem::Envelope { id, recipients, .. } => {
-                let Some(mut env) = self
-                    .node
-                    .store
-                    .envelope(id)
-                    .map_err(|e| LinkError::Store(e.to_string()))?
-                else {
-                    self.node.drop_queued(
-                        self.peer.as_str(),
-                        &e,
-                        "the queued envelope is missing from the store",
-                    );
-                    self.window.add_permits(1);
+                let found = self.node.store.envelope(id);
+                let Some(mut env) = self.present(found, &e, "envelope")? else {
                     return Ok(());
                 };
                 let now = self.node.clock.now_unix_ms();
@@ -258,18 +248,8 @@ impl Session {
                 })
             }
             QueueItem::Receipt { id } => {
-                let Some(bytes) = self
-                    .node
-                    .store
-                    .receipt(id)
-                    .map_err(|e| LinkError::Store(e.to_string()))?
-                else {
-                    self.node.drop_queued(
-                        self.peer.as_str(),
-                        &e,
-                        "the queued receipt is missing from the store",
-                    );
-                    self.window.add_permits(1);
+                let found = self.node.store.receipt(id);
+                let Some(bytes) = self.present(found, &e, "receipt")? else {
                     return Ok(());
                 };
                 let rf = ReceiptFrame::decode(bytes.as_slice())
@@ -462,6 +442,26 @@ impl Session {
             self.send(Frame::ChunkRequest(r)).await?;
         }
         Ok(())
+    }
+
+    /// What a queue entry points at, if the store still has it; an entry that points at
+    /// nothing is dropped (logged, counted, answered) and its window slot freed.
+    fn present<T>(
+        &self,
+        found: Result<Option<T>, lienthong_common::store::StoreError>,
+        entry: &QueuedEntry,
+        what: &str,
+    ) -> Result<Option<T>, LinkError> {
+        let found = found.map_err(|e| LinkError::Store(e.to_string()))?;
+        if found.is_none() {
+            self.node.drop_queued(
+                self.peer.as_str(),
+                entry,
+                &format!("the queued {what} is missing from the store"),
+            );
+            self.window.add_permits(1);
+        }
+        Ok(found)
     }
 
     /// Acknowledges item `id` to the peer: only with the proof that it is on disk, which the

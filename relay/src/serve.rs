@@ -24,6 +24,21 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight work may take to finish after SIGTERM.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
+/// Binds `addr`, if configured.
+async fn bind(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<(std::net::SocketAddr, TcpListener)>, ServeError> {
+    match addr {
+        Some(addr) => Ok(Some((
+            addr,
+            TcpListener::bind(addr)
+                .await
+                .map_err(|cause| ServeError::Bind { addr, cause })?,
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// Why `serve` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -77,24 +92,8 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     // Before anything can record a security event, so that none misses the webhook.
     crate::webhook::start(&node, &tracker, shutdown.clone());
 
-    let grpc = match node.config.grpc {
-        Some(addr) => Some((
-            addr,
-            TcpListener::bind(addr)
-                .await
-                .map_err(|cause| ServeError::Bind { addr, cause })?,
-        )),
-        None => None,
-    };
-    let api = match node.config.api {
-        Some(addr) => Some((
-            addr,
-            TcpListener::bind(addr)
-                .await
-                .map_err(|cause| ServeError::Bind { addr, cause })?,
-        )),
-        None => None,
-    };
+    let grpc = bind(node.config.grpc).await?;
+    let api = bind(node.config.api).await?;
 
     if let Some((addr, listener)) = grpc {
         let server_cfg = tls::server_config(

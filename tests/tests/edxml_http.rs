@@ -6,25 +6,20 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use lienthong_edxml::{self as edxml, Imported};
-use lienthong_harness::{Network, NodeSpec};
+use lienthong_harness::Network;
 use lienthong_proto::v1::{
     AttachmentManifest, DocumentCode, DocumentType, EdxmlExtras, EdxmlField, Envelope,
     Organization, PromulgationInfo, ReceiptResponseFor, StatusReceipt,
 };
 use serde_json::Value;
-use support::{code, relay_exe, wait_for};
+use support::{code, gateway_exe, two_gateways, wait_for};
 
 const A: &str = "000.00.21.H53";
 const B: &str = "000.00.07.H49";
-
-fn gateway_exe() -> PathBuf {
-    relay_exe().with_file_name("lt-gateway")
-}
 
 fn gw(net: &Network, agency: &str, args: &[&str]) -> Value {
     let api = format!("http://{}", net.nodes[&code(agency)].api);
@@ -99,19 +94,7 @@ fn package() -> (String, Vec<u8>) {
 
 #[test]
 fn an_edxml_package_crosses_the_network_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let specs = vec![
-        NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
-        NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
-        NodeSpec::gateway(A, "Xã A", "000.00.00.H53").unwrap(),
-        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
-        NodeSpec::gateway(B, "Xã B", "000.00.00.H49").unwrap(),
-    ];
-    let mut net = Network::create(dir.path(), &relay_exe(), &specs)
-        .unwrap()
-        .with_gateway_exe(&gateway_exe());
-    net.start_all().unwrap();
-    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let (dir, mut net) = two_gateways(A, B);
 
     let (pkg, bytes) = package();
     let file = dir.path().join("out.edxml");

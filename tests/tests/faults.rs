@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lienthong_harness::{sample_envelope, Network, NodeSpec};
-use support::{code, dump_logs, relay_exe, wait_for};
+use support::{code, dump_logs, relay_exe, start, wait_for};
 
 fn five_nodes() -> Vec<NodeSpec> {
     vec![
@@ -53,10 +53,7 @@ fn assert_all_once(net: &Network, agency: &str, sent: &[String], timeout: Durati
 
 #[test]
 fn kill_9_of_a_province_relay_mid_stream_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Network::create(dir.path(), &relay_exe(), &five_nodes()).unwrap();
-    net.start_all().unwrap();
-    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let (_dir, mut net) = start(&five_nodes());
     let from = code("000.00.21.H53");
     let to = code("000.00.07.H49");
     let province = code("000.00.00.H53");
@@ -313,10 +310,7 @@ fn a_cut_transfer_resumes_without_resending_what_the_next_hop_holds() {
 
 #[test]
 fn sigterm_drains_and_restart_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Network::create(dir.path(), &relay_exe(), &five_nodes()).unwrap();
-    net.start_all().unwrap();
-    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let (_dir, mut net) = start(&five_nodes());
     let from = code("000.00.21.H53");
     let to = code("000.00.07.H49");
     let root = code("000.00.00.G22");

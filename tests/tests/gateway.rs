@@ -5,17 +5,12 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use lienthong_harness::{Network, NodeSpec};
+use lienthong_harness::Network;
 use serde_json::Value;
-use support::{code, relay_exe, sha256_file, wait_for};
-
-fn gateway_exe() -> PathBuf {
-    relay_exe().with_file_name("lt-gateway")
-}
+use support::{code, gateway_exe, sha256_file, two_gateways, wait_for};
 
 fn gw(net: &Network, agency: &str, args: &[&str]) -> (bool, String, String) {
     let api = format!("http://{}", net.nodes[&code(agency)].api);
@@ -66,19 +61,7 @@ const B: &str = "000.00.07.H49";
 
 #[test]
 fn gateway_to_gateway_through_the_relay_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let specs = vec![
-        NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
-        NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
-        NodeSpec::gateway(A, "Xã A", "000.00.00.H53").unwrap(),
-        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
-        NodeSpec::gateway(B, "Xã B", "000.00.00.H49").unwrap(),
-    ];
-    let mut net = Network::create(dir.path(), &relay_exe(), &specs)
-        .unwrap()
-        .with_gateway_exe(&gateway_exe());
-    net.start_all().unwrap();
-    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let (dir, mut net) = two_gateways(A, B);
 
     // Idle memory of a gateway.
     std::thread::sleep(Duration::from_secs(2));

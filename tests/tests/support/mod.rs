@@ -41,6 +41,32 @@ pub(crate) fn start(specs: &[NodeSpec]) -> (tempfile::TempDir, Network) {
     (dir, net)
 }
 
+/// The `lt-gateway` binary beside `lt-relay`.
+#[allow(dead_code)]
+pub(crate) fn gateway_exe() -> PathBuf {
+    relay_exe().with_file_name("lt-gateway")
+}
+
+/// Two provinces under the root, each with one commune gateway (`a` under 000.00.00.H53, `b`
+/// under 000.00.00.H49), started and linked.
+#[allow(dead_code)]
+pub(crate) fn two_gateways(a: &str, b: &str) -> (tempfile::TempDir, Network) {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = vec![
+        NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
+        NodeSpec::new("000.00.00.H53", "Tỉnh A", Some("000.00.00.G22")).unwrap(),
+        NodeSpec::gateway(a, "Xã A", "000.00.00.H53").unwrap(),
+        NodeSpec::new("000.00.00.H49", "Tỉnh B", Some("000.00.00.G22")).unwrap(),
+        NodeSpec::gateway(b, "Xã B", "000.00.00.H49").unwrap(),
+    ];
+    let mut net = Network::create(dir.path(), &relay_exe(), &specs)
+        .unwrap()
+        .with_gateway_exe(&gateway_exe());
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    (dir, net)
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
