@@ -272,17 +272,13 @@ pub fn status_name(code: i32) -> &'static str {
 /// A unix-ms time in Vietnam, `YYYY-MM-DD HH:MM:SS`.
 pub fn time_text(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(|t| {
-            let t = t.to_offset(time::macros::offset!(+7));
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
+        .ok()
+        .and_then(|t| {
+            t.to_offset(time::macros::offset!(+7))
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second]"
+                ))
+                .ok()
         })
         .unwrap_or_default()
 }

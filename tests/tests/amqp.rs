@@ -25,7 +25,7 @@ use lienthong_proto::v1::{
 };
 use lienthong_relay::amqp::{queue_arguments, DELIVERY_LIMIT};
 use prost::Message;
-use support::{code, relay_exe};
+use support::{code, org, relay_exe};
 use tokio_stream::StreamExt;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -114,16 +114,8 @@ fn envelope(id: &str, from: &str, to: &str, subject: &str) -> Envelope {
     );
     Envelope {
         id: id.into(),
-        from: Some(Organization {
-            code: from.into(),
-            name: from.into(),
-            ..Default::default()
-        }),
-        to: vec![Organization {
-            code: to.into(),
-            name: to.into(),
-            ..Default::default()
-        }],
+        from: Some(org(from)),
+        to: vec![org(to)],
         code: Some(DocumentCode {
             number: "1".into(),
             notation: "DMS".into(),

@@ -16,10 +16,10 @@ use lienthong_common::trust::TrustStore;
 use lienthong_harness::{sample_envelope, Network, NodeSpec};
 use lienthong_proto::v1::{
     link_frame::Frame, receipt_frame, DocumentCode, Envelope, EnvelopeHeader, Hello, LinkFrame,
-    Organization, PromulgationInfo, RefusalCode,
+    PromulgationInfo, RefusalCode,
 };
 use lienthong_relay::link::open_link;
-use support::{code, relay_exe, wait_for};
+use support::{code, org, relay_exe, wait_for};
 
 fn issue(dir: &std::path::Path, agency: &str, tweak: impl FnOnce(&mut IssueRequest)) -> Identity {
     let mut req = IssueRequest::new(code(agency));
@@ -58,16 +58,8 @@ fn envelope(from: &str, to: &str, subject: &str) -> Envelope {
     );
     let mut e = Envelope {
         id: uuid_like(subject),
-        from: Some(Organization {
-            code: from.into(),
-            name: from.into(),
-            ..Default::default()
-        }),
-        to: vec![Organization {
-            code: to.into(),
-            name: to.into(),
-            ..Default::default()
-        }],
+        from: Some(org(from)),
+        to: vec![org(to)],
         code: Some(DocumentCode {
             number: "9".into(),
             notation: "T".into(),

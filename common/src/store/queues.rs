@@ -3,6 +3,22 @@
 use super::*;
 
 impl Store {
+    /// The queue entry (key and value) that sends receipt-frame `id` to `queue_to`, if any:
+    /// receipts travel in the receipt class, ahead of documents.
+    pub(super) fn receipt_entry(
+        &self,
+        queue_to: Option<&str>,
+        id: &str,
+    ) -> Result<Option<KeyValue>, StoreError> {
+        let Some(n) = queue_to else {
+            return Ok(None);
+        };
+        let mut k = queue_prefix(n);
+        k.push(RECEIPT_CLASS);
+        k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+        Ok(Some((k, QueueItem::Receipt { id: id.to_owned() }.encode())))
+    }
+
     /// Queues an item for a neighbour at the given class.
     pub fn enqueue(&self, neighbour: &str, class: u8, item: &QueueItem) -> Result<(), StoreError> {
         let mut k = queue_prefix(neighbour);

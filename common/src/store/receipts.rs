@@ -16,21 +16,7 @@ impl Store {
         let rkey = key(b"r/", &[receipt_id.as_bytes()]);
         let seq = self.next_seq()?;
         let ikey = key(b"R/", &[envelope_id.as_bytes(), &seq.to_be_bytes()]);
-        let qentry = match queue_to {
-            Some(n) => {
-                let mut k = queue_prefix(n);
-                k.push(RECEIPT_CLASS);
-                k.extend_from_slice(&self.next_seq()?.to_be_bytes());
-                Some((
-                    k,
-                    QueueItem::Receipt {
-                        id: receipt_id.to_owned(),
-                    }
-                    .encode(),
-                ))
-            }
-            None => None,
-        };
+        let qentry = self.receipt_entry(queue_to, receipt_id)?;
         let res = self.tree().transaction(|t| {
             if t.get(&rkey)?.is_some() {
                 return Ok(false);

@@ -20,21 +20,7 @@ impl Store {
                 key(b"T/", &[node.as_bytes()]),
             ),
         };
-        let qentry = match queue_to {
-            Some(n) => {
-                let mut k = queue_prefix(n);
-                k.push(RECEIPT_CLASS);
-                k.extend_from_slice(&self.next_seq()?.to_be_bytes());
-                Some((
-                    k,
-                    QueueItem::Receipt {
-                        id: up.id.to_owned(),
-                    }
-                    .encode(),
-                ))
-            }
-            None => None,
-        };
+        let qentry = self.receipt_entry(queue_to, up.id)?;
         let res = self.tree().transaction(|t| {
             if t.get(&rkey)?.is_some() {
                 return Ok(false);

@@ -41,6 +41,16 @@ pub(crate) fn start(specs: &[NodeSpec]) -> (tempfile::TempDir, Network) {
     (dir, net)
 }
 
+/// An organization whose name is its code.
+#[allow(dead_code)]
+pub(crate) fn org(code: &str) -> lienthong_proto::v1::Organization {
+    lienthong_proto::v1::Organization {
+        code: code.into(),
+        name: code.into(),
+        ..Default::default()
+    }
+}
+
 /// The `lt-gateway` binary beside `lt-relay`.
 #[allow(dead_code)]
 pub(crate) fn gateway_exe() -> PathBuf {
