@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use lienthong_common::agency::AgencyCode;
 use lienthong_harness::{sample_envelope, Network, NodeSpec};
 use serde_json::Value;
-use support::{code, dump_logs, relay_exe, wait_for};
+use support::{code, dump_logs, relay_exe, wait_for, wait_in_inbox};
 
 fn lt_relay(args: &[&str], config: &Path) -> Output {
     Command::new(relay_exe())
@@ -59,6 +60,17 @@ fn backups(dir: &Path, agency: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The root and one province under it.
+fn root_and_province() -> (AgencyCode, AgencyCode, Vec<NodeSpec>) {
+    let root = code("000.00.00.G22");
+    let province = code("000.00.00.H53");
+    let specs = vec![
+        NodeSpec::new(root.as_str(), "Văn phòng Chính phủ", None).unwrap(),
+        NodeSpec::new(province.as_str(), "UBND tỉnh Tây Ninh", Some(root.as_str())).unwrap(),
+    ];
+    (root, province, specs)
+}
+
 fn append_config(config: &Path, text: &str) {
     let mut s = std::fs::read_to_string(config).unwrap();
     s.push_str(text);
@@ -67,12 +79,7 @@ fn append_config(config: &Path, text: &str) {
 
 #[test]
 fn a_node_restored_from_a_backup_taken_while_it_ran_has_its_documents_inbox_and_audit_log() {
-    let root = code("000.00.00.G22");
-    let province = code("000.00.00.H53");
-    let specs = vec![
-        NodeSpec::new(root.as_str(), "Văn phòng Chính phủ", None).unwrap(),
-        NodeSpec::new(province.as_str(), "UBND tỉnh Tây Ninh", Some(root.as_str())).unwrap(),
-    ];
+    let (root, province, specs) = root_and_province();
     let dir = tempfile::tempdir().unwrap();
     let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
     let config = net.nodes[&root].config.clone();
@@ -108,16 +115,7 @@ fn a_node_restored_from_a_backup_taken_while_it_ran_has_its_documents_inbox_and_
         ids.push(sender.submit(env).unwrap().0);
     }
     let c = net.client(&root).unwrap();
-    wait_for(
-        Duration::from_secs(60),
-        "three documents at the root",
-        || {
-            let inbox = c.inbox(&root).unwrap();
-            ids.iter()
-                .all(|id| inbox.iter().any(|e| &e.envelope.id == id))
-                .then_some(())
-        },
-    );
+    wait_in_inbox(&c, &root, &ids, 60, "three documents at the root");
     c.ack(&ids[2], &root).unwrap();
     let inbox_path = format!("/v1/inbox?agency={root}&all=true");
     let inbox_before = c.get_json(&inbox_path).unwrap();
@@ -229,12 +227,7 @@ fn a_node_restored_from_a_backup_taken_while_it_ran_has_its_documents_inbox_and_
 
 #[test]
 fn audit_records_past_retention_are_pruned_and_the_chain_still_verifies() {
-    let root = code("000.00.00.G22");
-    let province = code("000.00.00.H53");
-    let specs = vec![
-        NodeSpec::new(root.as_str(), "Văn phòng Chính phủ", None).unwrap(),
-        NodeSpec::new(province.as_str(), "UBND tỉnh Tây Ninh", Some(root.as_str())).unwrap(),
-    ];
+    let (root, province, specs) = root_and_province();
     let dir = tempfile::tempdir().unwrap();
     // The business clock of the nodes (audit record times included) is read from this file;
     // while it is absent they use the system clock.
@@ -263,16 +256,7 @@ fn audit_records_past_retention_are_pruned_and_the_chain_still_verifies() {
                 .0,
         );
     }
-    wait_for(
-        Duration::from_secs(60),
-        "three documents at the root",
-        || {
-            let inbox = c.inbox(&root).unwrap();
-            ids.iter()
-                .all(|id| inbox.iter().any(|e| &e.envelope.id == id))
-                .then_some(())
-        },
-    );
+    wait_in_inbox(&c, &root, &ids, 60, "three documents at the root");
     let before = audit_export(&config);
     assert!(before.len() >= 3, "{before:?}");
     audit_intact(&config);

@@ -19,7 +19,7 @@ use lienthong_proto::v1::{
     PromulgationInfo, RefusalCode,
 };
 use lienthong_relay::link::open_link;
-use support::{code, org, relay_exe, wait_for};
+use support::{code, org, relay_exe, wait_for, wait_in_inbox};
 
 fn issue(dir: &std::path::Path, agency: &str, tweak: impl FnOnce(&mut IssueRequest)) -> Identity {
     let mut req = IssueRequest::new(code(agency));
@@ -346,17 +346,7 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
             .0,
     );
     let inbox = net.client(&far).unwrap();
-    wait_for(
-        Duration::from_secs(30),
-        "legitimate traffic delivered",
-        || {
-            let got = inbox.inbox(&far).unwrap();
-            legit_ids
-                .iter()
-                .all(|id| got.iter().any(|e| &e.envelope.id == id))
-                .then_some(())
-        },
-    );
+    wait_in_inbox(&inbox, &far, &legit_ids, 30, "legitimate traffic delivered");
     let metrics = net.client(&code("000.00.00.H53")).unwrap();
     let text = metrics.get_text("/metrics").unwrap();
     for reason in [

@@ -13,7 +13,7 @@ use std::time::Duration;
 use lienthong_common::pki::{self, IssueRequest};
 use lienthong_harness::{sample_envelope, Network, NodeSpec};
 use serde_json::Value;
-use support::{code, relay_exe, wait_for};
+use support::{code, relay_exe, wait_for, wait_in_inbox};
 
 fn classes(net: &Network, agency: &str) -> Vec<String> {
     support::security_event_classes(&net.nodes[&code(agency)].config)
@@ -177,16 +177,7 @@ fn a_burst_from_a_child_is_an_event_and_nothing_is_dropped() {
     }
     // Every document is still taken and delivered: the event only reports.
     let inbox = net.client(&province).unwrap();
-    wait_for(
-        Duration::from_secs(60),
-        "all 60 documents delivered",
-        || {
-            let got = inbox.inbox(&province).unwrap();
-            sent.iter()
-                .all(|id| got.iter().any(|e| &e.envelope.id == id))
-                .then_some(())
-        },
-    );
+    wait_in_inbox(&inbox, &province, &sent, 60, "all 60 documents delivered");
     let got = inbox.inbox(&province).unwrap();
     assert_eq!(got.len(), 60, "each document delivered once");
 

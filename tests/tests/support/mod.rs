@@ -77,6 +77,23 @@ pub(crate) fn two_gateways(a: &str, b: &str) -> (tempfile::TempDir, Network) {
     (dir, net)
 }
 
+/// Waits until every envelope of `ids` is in `agency`'s inbox (read through `client`).
+#[allow(dead_code)]
+pub(crate) fn wait_in_inbox(
+    client: &lienthong_harness::ApiClient,
+    agency: &AgencyCode,
+    ids: &[String],
+    timeout_secs: u64,
+    what: &str,
+) {
+    wait_for(Duration::from_secs(timeout_secs), what, || {
+        let inbox = client.inbox(agency).unwrap();
+        ids.iter()
+            .all(|id| inbox.iter().any(|e| &e.envelope.id == id))
+            .then_some(())
+    });
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
