@@ -9,7 +9,12 @@
 # - Writes the TLS listener into /etc/rabbitmq/rabbitmq.conf between two marker lines, keeping
 #   the rest of the file; a re-run replaces that block instead of adding another.
 # - Starts the broker if it is not running; restarts it if it runs without the TLS listener or
-#   with an older configuration or certificate. Then waits until both ports answer.
+#   with an older configuration or certificate, or answers on its port but cannot serve (for
+#   example its database was damaged when the disk filled up). Then waits until both ports
+#   answer and the broker lists its virtual hosts.
+# - If it still cannot serve after a restart, its database is moved aside (kept, renamed with
+#   the date under /var/lib/rabbitmq) and it starts with an empty one: this broker is for tests,
+#   which declare their own queues.
 #
 # Needs root for the first run (it writes under /etc); a re-run on a machine already set up
 # only checks.
@@ -21,6 +26,34 @@ BEGIN_MARK="# BEGIN lienthong test TLS listener (deploy/rabbitmq.sh)"
 END_MARK="# END lienthong test TLS listener"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The broker serves: it answers and can read its own database.
+healthy() { rabbitmqctl -q list_vhosts >/dev/null 2>&1; }
+
+stop_broker() {
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then
+    systemctl stop rabbitmq-server || true
+  else
+    rabbitmqctl stop >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 60); do
+    if ! port_open 5672 && ! rabbitmqctl -q status >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+}
+
+# Starts it and waits until both ports answer and it serves; returns 1 if it does not in 120 s.
+start_and_wait() {
+  if ! port_open 5672; then
+    echo "rabbitmq: starting"
+    rabbitmq-server -detached || true
+  fi
+  for _ in $(seq 1 120); do
+    if port_open 5672 && port_open 5671 && healthy; then return 0; fi
+    sleep 1
+  done
+  return 1
+}
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then
@@ -114,40 +147,41 @@ if ! conf_ok; then
   changed=yes
 fi
 
-if port_open 5672 && port_open 5671 && [ "$changed" = no ]; then
+if port_open 5672 && port_open 5671 && [ "$changed" = no ] && healthy; then
   echo "rabbitmq: already answering on 127.0.0.1:5672 and 127.0.0.1:5671 (TLS)"
   exit 0
 fi
 
 if port_open 5672 || rabbitmqctl -q status >/dev/null 2>&1; then
-  # Running with an older configuration: the listener and certificates are read at boot.
-  echo "rabbitmq: restarting to take up the TLS listener"
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then
-    systemctl restart rabbitmq-server
+  if [ "$changed" = yes ]; then
+    # The listener and certificates are read at boot.
+    echo "rabbitmq: restarting to take up the TLS listener"
   else
-    rabbitmqctl stop >/dev/null 2>&1 || true
-    for _ in $(seq 1 60); do
-      if ! port_open 5672 && ! rabbitmqctl -q status >/dev/null 2>&1; then break; fi
-      sleep 1
-    done
+    echo "rabbitmq: running but not serving (rabbitmqctl list_vhosts fails); restarting"
   fi
+  stop_broker
 fi
 
-# The Debian package may have started it through its init script; if not, start it detached.
-if ! port_open 5672; then
-  echo "rabbitmq: starting"
-  rabbitmq-server -detached || true
+if start_and_wait; then
+  echo "rabbitmq: answering on 127.0.0.1:5672 and 127.0.0.1:5671 (TLS, CA $TLS_DIR/ca.pem)"
+  exit 0
 fi
-
-for _ in $(seq 1 120); do
-  if port_open 5672 && port_open 5671 && rabbitmqctl -q status >/dev/null 2>&1; then
-    echo "rabbitmq: answering on 127.0.0.1:5672 and 127.0.0.1:5671 (TLS, CA $TLS_DIR/ca.pem)"
+if port_open 5672 && ! healthy; then
+  need_root "repairing the broker's database"
+  data=/var/lib/rabbitmq/mnesia
+  aside="$data.damaged-$(date +%Y%m%d-%H%M%S)"
+  echo "rabbitmq: still not serving after a restart: its database looks damaged; moving $data to $aside and starting with an empty one" >&2
+  stop_broker
+  pkill -u rabbitmq -f beam >/dev/null 2>&1 || true
+  sleep 2
+  if [ -d "$data" ]; then mv "$data" "$aside"; fi
+  if start_and_wait; then
+    echo "rabbitmq: answering on 127.0.0.1:5672 and 127.0.0.1:5671 (TLS, CA $TLS_DIR/ca.pem), with a new database"
     exit 0
   fi
-  sleep 1
-done
+fi
 if port_open 5672; then
-  echo "rabbitmq: 127.0.0.1:5672 answers but the TLS listener 127.0.0.1:5671 does not; see the broker's log in /var/log/rabbitmq/" >&2
+  echo "rabbitmq: 127.0.0.1:5672 answers but the broker does not serve or its TLS listener 127.0.0.1:5671 does not answer; see the broker's log in /var/log/rabbitmq/" >&2
 else
   echo "rabbitmq: did not answer on 127.0.0.1:5672 within 120 s" >&2
 fi
