@@ -387,14 +387,15 @@ pub const CHAIN_CACHE_TTL_SECS: u64 = 300;
 /// Most chains remembered (the cache is cleared when full).
 pub const CHAIN_CACHE_ENTRIES: usize = 10_000;
 
-/// Verified chains by digest: the agency they name and when they were checked (unix s).
-type ChainCache = std::collections::HashMap<[u8; 32], (crate::trust::CertifiedAgency, u64)>;
+/// Verified chains by digest: the agency they name, when they were checked (unix s) and the
+/// trust store's generation (its CRL) they were checked against.
+type ChainCache = std::collections::HashMap<[u8; 32], (crate::trust::CertifiedAgency, u64, u64)>;
 
 /// Verifies signatures against the interchange trust store.
 ///
 /// A chain that passed the full check is remembered (by the SHA-256 of its DER) for
-/// [`CHAIN_CACHE_TTL_SECS`] and never past its notAfter, so the per-document cost is one
-/// signature check; the trust store (and its CRL) is fixed for the verifier's life.
+/// [`CHAIN_CACHE_TTL_SECS`], never past its notAfter and never past a change of the CRL in
+/// force, so the per-document cost is one signature check.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     trust: Arc<TrustStore>,
@@ -424,13 +425,16 @@ impl Verifier {
         let mut key = [0u8; 32];
         key.copy_from_slice(ctx.finish().as_ref());
         let secs = now.as_secs();
+        let generation = self.trust.generation();
         {
             let cache = match self.chains.lock() {
                 Ok(c) => c,
                 Err(p) => p.into_inner(),
             };
-            if let Some((certified, checked)) = cache.get(&key) {
-                let fresh = secs >= *checked && secs - checked < CHAIN_CACHE_TTL_SECS;
+            if let Some((certified, checked, r#gen)) = cache.get(&key) {
+                let fresh = secs >= *checked
+                    && secs - checked < CHAIN_CACHE_TTL_SECS
+                    && *r#gen == generation;
                 if fresh && i64::try_from(secs).unwrap_or(i64::MAX) < certified.not_after {
                     return Ok(certified.clone());
                 }
@@ -446,7 +450,7 @@ impl Verifier {
         if cache.len() >= CHAIN_CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(key, (certified.clone(), secs));
+        cache.insert(key, (certified.clone(), secs, generation));
         Ok(certified)
     }
 

@@ -137,59 +137,143 @@ pub struct CertifiedAgency {
     pub not_after: i64,
 }
 
-/// The interchange CA and its CRL, loaded once and shared.
+/// The CRL in force: parsed, its DER, and what identifies the file it came from.
+#[derive(Debug, Default)]
+struct Crls {
+    list: Vec<CertRevocationList<'static>>,
+    ders: Vec<CertificateRevocationListDer<'static>>,
+    /// thisUpdate of the CRL in force (unix s), to refuse an older one.
+    this_update: Option<i64>,
+    /// Modification time and length of the file when it was read.
+    stamp: Option<(std::time::SystemTime, u64)>,
+}
+
+/// What [`TrustStore::reload_crl`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrlReload {
+    /// No CRL is configured, or its file has not changed.
+    Unchanged,
+    /// A new CRL replaced the old one; it lists this many certificates.
+    Replaced {
+        /// Certificates it revokes.
+        revoked: usize,
+    },
+}
+
+/// The interchange CA and its CRL, shared by every check. The CRL is read at start and again
+/// whenever [`TrustStore::reload_crl`] finds its file changed; a CRL that does not parse, is
+/// not signed by the CA or is older than the one in force never replaces it.
 #[derive(Debug)]
 pub struct TrustStore {
     ca: CertificateDer<'static>,
-    crls: Vec<CertRevocationList<'static>>,
-    crl_ders: Vec<CertificateRevocationListDer<'static>>,
+    crl_path: Option<PathBuf>,
+    crls: std::sync::RwLock<Crls>,
+    /// Changes each time the CRL is replaced (caches of checked chains compare it).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl TrustStore {
-    /// Loads the CA certificate (PEM) and optionally a CRL (PEM or DER).
+    /// Loads the CA certificate (PEM) and optionally a CRL (PEM or DER), which must be signed
+    /// by that CA.
     pub fn load(ca_path: &Path, crl_path: Option<&Path>) -> Result<Self, TrustError> {
         let ca = CertificateDer::from_pem_file(ca_path).map_err(|e| TrustError::File {
             path: ca_path.to_owned(),
             reason: format!("no PEM certificate: {e}"),
         })?;
-        let mut crl_ders = Vec::new();
-        if let Some(p) = crl_path {
-            let der = match CertificateRevocationListDer::from_pem_file(p) {
-                Ok(d) => d,
-                Err(_) => CertificateRevocationListDer::from(std::fs::read(p).map_err(|e| {
-                    TrustError::File {
-                        path: p.to_owned(),
-                        reason: e.to_string(),
-                    }
-                })?),
-            };
-            crl_ders.push(der);
-        }
-        Self::from_der(ca, crl_ders).map_err(|(which, reason)| match which {
-            Which::Ca => TrustError::BadCa {
-                path: ca_path.to_owned(),
-                reason,
-            },
-            Which::Crl => TrustError::BadCrl {
-                path: crl_path.map(Path::to_owned).unwrap_or_default(),
-                reason,
-            },
-        })
+        webpki::anchor_from_trusted_cert(&ca).map_err(|e| TrustError::BadCa {
+            path: ca_path.to_owned(),
+            reason: format!("{e:?}"),
+        })?;
+        let store = Self {
+            ca,
+            crl_path: crl_path.map(Path::to_owned),
+            crls: std::sync::RwLock::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        };
+        store.reload_crl()?;
+        Ok(store)
     }
 
-    /// Builds a trust store from DER parts.
-    fn from_der(
-        ca: CertificateDer<'static>,
-        crl_ders: Vec<CertificateRevocationListDer<'static>>,
-    ) -> Result<Self, (Which, String)> {
-        webpki::anchor_from_trusted_cert(&ca).map_err(|e| (Which::Ca, format!("{e:?}")))?;
-        let mut crls = Vec::new();
-        for d in &crl_ders {
-            let owned =
-                OwnedCertRevocationList::from_der(d).map_err(|e| (Which::Crl, format!("{e:?}")))?;
-            crls.push(CertRevocationList::from(owned));
+    /// Reads the CRL file again if it changed since it was read, and puts it in force when it
+    /// parses, is signed by the CA and is not older than the CRL in force. On an error the
+    /// CRL in force stays.
+    pub fn reload_crl(&self) -> Result<CrlReload, TrustError> {
+        let Some(path) = &self.crl_path else {
+            return Ok(CrlReload::Unchanged);
+        };
+        let bad = |reason: String| TrustError::BadCrl {
+            path: path.clone(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| TrustError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let stamp = meta.modified().ok().map(|m| (m, meta.len()));
+        if stamp.is_some() && self.read_crls().stamp == stamp {
+            return Ok(CrlReload::Unchanged);
         }
-        Ok(Self { ca, crls, crl_ders })
+        let bytes = std::fs::read(path).map_err(|e| TrustError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let der = match CertificateRevocationListDer::from_pem_slice(&bytes) {
+            Ok(d) => d,
+            Err(_) => CertificateRevocationListDer::from(bytes),
+        };
+        let this_update = self.check_crl(&der).map_err(bad)?;
+        let owned = OwnedCertRevocationList::from_der(&der).map_err(|e| bad(format!("{e:?}")))?;
+        let revoked = x509_parser::parse_x509_crl(&der)
+            .map(|(_, c)| c.iter_revoked_certificates().count())
+            .unwrap_or(0);
+        let mut crls = match self.crls.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(held) = crls.this_update {
+            if this_update < held {
+                return Err(bad(format!(
+                    "issued before the CRL in force (thisUpdate {this_update} < {held}); kept the newer one"
+                )));
+            }
+        }
+        *crls = Crls {
+            list: vec![CertRevocationList::from(owned)],
+            ders: vec![der],
+            this_update: Some(this_update),
+            stamp,
+        };
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(CrlReload::Replaced { revoked })
+    }
+
+    /// Checks that `der` is a CRL signed by the CA; returns its thisUpdate (unix s).
+    fn check_crl(&self, der: &[u8]) -> Result<i64, String> {
+        let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| e.to_string())?;
+        let (_, ca) = x509_parser::parse_x509_certificate(&self.ca).map_err(|e| e.to_string())?;
+        if crl.issuer() != ca.subject() {
+            return Err(format!(
+                "issued by {}, not by the CA ({})",
+                crl.issuer(),
+                ca.subject()
+            ));
+        }
+        crl.verify_signature(ca.public_key())
+            .map_err(|e| format!("signature does not verify with the CA's key: {e}"))?;
+        Ok(crl.last_update().timestamp())
+    }
+
+    fn read_crls(&self) -> std::sync::RwLockReadGuard<'_, Crls> {
+        match self.crls.read() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Changes each time a new CRL is put in force.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The CA certificate.
@@ -197,9 +281,9 @@ impl TrustStore {
         &self.ca
     }
 
-    /// The CRLs, DER.
-    pub fn crl_ders(&self) -> &[CertificateRevocationListDer<'static>] {
-        &self.crl_ders
+    /// The CRLs in force, DER.
+    pub fn crl_ders(&self) -> Vec<CertificateRevocationListDer<'static>> {
+        self.read_crls().ders.clone()
     }
 
     /// Checks `chain` (end entity first) for `usage` at time `now` and returns the agency it
@@ -215,7 +299,8 @@ impl TrustStore {
             EndEntityCert::try_from(end).map_err(|e| CertError::Malformed(format!("{e:?}")))?;
         let anchor = webpki::anchor_from_trusted_cert(&self.ca)
             .map_err(|e| CertError::Other(format!("trust anchor: {e:?}")))?;
-        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let crls = self.read_crls();
+        let crl_refs: Vec<&CertRevocationList<'_>> = crls.list.iter().collect();
         let revocation = if crl_refs.is_empty() {
             None
         } else {
@@ -250,12 +335,6 @@ impl TrustStore {
         }
         Ok(CertifiedAgency { agency, not_after })
     }
-}
-
-#[derive(Debug)]
-enum Which {
-    Ca,
-    Crl,
 }
 
 fn usage_name(u: Usage) -> &'static str {

@@ -9,7 +9,7 @@ use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope;
 use lienthong_common::signing::Verified;
 use lienthong_common::tls;
-use lienthong_common::trust::CertError;
+use lienthong_common::trust::{CertError, Usage};
 use lienthong_proto::v1::{receipt_frame, Envelope, ReceiptFrame, RefusalCode};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tracing::warn;
@@ -251,8 +251,16 @@ impl Node {
         remote: &str,
     ) -> Result<AgencyCode, PeerRefusal> {
         let certs = certs.ok_or(PeerRefusal::NoCertificate)?;
-        let child = tls::peer_agency(certs).map_err(|e| {
-            warn!(remote = %remote, cause = %e, "link refused: certificate names no usable agency");
+        // The TLS layer checked the chain when the connection was made; a connection outlives
+        // a new CRL, so every link opened on it is checked again against the CRL in force.
+        let child = self
+            .verifier
+            .trust()
+            .verify_chain(certs, Usage::TlsClient, UnixTime::now())
+            .map(|c| c.agency)
+            .and_then(|a| tls::peer_agency(certs).map(|_| a))
+            .map_err(|e| {
+            warn!(remote = %remote, cause = %e, "link refused: certificate not trusted (now) or names no usable agency");
             self.security_event(EventClass::BadCertificate, remote, "", &e.to_string());
             PeerRefusal::BadCertificate(e)
         })?;
@@ -270,6 +278,30 @@ impl Node {
             });
         }
         Ok(child)
+    }
+
+    /// Checks again, after a new CRL came into force, the TLS chain a linked child presented:
+    /// a certificate that is no longer trusted (revoked, expired) is logged and recorded as a
+    /// security event, and the caller closes the link.
+    pub fn still_trusted(
+        &self,
+        child: &AgencyCode,
+        chain: &[CertificateDer<'_>],
+    ) -> Result<(), PeerRefusal> {
+        self.verifier
+            .trust()
+            .verify_chain(chain, Usage::TlsClient, UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| {
+                warn!(peer = %child, cause = %e, "link closed: the child's certificate is no longer trusted");
+                self.security_event(
+                    EventClass::BadCertificate,
+                    child.as_str(),
+                    child.as_str(),
+                    &format!("linked child's certificate no longer trusted: {e}"),
+                );
+                PeerRefusal::BadCertificate(e)
+            })
     }
 
     /// Checks that an admitted child's Hello claims the agency of its certificate.

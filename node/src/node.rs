@@ -127,6 +127,9 @@ pub struct Node {
     wakers: Mutex<HashMap<AgencyCode, Arc<Notify>>>,
     /// Signalled when what this node serves changes, so the parent link re-announces.
     pub serves_changed: Notify,
+    /// The trust store's generation, sent each time a new CRL is put in force: the links
+    /// check their peer's certificate again.
+    pub crl_generation: tokio::sync::watch::Sender<u64>,
     /// Signalled when something is queued for the local DMS on RabbitMQ.
     pub amqp_wake: Notify,
     /// The RabbitMQ connection state, for `/healthz` (meaningful only with `[amqp]`).
@@ -237,6 +240,7 @@ impl Node {
             wakers: Mutex::new(HashMap::new()),
             serves_changed: Notify::new(),
             amqp_wake: Notify::new(),
+            crl_generation: tokio::sync::watch::Sender::new(0),
             amqp_state: crate::broker_state::BrokerState::default(),
             webhook: std::sync::OnceLock::new(),
             config,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lienthong_common::tls::Identity;
+use lienthong_common::trust::CrlReload;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::node::Node;
 use crate::security_events::EventClass;
@@ -83,7 +84,7 @@ pub fn check_once(node: &Node, identity: &Identity) {
             "no CRL configured ([tls] crl): revoked certificates are not refused",
         );
     }
-    for crl in crls {
+    for crl in &crls {
         if let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl) {
             let next = parsed.next_update().map(|t| t.timestamp());
             if let Some(next) = next {
@@ -105,6 +106,48 @@ pub async fn watch(node: Arc<Node>, identity: Identity, shutdown: CancellationTo
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+    }
+}
+
+/// How often the CRL file is looked at for a new version.
+pub const CRL_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// Puts a changed CRL file in force: looked at every [`CRL_CHECK_EVERY`] until `shutdown`. A
+/// new CRL is announced to the links ([`Node::crl_generation`]), which close the links of
+/// peers it revokes; one that cannot be used is a `crl_refused` event and the old one stays.
+pub async fn watch_crl(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut refused_stamp = String::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CRL_CHECK_EVERY) => {}
+        }
+        let trust = node.verifier.trust().clone();
+        match tokio::task::spawn_blocking(move || trust.reload_crl()).await {
+            Ok(Ok(CrlReload::Unchanged)) => {}
+            Ok(Ok(CrlReload::Replaced { revoked })) => {
+                refused_stamp.clear();
+                let generation = node.verifier.trust().generation();
+                info!(revoked, generation, "new CRL in force");
+                node.crl_generation.send_replace(generation);
+            }
+            Ok(Err(e)) => {
+                let reason = e.to_string();
+                // Said once per bad file, not every round.
+                if reason != refused_stamp {
+                    warn!(class = EventClass::CrlRefused.as_str(), cause = %reason, "new CRL not used; the CRL in force stays");
+                    node.security_event(
+                        EventClass::CrlRefused,
+                        "",
+                        node.agency().as_str(),
+                        &reason,
+                    );
+                    let _ = node.store.commit().await;
+                    refused_stamp = reason;
+                }
+            }
+            Err(e) => warn!(cause = %e, "CRL check task failed"),
         }
     }
 }

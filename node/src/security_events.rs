@@ -44,13 +44,15 @@ pub enum EventClass {
     CrlMissing,
     /// The CRL is past its next-update date.
     CrlStale,
+    /// A changed CRL file could not be put in force (unreadable, not signed by the CA, older).
+    CrlRefused,
     /// A queue entry pointed at nothing in the store and was discarded.
     QueueItemLost,
 }
 
 impl EventClass {
     /// Every class, once (refusals by every code).
-    pub const ALL: [EventClass; 23] = [
+    pub const ALL: [EventClass; 24] = [
         Self::TlsHandshake,
         Self::TlsTimeout,
         Self::BadCertificate,
@@ -73,6 +75,7 @@ impl EventClass {
         Self::PeerCertificateExpiring,
         Self::CrlMissing,
         Self::CrlStale,
+        Self::CrlRefused,
         Self::QueueItemLost,
     ];
 
@@ -93,6 +96,7 @@ impl EventClass {
             Self::PeerCertificateExpiring => "peer_certificate_expiring",
             Self::CrlMissing => "crl_missing",
             Self::CrlStale => "crl_stale",
+            Self::CrlRefused => "crl_refused",
             Self::QueueItemLost => "queue_item_lost",
         }
     }

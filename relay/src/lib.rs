@@ -1,33 +1,23 @@
-//! The lienthong relay (`lt-relay`).
+//! The lienthong relay (`lt-relay`): the adapters around the node core (`lienthong-node`).
+//! Each adapter calls the core; none calls another. docs/architecture.md draws the crates.
 //!
 //! # Layout
-//! - [`cli`]: the command line and its dispatch.
-//! - [`pki_cmd`]: `lt-relay pki`, the development certificate authority.
-//! - [`audit_cmd`]: `lt-relay audit` and `lt-relay security`.
-//! - [`backup_cmd`]: `lt-relay backup` and `lt-relay restore`.
-//! - [`upkeep`]: audit retention and scheduled backups of a running node, `POST /v1/backup`.
-//! - [`edxml_cmd`]: `lt-relay edxml check|to-json|from-json`.
-//! - [`security`]: periodic checks of certificate expiry and CRL freshness.
 //! - [`serve`]: `lt-relay serve`: listeners, parent link, drain on SIGTERM.
-//! - [`node`]: a node's state and the idempotent operations on it (accept, deliver, receipts).
-//! - [`route`]: the routing table (hierarchy, announcements, configured routes).
 //! - [`link`]: the parent–child link protocol (one bidirectional gRPC stream over mTLS).
-//! - [`offline`]: documents waiting for a child that is not linked, and their expiry.
 //! - [`amqp`]: RabbitMQ as the DMS integration point (intake, delivery, receipts).
-//! - [`router`]: the local API's routes and body limits.
-//! - [`intake`]: documents and status updates from the local side (any adapter): check, sign,
-//!   store, queue.
-//! - [`api`]: the local HTTP API (submit, inbox, status, track, /healthz, /metrics); its
-//!   listener, with time-outs against slow clients, is `api_server`.
-//! - [`demo`]: `lt-relay demo`, on the process harness (`lienthong-harness`).
-//! - [`metrics`]: the Prometheus registry.
+//! - [`router`]: the local API's routes and body limits; [`api`]: its handlers (submit, inbox,
+//!   status, track, /healthz, /metrics) and its one error mapping; [`edxml_api`]: edXML on it;
+//!   [`books_api`]: registers and reports on it; the listener, with time-outs against slow
+//!   clients, is `api_server`.
+//! - [`upkeep`]: audit retention and scheduled backups of a running node, `POST /v1/backup`.
 //! - [`webhook`]: security events posted as JSON to a collector.
-//! - [`register`], [`report`]: the official registers and the statistics reports with their
-//!   signed daily summaries; [`books_api`], [`books_cmd`]: their API routes and commands.
-//! - [`monitor`]: signed attestations sent upward; [`assess`]: the security-level checks,
-//!   [`assess_cmd`]: `lt-relay assess`.
-//! - [`edxml_api`]: edXML on the local API.
-//! - [`node_source`]: commands reading a node through its API or its store.
+//! - [`cli`]: the command line and its dispatch; [`pki_cmd`], [`audit_cmd`], [`backup_cmd`],
+//!   [`books_cmd`], [`assess_cmd`], [`edxml_cmd`]: its commands; [`node_source`]: commands
+//!   reading a node through its API or its store.
+//! - [`demo`]: `lt-relay demo`, on the process harness (`lienthong-harness`).
+//!
+//! The core's modules are re-exported here under their former paths
+//! (`lienthong_relay::node`, `::intake`, `::route`, ...).
 
 pub use lienthong_node::{
     assess, broker_state, gate, intake, metrics, monitor, node, offline, register, report, route,

@@ -850,6 +850,14 @@ impl RelayLink for LinkService {
             old.cancel();
         }
         info!(peer = %child, remote = %remote, "child linked");
+        if let Some(chain) = certs.clone() {
+            tokio::spawn(close_when_revoked(
+                self.node.clone(),
+                child.clone(),
+                chain,
+                cancel.clone(),
+            ));
+        }
         let node = self.node.clone();
         let sessions = self.sessions.clone();
         let span = tracing::info_span!("link", peer = %child);
@@ -870,6 +878,27 @@ impl RelayLink for LinkService {
         );
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Ends a child's link as soon as a new CRL makes its certificate untrusted.
+async fn close_when_revoked(
+    node: Arc<Node>,
+    child: AgencyCode,
+    chain: Arc<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    cancel: CancellationToken,
+) {
+    let mut crl = node.crl_generation.subscribe();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = crl.changed() => if changed.is_err() { return },
+        }
+        if node.still_trusted(&child, &chain).is_err() {
+            let _ = node.store.commit().await;
+            cancel.cancel();
+            return;
+        }
     }
 }
 

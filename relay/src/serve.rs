@@ -130,6 +130,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         identity.clone(),
         shutdown.clone(),
     ));
+    tracker.spawn(crate::security::watch_crl(node.clone(), shutdown.clone()));
     tracker.spawn(crate::report::summary_loop(node.clone(), shutdown.clone()));
     tracker.spawn(crate::offline::expiry_loop(node.clone(), shutdown.clone()));
     crate::upkeep::spawn(&tracker, &node, &shutdown);

@@ -1,0 +1,121 @@
+//! Revocation without a restart, with the real binaries: `lt-relay pki revoke` rewrites the CRL
+//! file the running nodes use, and nothing else is done. The parent puts the new CRL in force,
+//! closes the revoked child's link and refuses its handshakes from then on. A CRL file that
+//! cannot be used is refused (a `crl_refused` event) and the CRL in force stays.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use lienthong_common::pki;
+use lienthong_harness::{Network, NodeSpec};
+use support::{code, relay_exe, security_events, start, wait_for};
+
+const ROOT: &str = "000.00.00.G22";
+const PROVINCE: &str = "000.00.00.H53";
+
+/// Whether `at` reports its link to `peer` up (`lienthong_link_up`).
+fn link_up(net: &Network, at: &str, peer: &str) -> bool {
+    let metrics = net.client(&code(at)).unwrap().get_text("/metrics").unwrap();
+    metrics.lines().any(|l| {
+        l.starts_with("lienthong_link_up{") && l.contains(peer) && l.trim_end().ends_with(" 1")
+    })
+}
+
+fn events_of(net: &Network, at: &str, class: &str) -> Vec<serde_json::Value> {
+    security_events(net, at)
+        .into_iter()
+        .filter(|e| e["class"] == class)
+        .collect()
+}
+
+#[test]
+fn a_revoked_childs_link_ends_without_a_restart() {
+    let (_dir, net) = start(&[
+        NodeSpec::new(ROOT, "Văn phòng Chính phủ", None).unwrap(),
+        NodeSpec::new(PROVINCE, "UBND tỉnh", Some(ROOT)).unwrap(),
+    ]);
+    wait_for(Duration::from_secs(20), "the province linked", || {
+        link_up(&net, ROOT, PROVINCE).then_some(())
+    });
+    let crl = pki::crl_path(&net.pki_dir());
+
+    // A file that is no CRL: refused, said once, and the link stays.
+    let good = std::fs::read(&crl).unwrap();
+    std::fs::write(&crl, b"this is not a CRL").unwrap();
+    let refused = wait_for(Duration::from_secs(40), "crl_refused at the root", || {
+        let e = events_of(&net, ROOT, "crl_refused");
+        (!e.is_empty()).then_some(e)
+    });
+    assert!(
+        refused[0]["reason"].as_str().unwrap().contains("ca.crl"),
+        "the event names the file: {refused:?}"
+    );
+    assert!(
+        link_up(&net, ROOT, PROVINCE),
+        "a refused CRL changes nothing"
+    );
+    std::fs::write(&crl, &good).unwrap();
+
+    // The CA revokes the province; nothing else is done.
+    let out = std::process::Command::new(relay_exe())
+        .args(["pki", "revoke", "--agency", PROVINCE, "--dir"])
+        .arg(net.pki_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let closed = wait_for(
+        Duration::from_secs(60),
+        "the root closing the revoked province's link",
+        || {
+            events_of(&net, ROOT, "bad_certificate")
+                .into_iter()
+                .find(|e| {
+                    e["agency"] == PROVINCE
+                        && e["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("no longer trusted"))
+                })
+        },
+    );
+    assert!(
+        closed["reason"].as_str().unwrap().contains("revoked"),
+        "{closed}"
+    );
+    // The province keeps trying: a new connection fails its handshake, a new link on the old
+    // connection is refused; either way it stays down.
+    wait_for(
+        Duration::from_secs(30),
+        "a refused handshake or link naming the revocation",
+        || {
+            let handshakes = events_of(&net, ROOT, "tls_handshake")
+                .into_iter()
+                .filter(|e| e["reason"].as_str().is_some_and(|r| r.contains("Revoked")))
+                .count();
+            let links = events_of(&net, ROOT, "bad_certificate")
+                .into_iter()
+                .filter(|e| e["reason"].as_str().is_some_and(|r| r.contains("revoked")))
+                .count();
+            (handshakes >= 1 || links >= 2).then_some(())
+        },
+    );
+    assert!(
+        !link_up(&net, ROOT, PROVINCE),
+        "the revoked province is not linked"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !link_up(&net, ROOT, PROVINCE),
+        "the revoked province stays unlinked"
+    );
+    assert!(
+        events_of(&net, ROOT, "crl_refused").len() == 1,
+        "the good CRLs were not refused"
+    );
+}
