@@ -16,11 +16,16 @@ pub mod types;
 
 use types::{InboxItem, TrackView, Uploaded};
 
+/// The environment variable the command-line tools read a bearer token from.
+pub const TOKEN_ENV: &str = "LT_API_TOKEN";
+
 /// A small blocking client for a node's local API.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     base: String,
     agent: ureq::Agent,
+    /// Bearer token for a node whose API has `[[api_client]]` entries.
+    token: Option<String>,
 }
 
 fn body_error(e: ureq::Error) -> anyhow::Error {
@@ -42,6 +47,20 @@ impl ApiClient {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             agent,
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` as its bearer token (none: no Authorization header).
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.token = token.filter(|t| !t.is_empty()).map(str::to_owned);
+        self
+    }
+
+    fn auth<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => r.header("authorization", format!("Bearer {t}")),
+            None => r,
         }
     }
 
@@ -63,8 +82,7 @@ impl ApiClient {
 
     fn get(&self, path: &str) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let resp = self
-            .agent
-            .get(format!("{}{path}", self.base))
+            .auth(self.agent.get(format!("{}{path}", self.base)))
             .call()
             .map_err(body_error)?;
         Self::check(resp, path)
@@ -73,8 +91,7 @@ impl ApiClient {
     /// GET with an `Accept` header, returning the body as text (e.g. an edXML package).
     pub fn get_text_as(&self, path: &str, accept: &str) -> anyhow::Result<String> {
         let resp = self
-            .agent
-            .get(format!("{}{path}", self.base))
+            .auth(self.agent.get(format!("{}{path}", self.base)))
             .header("accept", accept)
             .call()
             .map_err(body_error)?;
@@ -89,8 +106,7 @@ impl ApiClient {
     /// POST a body of `content_type` (e.g. an edXML package), returning JSON.
     pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Value> {
         let resp = self
-            .agent
-            .post(format!("{}{path}", self.base))
+            .auth(self.agent.post(format!("{}{path}", self.base)))
             .header("content-type", content_type)
             .send(body)
             .map_err(body_error)?;
@@ -114,8 +130,7 @@ impl ApiClient {
     /// POST JSON returning JSON (empty object for 204).
     pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self
-            .agent
-            .post(format!("{}{path}", self.base))
+            .auth(self.agent.post(format!("{}{path}", self.base)))
             .send_json(body)
             .map_err(body_error)?;
         let mut resp = Self::check(resp, path)?;
@@ -134,8 +149,7 @@ impl ApiClient {
     /// connection does not).
     pub fn health_with_status(&self) -> anyhow::Result<(u16, Value)> {
         let mut resp = self
-            .agent
-            .get(format!("{}/healthz", self.base))
+            .auth(self.agent.get(format!("{}/healthz", self.base)))
             .call()
             .map_err(body_error)?;
         let status = resp.status().as_u16();
@@ -154,8 +168,7 @@ impl ApiClient {
     /// Uploads bytes read from `reader` (streamed); returns their digest and size.
     pub fn upload_reader(&self, mut reader: impl std::io::Read) -> anyhow::Result<Uploaded> {
         let resp = self
-            .agent
-            .post(format!("{}/v1/attachments", self.base))
+            .auth(self.agent.post(format!("{}/v1/attachments", self.base)))
             .header("content-type", "application/octet-stream")
             .send(ureq::SendBody::from_reader(&mut reader))
             .map_err(body_error)?;
@@ -165,14 +178,11 @@ impl ApiClient {
 
     /// Downloads an attachment into `out`; returns the bytes written.
     pub fn download(&self, envelope_id: &str, sha256: &str, out: &Path) -> anyhow::Result<u64> {
-        let resp = self
-            .agent
-            .get(format!(
-                "{}/v1/documents/{envelope_id}/attachments/{sha256}",
-                self.base
-            ))
-            .call()
-            .map_err(body_error)?;
+        let url = format!(
+            "{}/v1/documents/{envelope_id}/attachments/{sha256}",
+            self.base
+        );
+        let resp = self.auth(self.agent.get(url)).call().map_err(body_error)?;
         let mut resp = Self::check(resp, "download")?;
         let mut f = std::fs::File::create(out)?;
         let n = std::io::copy(

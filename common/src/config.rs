@@ -60,6 +60,26 @@ pub struct RawConfig {
     pub security: RawSecurity,
     /// `[backup]`: periodic backups of the store (absent: none).
     pub backup: Option<RawBackup>,
+    /// `[[api_client]]`: who may use the local API (none: anyone who reaches it, which is only
+    /// allowed on a loopback address).
+    #[serde(default)]
+    pub api_client: Vec<RawApiClient>,
+}
+
+/// `[[api_client]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiClient {
+    /// Its name, for logs and events.
+    pub name: Option<String>,
+    /// SHA-256 of its bearer token, hex (the token itself is never stored).
+    pub token_sha256: Option<String>,
+    /// Agencies it may act for (empty: every agency this node serves).
+    #[serde(default)]
+    pub agencies: Vec<String>,
+    /// What it may do.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// `[security]`
@@ -308,6 +328,63 @@ pub struct TlsPaths {
     pub allow_tls12: bool,
 }
 
+/// What an API client may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiScope {
+    /// Upload attachments and submit documents.
+    Submit,
+    /// Read inboxes, documents and their attachments, and acknowledge them.
+    Inbox,
+    /// Post statuses.
+    Status,
+    /// Read registers, reports and tracking.
+    Books,
+    /// Operate the node: backups, audit log, security reports and pushes.
+    Operate,
+}
+
+impl ApiScope {
+    /// Every scope.
+    pub const ALL: [ApiScope; 5] = [
+        Self::Submit,
+        Self::Inbox,
+        Self::Status,
+        Self::Books,
+        Self::Operate,
+    ];
+
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submit => "submit",
+            Self::Inbox => "inbox",
+            Self::Status => "status",
+            Self::Books => "books",
+            Self::Operate => "operate",
+        }
+    }
+}
+
+/// A client of the local API (`[[api_client]]`).
+#[derive(Debug, Clone)]
+pub struct ApiClientConfig {
+    /// Its name.
+    pub name: String,
+    /// SHA-256 of its bearer token.
+    pub token_sha256: [u8; 32],
+    /// Agencies it may act for (empty: every agency this node serves).
+    pub agencies: Vec<AgencyCode>,
+    /// What it may do.
+    pub scopes: Vec<ApiScope>,
+}
+
+impl ApiClientConfig {
+    /// Whether it may act for `agency`.
+    pub fn may_act_for(&self, agency: &AgencyCode) -> bool {
+        self.agencies.is_empty() || self.agencies.contains(agency)
+    }
+}
+
 /// Another agency served locally.
 #[derive(Debug, Clone)]
 pub struct LocalAgency {
@@ -389,6 +466,8 @@ pub struct NodeConfig {
     pub security: SecuritySettings,
     /// Backups, if configured.
     pub backup: Option<BackupSettings>,
+    /// Clients of the local API (empty: no authentication, loopback only).
+    pub api_clients: Vec<ApiClientConfig>,
 }
 
 impl NodeConfig {
@@ -712,7 +791,71 @@ impl NodeConfig {
                 })
             }
         };
+        let mut api_clients = Vec::new();
+        for (i, c) in raw.api_client.into_iter().enumerate() {
+            let key = |k: &str| format!("api_client[{i}].{k}");
+            let name = c.name.ok_or_else(|| err(&key("name"), "required".into()))?;
+            crate::input::identifier("name", &name)
+                .map_err(|e| err(&key("name"), e.to_string()))?;
+            if api_clients.iter().any(|o: &ApiClientConfig| o.name == name) {
+                return Err(err(&key("name"), format!("{name:?} is used twice")));
+            }
+            let hash = c
+                .token_sha256
+                .ok_or_else(|| err(&key("token_sha256"), "required".into()))?;
+            let token_sha256 = hex::decode(hash.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    err(
+                        &key("token_sha256"),
+                        "not 64 hex digits: write the SHA-256 of the token, e.g. the first field of `printf %s \"$TOKEN\" | sha256sum`".into(),
+                    )
+                })?;
+            let mut agencies = Vec::new();
+            for a in &c.agencies {
+                let a = code(&key("agencies"), a)?;
+                if a != agency && !local.iter().any(|l: &LocalAgency| l.agency == a) {
+                    return Err(err(
+                        &key("agencies"),
+                        format!("{a} is not served by this node ([node] or [[local]])"),
+                    ));
+                }
+                agencies.push(a);
+            }
+            let mut scopes = Vec::new();
+            for sc in &c.scopes {
+                let found = ApiScope::ALL
+                    .into_iter()
+                    .find(|x| x.as_str() == sc)
+                    .ok_or_else(|| {
+                        err(
+                            &key("scopes"),
+                            format!("{sc:?} is not one of: submit, inbox, status, books, operate"),
+                        )
+                    })?;
+                scopes.push(found);
+            }
+            if scopes.is_empty() {
+                return Err(err(&key("scopes"), "at least one scope is required".into()));
+            }
+            api_clients.push(ApiClientConfig {
+                name,
+                token_sha256,
+                agencies,
+                scopes,
+            });
+        }
+        if let Some(a) = api {
+            if !a.ip().is_loopback() && api_clients.is_empty() {
+                return Err(err(
+                    "listen.api",
+                    format!("{a} can be reached from other machines, and no [[api_client]] is configured: anyone reaching it could send documents in this node's name. Add [[api_client]] entries (name, token_sha256, agencies, scopes; see configuration.md) or listen on 127.0.0.1"),
+                ));
+            }
+        }
         Ok(Self {
+            api_clients,
             amqp,
             reports,
             security,

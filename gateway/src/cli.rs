@@ -33,6 +33,10 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7480"
     )]
     pub api: String,
+    /// Bearer token for a node whose API has `[[api_client]]` entries (its SHA-256 is what
+    /// the node's configuration holds).
+    #[arg(long, global = true, env = "LT_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -160,7 +164,7 @@ pub struct SendArgs {
 
 /// Runs the command line.
 pub fn run(cli: Cli) -> ExitCode {
-    let client = ApiClient::new(&cli.api);
+    let client = ApiClient::new(&cli.api).with_token(cli.token.as_deref());
     let result = match cli.command {
         Command::Serve { config } => return serve(&config),
         Command::Send(a) => send(&client, &cli.api, a, cli.json),

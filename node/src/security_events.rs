@@ -48,11 +48,13 @@ pub enum EventClass {
     CrlRefused,
     /// A queue entry pointed at nothing in the store and was discarded.
     QueueItemLost,
+    /// A local API request without a known token, or beyond its client's scopes or agencies.
+    ApiAuth,
 }
 
 impl EventClass {
     /// Every class, once (refusals by every code).
-    pub const ALL: [EventClass; 24] = [
+    pub const ALL: [EventClass; 25] = [
         Self::TlsHandshake,
         Self::TlsTimeout,
         Self::BadCertificate,
@@ -77,6 +79,7 @@ impl EventClass {
         Self::CrlStale,
         Self::CrlRefused,
         Self::QueueItemLost,
+        Self::ApiAuth,
     ];
 
     /// Its name, as recorded and counted.
@@ -98,6 +101,7 @@ impl EventClass {
             Self::CrlStale => "crl_stale",
             Self::CrlRefused => "crl_refused",
             Self::QueueItemLost => "queue_item_lost",
+            Self::ApiAuth => "api_auth",
         }
     }
 

@@ -22,8 +22,10 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 use tracing::{info, warn};
 
+use crate::api_auth::Caller;
 use crate::intake::{post_status_checked, served_agency, submit_envelope, IntakeError, StatusPost};
 use crate::node::{Node, NodeError};
+use axum::Extension;
 
 // The answers' JSON shapes are shared with the HTTP client of the local API.
 pub use lienthong_client::types::{InboxItem, InboxRef, RecipientView, TrackView, Uploaded};
@@ -274,10 +276,12 @@ pub(crate) async fn upload(State(node): State<Arc<Node>>, body: Body) -> ApiResu
 pub(crate) async fn submit_request(
     node: &Arc<Node>,
     req: SubmitRequest,
+    caller: &Caller,
 ) -> ApiResult<Json<SubmitResponse>> {
     let mut env = req
         .envelope
         .ok_or_else(|| ApiError::bad("envelope is required"))?;
+    caller.may_send(node, &env)?;
     for a in req.attachments {
         let mut m = a.manifest.unwrap_or_default();
         if !a.data.is_empty() {
@@ -400,9 +404,11 @@ pub(crate) struct InboxQuery {
 /// `GET /v1/inbox`: one page of an agency's inbox in arrival order, entries after `after`.
 pub(crate) async fn inbox(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<InboxQuery>,
 ) -> ApiResult<Json<InboxPage>> {
     let agency = agency_param(&node, q.agency.as_deref())?;
+    caller.may_act_for(&node, &agency)?;
     let limit = q.limit.unwrap_or(INBOX_DEFAULT_LIMIT);
     if limit == 0 || limit > INBOX_MAX_LIMIT {
         return Err(ApiError::bad(format!(
@@ -450,10 +456,12 @@ pub(crate) async fn inbox(
 
 pub(crate) async fn ack(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<AgencyQuery>,
 ) -> ApiResult<StatusCode> {
     let agency = agency_param(&node, q.agency.as_deref())?;
+    caller.may_act_for(&node, &agency)?;
     if !node.store.acknowledge(agency.as_str(), &id)? {
         return Err(ApiError::not_found(format!(
             "{id} is not in the inbox of {agency}"
@@ -476,6 +484,7 @@ pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Opti
 
 pub(crate) async fn post_status(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     Json(mut p): Json<StatusPost>,
@@ -490,6 +499,7 @@ pub(crate) async fn post_status(
             _ => p.id = Some(key),
         }
     }
+    caller.status_agency(&node, &mut p.agency)?;
     let (ids, _persisted) = post_status_checked(&node, &id, &p).await?;
     Ok(Json(serde_json::json!({ "receipt_ids": ids })))
 }

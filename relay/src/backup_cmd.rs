@@ -46,7 +46,8 @@ fn load(config: &Path) -> anyhow::Result<NodeConfig> {
 /// A client for the node's local API if the node runs and answers.
 fn running(cfg: &NodeConfig) -> Option<(std::net::SocketAddr, ApiClient)> {
     let api = cfg.api?;
-    let c = ApiClient::new(&format!("http://{api}"));
+    let c = ApiClient::new(&format!("http://{api}"))
+        .with_token(std::env::var(lienthong_client::TOKEN_ENV).ok().as_deref());
     c.health().is_ok().then_some((api, c))
 }
 

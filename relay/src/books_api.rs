@@ -10,9 +10,11 @@ use lienthong_common::envelope;
 use serde::Deserialize;
 
 use crate::api::{blocking, track_view, ApiError, ApiResult, TrackView};
+use crate::api_auth::Caller;
 use crate::node::Node;
 use crate::register::{self, Direction, Register};
 use crate::report::{Report, ReportError};
+use axum::Extension;
 
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
@@ -58,10 +60,12 @@ pub struct RegisterQuery {
 
 pub(crate) async fn register(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     Path(agency): Path<String>,
     Query(q): Query<RegisterQuery>,
 ) -> ApiResult<Json<Register>> {
     let agency = parse_agency(&agency)?;
+    caller.may_act_for(&node, &agency)?;
     let name = node.agency_name(&agency).ok_or_else(|| {
         ApiError::not_found(format!(
             "agency: {agency} keeps no registers on this node (it serves {})",
@@ -112,10 +116,12 @@ pub struct ReportQuery {
 
 pub(crate) async fn report(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     Path(agency): Path<String>,
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<Json<Report>> {
     let agency = parse_agency(&agency)?;
+    caller.may_act_for(&node, &agency)?;
     let (_, today) = today(&node.clock);
     let from = q
         .from

@@ -15,8 +15,10 @@ use lienthong_proto::v1::{AttachmentManifest, SubmitRequest, SubmitResponse};
 use tracing::{info, warn};
 
 use crate::api::{document_of, ApiError, ApiResult, MAX_JSON_BODY};
+use crate::api_auth::Caller;
 use crate::intake::{post_status_checked, StatusPost};
 use crate::node::Node;
+use axum::Extension;
 
 fn is_edxml(headers: &HeaderMap, name: header::HeaderName) -> bool {
     headers
@@ -47,6 +49,7 @@ fn import(body: &[u8]) -> ApiResult<Imported> {
 /// `POST /v1/documents`: JSON `SubmitRequest`, or an edXML document package.
 pub(crate) async fn submit(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<SubmitResponse>> {
@@ -75,7 +78,7 @@ pub(crate) async fn submit(
         }
         let req: SubmitRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad(format!("body: not a JSON SubmitRequest: {e}")))?;
-        return crate::api::submit_request(&node, req).await;
+        return crate::api::submit_request(&node, req, &caller).await;
     }
     let doc = match import(&body)? {
         Imported::Document(d) => d,
@@ -87,6 +90,7 @@ pub(crate) async fn submit(
     };
     drop(body);
     let (env, attachments) = doc.into_parts();
+    caller.may_send(&node, &env)?;
     for (m, data) in &attachments {
         node.store.put_attachment(data)?;
         info!(name = %m.name, size = m.size, "edXML attachment stored");
@@ -164,6 +168,7 @@ pub(crate) async fn document(
 /// `POST /v1/status`: an edXML status package about a document this node holds.
 pub(crate) async fn status(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -196,7 +201,7 @@ pub(crate) async fn status(
                 ))
             })?
     };
-    let post = StatusPost {
+    let mut post = StatusPost {
         agency: r
             .from
             .as_ref()
@@ -213,6 +218,7 @@ pub(crate) async fn status(
         }),
         edxml: r.edxml.clone(),
     };
+    caller.status_agency(&node, &mut post.agency)?;
     let (ids, _persisted) = post_status_checked(&node, &id, &post).await?;
     info!(envelope = %id, status = r.status, "edXML status accepted");
     Ok(Json(

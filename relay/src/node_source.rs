@@ -22,7 +22,8 @@ pub enum Source {
 pub fn source(config: &Path) -> anyhow::Result<Source> {
     let cfg = NodeConfig::load(config).map_err(|e| anyhow!("{e}"))?;
     if let Some(api) = cfg.api {
-        let c = ApiClient::new(&format!("http://{api}"));
+        let c = ApiClient::new(&format!("http://{api}"))
+            .with_token(std::env::var(lienthong_client::TOKEN_ENV).ok().as_deref());
         if c.health().is_ok() {
             return Ok(Source::Api(c));
         }

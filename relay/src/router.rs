@@ -50,5 +50,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/security/events", get(books_api::security_events))
         .route("/v1/security/push", post(books_api::security_push))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            crate::api_auth::authenticate,
+        ))
         .with_state(node)
 }
