@@ -10,8 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lienthong_common::agency::AgencyCode;
-use lienthong_common::envelope::{self, EnvelopeError};
-use lienthong_common::store::StoreError;
+use lienthong_common::envelope;
 use lienthong_proto::v1::{
     receipt_frame, AttachmentManifest, Envelope, ReceiptFrame, StatusCode as Status, StatusReceipt,
     SubmitRequest, SubmitResponse, TransportState,
@@ -20,11 +19,13 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::api_auth::Caller;
-use crate::intake::{post_status_checked, served_agency, submit_envelope, IntakeError, StatusPost};
-use crate::node::{Node, NodeError};
+pub use crate::api_error::ApiError;
+pub(crate) use crate::api_error::ApiResult;
+use crate::intake::{post_status_checked, served_agency, submit_envelope, StatusPost};
+use crate::node::Node;
 use axum::Extension;
 
 // The answers' JSON shapes are shared with the HTTP client of the local API.
@@ -32,84 +33,6 @@ pub use lienthong_client::types::{InboxItem, InboxRef, RecipientView, TrackView,
 
 /// Largest JSON request body (a submit with inline attachments).
 pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
-
-/// An API error: HTTP status and a message naming the problem.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-    pub(crate) fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-    pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-    /// The message naming the problem.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            warn!(status = %self.status, cause = %self.message, "API request failed");
-        } else {
-            info!(status = %self.status, cause = %self.message, "API request refused");
-        }
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
-    }
-}
-
-impl From<EnvelopeError> for ApiError {
-    fn from(e: EnvelopeError) -> Self {
-        Self::bad(e.to_string())
-    }
-}
-
-/// The one mapping of an intake error to HTTP.
-impl From<IntakeError> for ApiError {
-    fn from(e: IntakeError) -> Self {
-        match e {
-            IntakeError::Refused(m) => Self::bad(m),
-            IntakeError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
-            IntakeError::NotFound(m) => Self::not_found(m),
-            IntakeError::Store(s) => s.into(),
-            IntakeError::Internal(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, m),
-        }
-    }
-}
-
-impl From<NodeError> for ApiError {
-    fn from(e: NodeError) -> Self {
-        match e {
-            NodeError::Refused(r) => Self::bad(r.reason),
-            NodeError::Store(s) => s.into(),
-            NodeError::Signing(s) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, s),
-        }
-    }
-}
-
-pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// 200 while the node runs; 503 (same body, `status: degraded`) while `[amqp]` is configured and
 /// the broker is not connected, since the DMS side is then cut off (docs/api.md).

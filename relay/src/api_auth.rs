@@ -17,7 +17,7 @@ use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::{ApiClientConfig, ApiScope};
 use tracing::warn;
 
-use crate::api::{ApiError, ApiResult};
+use crate::api_error::{ApiError, ApiResult};
 use crate::node::Node;
 use crate::security_events::EventClass;
 

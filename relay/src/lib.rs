@@ -27,6 +27,7 @@ pub use lienthong_node::{
 pub mod amqp;
 pub mod api;
 pub mod api_auth;
+mod api_error;
 mod api_server;
 pub mod assess_cmd;
 pub mod audit_cmd;
