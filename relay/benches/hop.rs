@@ -12,6 +12,8 @@
 //! per second for 10 s. Printed per side: throughput, p50/p99 end-to-end latency, and CPU time per
 //! document per hop (utime + stime from /proc of the broker, or of the seven relays, divided by
 //! documents and by the six hops); then the ratio lienthong / RabbitMQ of each figure.
+//! Also printed: bytes written per document per hop (`wchar` of /proc/PID/io).
+//! `LT_BENCH_SIDE=lienthong` measures the relays alone (to profile them).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::VecDeque;
@@ -50,6 +52,7 @@ struct Figures {
     paced_p50_ms: f64,
     paced_p99_ms: f64,
     paced_cpu_us_per_doc_hop: f64,
+    written_per_doc_hop: f64,
 }
 
 /// utime + stime of a process, in microseconds.
@@ -73,6 +76,16 @@ fn clock_ticks() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// Bytes a process asked the kernel to write (`wchar` of /proc/PID/io).
+fn written(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn cpu_of(pids: &[u32]) -> f64 {
@@ -296,12 +309,13 @@ fn measure_rabbitmq(rt: &tokio::runtime::Runtime, n: usize) -> Figures {
         shovel_run(&publish, &chain, 200, None, &seen).await;
         seen.lock().unwrap().clear();
 
-        let c0 = cpu_us(pid);
+        let (c0, w0) = (cpu_us(pid), written(pid));
         let secs = shovel_run(&publish, &chain, n, None, &seen).await;
         let cpu = cpu_us(pid) - c0;
         let mut fig = Figures {
             throughput: n as f64 / secs,
             cpu_us_per_doc_hop: cpu / n as f64 / HOPS,
+            written_per_doc_hop: (written(pid) - w0) / n as f64 / HOPS,
             ..Default::default()
         };
         seen.lock().unwrap().clear();
@@ -401,7 +415,8 @@ fn measure_lienthong(n: usize) -> Figures {
     submit(&sender, &a, &b, 200, 0, None);
     wait_delivered(&receiver, 200);
 
-    let c0 = cpu_of(&pids);
+    let written_all = || pids.iter().map(|p| written(*p)).sum::<f64>();
+    let (c0, w0) = (cpu_of(&pids), written_all());
     let t0 = Instant::now();
     submit(&sender, &a, &b, n, 1_000, None);
     wait_delivered(&receiver, 200 + n as u64);
@@ -410,6 +425,7 @@ fn measure_lienthong(n: usize) -> Figures {
     let mut fig = Figures {
         throughput: n as f64 / secs,
         cpu_us_per_doc_hop: cpu / n as f64 / HOPS,
+        written_per_doc_hop: (written_all() - w0) / n as f64 / HOPS,
         ..Default::default()
     };
 
@@ -447,7 +463,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let rabbit = measure_rabbitmq(&rt, n);
+    // LT_BENCH_SIDE=lienthong skips the broker side (for profiling one side alone).
+    let only_ours = std::env::var("LT_BENCH_SIDE").is_ok_and(|s| s == "lienthong");
+    let rabbit = if only_ours {
+        Figures::default()
+    } else {
+        measure_rabbitmq(&rt, n)
+    };
     let ours = measure_lienthong(n);
     println!("{n} documents of 4 KiB, 7 queues/6 shovels vs 7 relays/6 links, one machine");
     println!(
@@ -464,6 +486,11 @@ fn main() {
             "CPU per doc per hop, full speed (µs)",
             rabbit.cpu_us_per_doc_hop,
             ours.cpu_us_per_doc_hop,
+        ),
+        (
+            "bytes written per doc per hop, full speed",
+            rabbit.written_per_doc_hop,
+            ours.written_per_doc_hop,
         ),
         ("p50 at 200/s (ms)", rabbit.paced_p50_ms, ours.paced_p50_ms),
         ("p99 at 200/s (ms)", rabbit.paced_p99_ms, ours.paced_p99_ms),

@@ -31,6 +31,17 @@ impl Store {
             };
             entries.push((k, item.encode()));
         }
+        // Known already: the same content is a duplicate (its body written anew if the one
+        // stored cannot be read back), other content a conflict. Checked before the body is
+        // written, so a redelivery costs no write.
+        if let Some(d) = self.tree().get(&dkey).map_err(|e| self.err(e))? {
+            if d.as_ref() != content_digest {
+                return Ok(Offer::Conflict);
+            }
+            self.repair_body(&ekey, &bytes)?;
+            return Ok(Offer::Duplicate);
+        }
+        let pointer = self.put_body(&bytes)?;
         let res = self.tree().transaction(|t| {
             if let Some(d) = t.get(&dkey)? {
                 return Ok(if d.as_ref() == content_digest {
@@ -39,7 +50,7 @@ impl Store {
                     Offer::Conflict
                 });
             }
-            t.insert(ekey.as_slice(), bytes.as_slice())?;
+            t.insert(ekey.as_slice(), pointer.as_slice())?;
             t.insert(dkey.as_slice(), content_digest)?;
             for (k, v) in &entries {
                 t.insert(k.as_slice(), v.as_slice())?;
@@ -49,10 +60,31 @@ impl Store {
         res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
     }
 
+    /// Writes the body of `key` again if the stored one cannot be read back (a record that
+    /// reached the disk before its body did, then a power loss). The record keeps its key.
+    fn repair_body(&self, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
+        let Some(stored) = self.tree().get(key).map_err(|e| self.err(e))? else {
+            return Ok(());
+        };
+        if self.resolve(key, &stored).is_ok() {
+            return Ok(());
+        }
+        tracing::warn!(
+            key = %String::from_utf8_lossy(key),
+            "stored body unreadable; writing it again from the copy offered"
+        );
+        let pointer = self.put_body(bytes)?;
+        self.tree()
+            .insert(key, pointer)
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Replaces the stored copy of an envelope (e.g. to record trace times). Does not queue.
     pub fn update_envelope(&self, env: &Envelope) -> Result<(), StoreError> {
+        let pointer = self.put_body(&env.encode_to_vec())?;
         self.tree()
-            .insert(key(b"e/", &[env.id.as_bytes()]), env.encode_to_vec())
+            .insert(key(b"e/", &[env.id.as_bytes()]), pointer)
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -62,7 +94,7 @@ impl Store {
         let k = key(b"e/", &[id.as_bytes()]);
         match self.tree().get(&k).map_err(|e| self.err(e))? {
             None => Ok(None),
-            Some(v) => Envelope::decode(v.as_ref())
+            Some(v) => Envelope::decode(self.resolve(&k, &v)?.as_slice())
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt {
                     key: format!("e/{id}"),

@@ -10,11 +10,11 @@
 //! # Keyspace (one sled tree, prefixed keys, atomic multi-key updates by transaction)
 //! Each keyspace has its own module and methods: `envelopes`, `queues`, `inbox`, `receipts`,
 //! `books`, `upward`, `audit_log`, `blobs`; `raw` is key-level access for backups and tests.
-//! - `e/<envelope id>`: the envelope (protobuf)
+//! - `e/<envelope id>`: the envelope (protobuf), as a pointer to its body (below)
 //! - `d/<envelope id>`: SHA-256 of its signed content (dedup and replay detection)
 //! - `q/<neighbour>\0<class><seq>`: per-neighbour outbound queue; class 0 leaves first
 //! - `i/<agency>\0<seq>`: local inbox entries; `x/<agency>\0<envelope id>`: inbox index
-//! - `r/<receipt id>`: a receipt frame; `R/<envelope id>\0<seq>`: receipts of an envelope
+//! - `r/<receipt id>`: a receipt frame (a pointer to its body); `R/<envelope id>\0<seq>`: receipts of an envelope
 //! - `m/<name>`: small metadata values
 //! - `g/<book>\0<number>`: register entries; `G/<scope>\0<key>`: the book and number a key
 //!   got (so a key is numbered once per scope, whatever the book); `N/<book>`: last number
@@ -22,6 +22,11 @@
 //!   (`S/<agency>\0<day>`: its generation time)
 //! - `t/<node>`: the latest attestation of a node (`T/<node>`: its generation time);
 //!   `v/<node>\0<seq>`: the security events it reported
+//!
+//! Envelopes and receipt frames are written once, to append-only segment files beside the
+//! database (`bodies/`, see [`bodies`]); their records hold a pointer (segment, offset, length,
+//! CRC-32). Values written inline by older versions read as they are. The raw accessors
+//! (`raw`) and backups see the bodies, never the pointers.
 //!
 //! Attachment bytes are kept beside the database, content-addressed: `blobs/<sha256>` once
 //! complete and verified, `blobs/<sha256>.part` while arriving (its length is the resume
@@ -39,6 +44,7 @@ use tokio::sync::oneshot;
 
 mod audit_log;
 mod blobs;
+pub mod bodies;
 mod books;
 mod envelopes;
 mod inbox;
@@ -113,6 +119,7 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     blobs: PathBuf,
+    bodies: Arc<bodies::Bodies>,
     /// Serialises audit-chain appends (read last hash, write next record): held for one sled
     /// batch, never across an await.
     audit_lock: std::sync::Mutex<()>,
@@ -280,12 +287,14 @@ impl Store {
             path: blobs.clone(),
             reason: e.to_string(),
         })?;
+        let bodies = Arc::new(bodies::Bodies::open(&dir.join(bodies::BODIES_DIR))?);
         let (tx, rx) = mpsc::channel::<Waiter>();
         let flusher = db.clone();
+        let synced = bodies.clone();
         let path = dir.to_owned();
         thread::Builder::new()
             .name("store-commit".into())
-            .spawn(move || commit_loop(&flusher, &rx))
+            .spawn(move || commit_loop(&flusher, &synced, &rx))
             .map_err(|e| StoreError::Sled {
                 path: path.clone(),
                 reason: format!("cannot start committer thread: {e}"),
@@ -294,6 +303,7 @@ impl Store {
             inner: Arc::new(Inner {
                 audit_lock: std::sync::Mutex::new(()),
                 blobs,
+                bodies,
                 path: dir.to_owned(),
                 db,
                 committer: tx,
@@ -379,24 +389,52 @@ impl Store {
         Ok(out)
     }
 
-    /// Checks the store by reading every record (sled verifies checksums as it reads).
+    /// Checks the store by reading every record (sled verifies checksums as it reads) and
+    /// every body a record points to (against its CRC-32).
     pub fn check(&self) -> Result<usize, StoreError> {
         let mut n = 0;
         for kv in self.tree().iter() {
-            kv.map_err(|e| self.err(e))?;
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            if holds_body(&k) && bodies::is_pointer(&v) {
+                self.inner.bodies.resolve(&k, v.to_vec())?;
+            }
             n += 1;
         }
         Ok(n)
     }
+
+    /// Writes a body (not durable until the next commit); the pointer is what to store.
+    fn put_body(&self, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.inner.bodies.append(bytes)
+    }
+
+    /// The value a record stands for: its body, if it is a record of a keyspace that keeps
+    /// bodies apart and holds a pointer; else the value itself.
+    fn resolve(&self, key: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if holds_body(key) {
+            self.inner.bodies.resolve(key, value.to_vec())
+        } else {
+            Ok(value.to_vec())
+        }
+    }
 }
 
-fn commit_loop(db: &sled::Db, rx: &mpsc::Receiver<Waiter>) {
+/// Keyspaces whose values are written to the segment files (envelopes, receipt frames).
+fn holds_body(key: &[u8]) -> bool {
+    key.starts_with(b"e/") || key.starts_with(b"r/")
+}
+
+fn commit_loop(db: &sled::Db, bodies: &bodies::Bodies, rx: &mpsc::Receiver<Waiter>) {
     while let Ok(first) = rx.recv() {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        // Bodies first: a record made durable by the flush must not point at bytes that are
+        // not.
+        let result = bodies
+            .sync()
+            .and_then(|()| db.flush().map(|_| ()).map_err(|e| e.to_string()));
         for w in waiters {
             let _ = w.send(result.clone());
         }
@@ -462,6 +500,34 @@ mod tests {
         assert_eq!(order, ["b", "e", "d", "a", "c"]);
         assert_eq!(s.queue_depth("n1"), 5);
         assert_eq!(s.queue_depth("n2"), 0);
+    }
+
+    #[tokio::test]
+    async fn envelopes_live_in_segments_and_a_lost_body_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let e = env("lost", 0);
+        let q = vec![("n".to_string(), vec![])];
+        assert_eq!(s.offer_envelope(&e, b"d", &q).unwrap(), Offer::New);
+        let _ = s.commit().await.unwrap();
+        // The record is a pointer; the raw view and backups see the envelope itself.
+        let record = s.tree().get(b"e/lost").unwrap().unwrap();
+        assert!(bodies::is_pointer(&record));
+        assert_eq!(s.get_raw(b"e/lost").unwrap().unwrap(), e.encode_to_vec());
+        let raw: Vec<KeyValue> = s.iter_raw().map(Result::unwrap).collect();
+        assert!(raw.contains(&(b"e/lost".to_vec(), e.encode_to_vec())));
+        // The body's bytes are lost (as after a power loss that kept the record only).
+        for f in std::fs::read_dir(dir.path().join(bodies::BODIES_DIR)).unwrap() {
+            std::fs::write(f.unwrap().path(), b"").unwrap();
+        }
+        let err = s.envelope("lost").unwrap_err().to_string();
+        assert!(err.contains("e/lost"), "{err}");
+        assert!(s.check().is_err());
+        // The sender offers it again: a duplicate, and the body is back.
+        assert_eq!(s.offer_envelope(&e, b"d", &q).unwrap(), Offer::Duplicate);
+        assert_eq!(s.envelope("lost").unwrap().unwrap(), e);
+        assert_eq!(s.check().unwrap(), 3, "e/, d/ and the queue entry");
+        assert_eq!(s.queue_depth("n"), 1);
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Raw access by key, for the audit log (`crate::audit`), benchmarks and fault tests; the
+//! Raw access by key (values as they read: a body, never the pointer to it), for the audit log (`crate::audit`), benchmarks and fault tests; the
 //! node core never uses it.
 
 use super::*;
@@ -35,18 +35,18 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.tree().scan_prefix(prefix) {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            out.push((k.to_vec(), v.to_vec()));
+            let v = self.resolve(&k, &v)?;
+            out.push((k.to_vec(), v));
         }
         Ok(out)
     }
 
     /// Raw read.
     pub fn get_raw(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree()
-            .get(k)
-            .map_err(|e| self.err(e))?
-            .map(|v| v.to_vec()))
+        match self.tree().get(k).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => self.resolve(k, &v).map(Some),
+        }
     }
 }
 
@@ -57,8 +57,9 @@ impl Store {
     /// Not a snapshot: writes made while it runs may or may not be seen.
     pub fn iter_raw(&self) -> impl Iterator<Item = Result<KeyValue, StoreError>> + '_ {
         self.tree().iter().map(move |kv| {
-            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| self.err(e))
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let v = self.resolve(&k, &v)?;
+            Ok((k.to_vec(), v))
         })
     }
 

@@ -16,12 +16,20 @@ impl Store {
         let rkey = key(b"r/", &[receipt_id.as_bytes()]);
         let seq = self.next_seq()?;
         let ikey = key(b"R/", &[envelope_id.as_bytes(), &seq.to_be_bytes()]);
+        if self
+            .tree()
+            .contains_key(&rkey)
+            .map_err(|e| self.err(e))?
+        {
+            return Ok(false);
+        }
         let qentry = self.receipt_entry(queue_to, receipt_id)?;
+        let pointer = self.put_body(frame)?;
         let res = self.tree().transaction(|t| {
             if t.get(&rkey)?.is_some() {
                 return Ok(false);
             }
-            t.insert(rkey.as_slice(), frame)?;
+            t.insert(rkey.as_slice(), pointer.as_slice())?;
             t.insert(ikey.as_slice(), receipt_id.as_bytes())?;
             if let Some((k, v)) = &qentry {
                 t.insert(k.as_slice(), v.as_slice())?;
@@ -33,11 +41,11 @@ impl Store {
 
     /// A receipt frame by id.
     pub fn receipt(&self, receipt_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree()
-            .get(key(b"r/", &[receipt_id.as_bytes()]))
-            .map_err(|e| self.err(e))?
-            .map(|v| v.to_vec()))
+        let k = key(b"r/", &[receipt_id.as_bytes()]);
+        match self.tree().get(&k).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => self.resolve(&k, &v).map(Some),
+        }
     }
 
     /// Every receipt frame about an envelope, in arrival order.
