@@ -272,7 +272,11 @@ mod tests {
         let p2 = b.append(&big).unwrap();
         let p3 = b.append(&big).unwrap();
         b.sync().unwrap();
-        assert_eq!(Pointer::decode(&p3).unwrap().segment, 2, "third rolled over");
+        assert_eq!(
+            Pointer::decode(&p3).unwrap().segment,
+            2,
+            "third rolled over"
+        );
         assert_eq!(b.resolve(b"k", p1.clone()).unwrap(), b"first");
         assert_eq!(b.resolve(b"k", p2).unwrap(), big);
         drop(b);
@@ -280,9 +284,16 @@ mod tests {
         assert_eq!(b.resolve(b"k", p1).unwrap(), b"first");
         assert_eq!(b.resolve(b"k", p3).unwrap(), big);
         let p4 = b.append(b"after reopen").unwrap();
-        assert_eq!(Pointer::decode(&p4).unwrap().segment, 3, "never appends to old");
+        assert_eq!(
+            Pointer::decode(&p4).unwrap().segment,
+            3,
+            "never appends to old"
+        );
         // A value that is not a pointer is the value.
-        assert_eq!(b.resolve(b"k", b"\x0ainline".to_vec()).unwrap(), b"\x0ainline");
+        assert_eq!(
+            b.resolve(b"k", b"\x0ainline".to_vec()).unwrap(),
+            b"\x0ainline"
+        );
     }
 
     #[test]

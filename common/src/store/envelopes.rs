@@ -4,7 +4,7 @@ use super::*;
 
 impl Store {
     /// Stores `env` (if its id is new) and queues it for each `(neighbour, recipients)` pair,
-    /// atomically. `content_digest` identifies its signed content for replay detection.
+    /// atomically as far as a crash goes (see `Store::ordered_writes`). `content_digest` identifies its signed content for replay detection.
     pub fn offer_envelope(
         &self,
         env: &Envelope,
@@ -34,6 +34,7 @@ impl Store {
         // Known already: the same content is a duplicate (its body written anew if the one
         // stored cannot be read back), other content a conflict. Checked before the body is
         // written, so a redelivery costs no write.
+        let _order = self.ordered_writes();
         if let Some(d) = self.tree().get(&dkey).map_err(|e| self.err(e))? {
             if d.as_ref() != content_digest {
                 return Ok(Offer::Conflict);
@@ -42,22 +43,17 @@ impl Store {
             return Ok(Offer::Duplicate);
         }
         let pointer = self.put_body(&bytes)?;
-        let res = self.tree().transaction(|t| {
-            if let Some(d) = t.get(&dkey)? {
-                return Ok(if d.as_ref() == content_digest {
-                    Offer::Duplicate
-                } else {
-                    Offer::Conflict
-                });
-            }
-            t.insert(ekey.as_slice(), pointer.as_slice())?;
-            t.insert(dkey.as_slice(), content_digest)?;
-            for (k, v) in &entries {
-                t.insert(k.as_slice(), v.as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<()>>(Offer::New)
-        });
-        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+        let t = self.tree();
+        t.insert(ekey.as_slice(), pointer.as_slice())
+            .map_err(|e| self.err(e))?;
+        for (k, v) in &entries {
+            t.insert(k.as_slice(), v.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        // Last: from here on the envelope is known (see `Store::ordered_writes`).
+        t.insert(dkey.as_slice(), content_digest)
+            .map_err(|e| self.err(e))?;
+        Ok(Offer::New)
     }
 
     /// Writes the body of `key` again if the stored one cannot be read back (a record that
@@ -74,9 +70,7 @@ impl Store {
             "stored body unreadable; writing it again from the copy offered"
         );
         let pointer = self.put_body(bytes)?;
-        self.tree()
-            .insert(key, pointer)
-            .map_err(|e| self.err(e))?;
+        self.tree().insert(key, pointer).map_err(|e| self.err(e))?;
         Ok(())
     }
 

@@ -123,6 +123,9 @@ struct Inner {
     /// Serialises audit-chain appends (read last hash, write next record): held for one sled
     /// batch, never across an await.
     audit_lock: std::sync::Mutex<()>,
+    /// Serialises the check-then-write of envelopes and receipt frames (see
+    /// [`Store::ordered_writes`]): held for a few in-memory inserts, never across an await.
+    offer_lock: std::sync::Mutex<()>,
     db: sled::Db,
     committer: mpsc::Sender<Waiter>,
 }
@@ -302,6 +305,7 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 audit_lock: std::sync::Mutex::new(()),
+                offer_lock: std::sync::Mutex::new(()),
                 blobs,
                 bodies,
                 path: dir.to_owned(),
@@ -401,6 +405,26 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Takes the lock under which an envelope or a receipt frame is checked and written.
+    ///
+    /// These writes are plain inserts, not sled transactions or batches: each of those writes
+    /// and waits for the disk twice (sled seals its log buffer before and after), which was
+    /// most of a hop's cost. Atomicity comes from order instead. sled recovers a prefix of its
+    /// log, so of inserts made one after the other, a later one is never kept without the
+    /// earlier ones. The key that says "already stored" (`d/` for an envelope, `r/` for a
+    /// receipt) is written last: after a crash in between, the item is not known, and when
+    /// the sender offers it again (it was never acknowledged) it is stored again; the queue
+    /// entries left from the first attempt send it twice at worst, which the next hop drops as
+    /// a duplicate. A receipt's queue entry left that way points at nothing: the sender loop
+    /// drops it as lost (logged, `queue_item_lost`), and the receipt, offered again, is queued
+    /// again.
+    fn ordered_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.inner.offer_lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 
     /// Writes a body (not durable until the next commit); the pointer is what to store.

@@ -4,7 +4,8 @@ use super::*;
 
 impl Store {
     /// Stores a receipt frame under its id, indexes it by envelope and, if `queue_to` is given,
-    /// queues it for that neighbour, atomically. Returns false if the id was already stored (a
+    /// queues it for that neighbour, atomically as far as a crash goes (see
+    /// `Store::ordered_writes`). Returns false if the id was already stored (a
     /// duplicate: nothing is changed).
     pub fn put_receipt(
         &self,
@@ -16,27 +17,23 @@ impl Store {
         let rkey = key(b"r/", &[receipt_id.as_bytes()]);
         let seq = self.next_seq()?;
         let ikey = key(b"R/", &[envelope_id.as_bytes(), &seq.to_be_bytes()]);
-        if self
-            .tree()
-            .contains_key(&rkey)
-            .map_err(|e| self.err(e))?
-        {
+        let _order = self.ordered_writes();
+        if self.tree().contains_key(&rkey).map_err(|e| self.err(e))? {
             return Ok(false);
         }
         let qentry = self.receipt_entry(queue_to, receipt_id)?;
         let pointer = self.put_body(frame)?;
-        let res = self.tree().transaction(|t| {
-            if t.get(&rkey)?.is_some() {
-                return Ok(false);
-            }
-            t.insert(rkey.as_slice(), pointer.as_slice())?;
-            t.insert(ikey.as_slice(), receipt_id.as_bytes())?;
-            if let Some((k, v)) = &qentry {
-                t.insert(k.as_slice(), v.as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<()>>(true)
-        });
-        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+        let t = self.tree();
+        t.insert(ikey.as_slice(), receipt_id.as_bytes())
+            .map_err(|e| self.err(e))?;
+        if let Some((k, v)) = &qentry {
+            t.insert(k.as_slice(), v.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        // Last: from here on the receipt is known (see `Store::ordered_writes`).
+        t.insert(rkey.as_slice(), pointer.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(true)
     }
 
     /// A receipt frame by id.
@@ -52,9 +49,15 @@ impl Store {
     pub fn receipts_for(&self, envelope_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = key(b"R/", &[envelope_id.as_bytes(), b""]);
         let mut out = Vec::new();
+        // An index entry can be there twice (a crash between writing it and the receipt, then
+        // the receipt offered again): each receipt once.
+        let mut seen = std::collections::HashSet::new();
         for kv in self.tree().scan_prefix(&prefix) {
             let (_, id) = kv.map_err(|e| self.err(e))?;
             let id = String::from_utf8_lossy(&id).into_owned();
+            if !seen.insert(id.clone()) {
+                continue;
+            }
             if let Some(f) = self.receipt(&id)? {
                 out.push(f);
             }
