@@ -357,12 +357,18 @@ pub fn item_signing_message<T: SignedItem>(
 pub struct Verified<T> {
     inner: T,
     signer: AgencyCode,
+    signed_sha256: [u8; 32],
 }
 
 impl<T> Verified<T> {
     /// The agency whose certificate signed it.
     pub fn signer(&self) -> &AgencyCode {
         &self.signer
+    }
+    /// SHA-256 of the signed message (the canonical signing message the signature covers):
+    /// what identifies its signed content, for duplicate and replay detection.
+    pub fn signed_sha256(&self) -> &[u8; 32] {
+        &self.signed_sha256
     }
     /// Gives up the proof.
     pub fn into_inner(self) -> T {
@@ -465,7 +471,7 @@ impl Verifier {
         sender: &str,
         msg: impl FnOnce(&str, i64) -> Vec<u8>,
         now: UnixTime,
-    ) -> Result<AgencyCode, VerifyError> {
+    ) -> Result<(AgencyCode, [u8; 32]), VerifyError> {
         let sig = sig.ok_or(VerifyError::Unsigned("no signature block"))?;
         if sig.value.is_empty() {
             return Err(VerifyError::Unsigned("empty signature value"));
@@ -501,7 +507,9 @@ impl Verifier {
         let m = msg(&sig.algorithm, sig.signing_unix_ms);
         ee.verify_signature(alg, &m, &sig.value)
             .map_err(|_| VerifyError::BadSignature)?;
-        Ok(certified.agency)
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &m).as_ref());
+        Ok((certified.agency, digest))
     }
 
     /// Verifies an envelope's signature, chain and signer agency.
@@ -515,13 +523,17 @@ impl Verifier {
             .as_ref()
             .map(|f| f.code.clone())
             .unwrap_or_default();
-        let signer = self.check(
+        let (signer, signed_sha256) = self.check(
             env.signature.as_ref(),
             &sender,
             |alg, t| envelope_signing_message(&env, alg, t),
             now,
         )?;
-        Ok(Verified { inner: env, signer })
+        Ok(Verified {
+            inner: env,
+            signer,
+            signed_sha256,
+        })
     }
 
     /// Verifies a daily summary or node attestation: signed by the agency it names.
@@ -531,7 +543,7 @@ impl Verifier {
         now: UnixTime,
     ) -> Result<Verified<T>, VerifyError> {
         let agency = item.signing_agency();
-        let signer = self.check(
+        let (signer, signed_sha256) = self.check(
             item.signature_ref(),
             &agency,
             |alg, t| item_signing_message(&item, alg, t),
@@ -540,6 +552,7 @@ impl Verifier {
         Ok(Verified {
             inner: item,
             signer,
+            signed_sha256,
         })
     }
 
@@ -550,12 +563,16 @@ impl Verifier {
         now: UnixTime,
     ) -> Result<Verified<StatusReceipt>, VerifyError> {
         let sender = r.from.as_ref().map(|f| f.code.clone()).unwrap_or_default();
-        let signer = self.check(
+        let (signer, signed_sha256) = self.check(
             r.signature.as_ref(),
             &sender,
             |alg, t| receipt_signing_message(&r, alg, t),
             now,
         )?;
-        Ok(Verified { inner: r, signer })
+        Ok(Verified {
+            inner: r,
+            signer,
+            signed_sha256,
+        })
     }
 }

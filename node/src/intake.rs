@@ -182,7 +182,12 @@ pub async fn submit_envelope(
     let doc = verified.document_id.clone();
     let copy: Envelope = (*verified).clone();
     node.accept(verified, &recipients, None)?;
-    node.record_local_event(&copy, &recips, TransportState::TransportQueued, None)?;
+    node.record_local_event(
+        crate::node::About::from(&copy),
+        &recips,
+        TransportState::TransportQueued,
+        None,
+    )?;
     let (number, _) = crate::register::register(
         &node.store,
         crate::register::Direction::Out,

@@ -12,7 +12,7 @@ use lienthong_common::agency::AgencyCode;
 use lienthong_common::clock::Clock;
 use lienthong_common::config::NodeConfig;
 use lienthong_common::envelope::{self, EnvelopeError};
-use lienthong_common::signing::{self, AgencySigner, Verified, Verifier, VerifyError};
+use lienthong_common::signing::{AgencySigner, Verified, Verifier, VerifyError};
 use lienthong_common::store::{Offer, QueueItem, QueuedEntry, Store, StoreError};
 use lienthong_common::trust::TrustStore;
 use lienthong_proto::v1::{
@@ -161,6 +161,20 @@ fn digest_hex(parts: &[&[u8]]) -> String {
 }
 
 const ANNOUNCE_META: &str = "announce/";
+
+/// The parts of an envelope that [`Node::answer_refusal`] uses (id, document id, sender, code,
+/// date), copied before the envelope is handed on: far cheaper than copying it whole, which
+/// would be done on every hop for the rare refusal.
+pub fn refusal_copy(env: &Envelope) -> Envelope {
+    Envelope {
+        id: env.id.clone(),
+        document_id: env.document_id.clone(),
+        from: env.from.clone(),
+        code: env.code.clone(),
+        promulgation: env.promulgation.clone(),
+        ..Default::default()
+    }
+}
 
 /// What a status receipt about `env` says it answers: the sender, number/notation, document
 /// id and envelope id.
@@ -355,15 +369,8 @@ impl Node {
                 }
             }
         });
-        let content = {
-            let sig = env.signature.as_ref();
-            let alg = sig.map(|s| s.algorithm.as_str()).unwrap_or_default();
-            let t = sig.map(|s| s.signing_unix_ms).unwrap_or_default();
-            let msg = signing::envelope_signing_message(&env, alg, t);
-            ring::digest::digest(&ring::digest::SHA256, &msg)
-                .as_ref()
-                .to_vec()
-        };
+        // The signing message's digest, from the verification: not built a second time.
+        let content = *env.signed_sha256();
         let queue_for: Vec<(String, Vec<String>)> = by_hop
             .iter()
             .map(|(n, r)| (n.to_string(), r.clone()))
@@ -584,7 +591,8 @@ impl Node {
             self.agency().as_str().as_bytes(),
             &(state as i32).to_be_bytes(),
         ]);
-        let mut ev = self.transport_event(id, env, recipient.as_str(), state, next_hop);
+        let mut ev =
+            self.transport_event(id, About::from(env), recipient.as_str(), state, next_hop);
         ev.reason = reason.to_owned();
         if state == TransportState::TransportDelivered {
             ev.trace = env.trace.clone();
@@ -597,20 +605,16 @@ impl Node {
     fn transport_event(
         &self,
         id: String,
-        env: &Envelope,
+        about: About<'_>,
         recipient: &str,
         state: TransportState,
         next_hop: Option<&AgencyCode>,
     ) -> TransportEvent {
         TransportEvent {
             id,
-            envelope_id: env.id.clone(),
-            document_id: env.document_id.clone(),
-            origin: env
-                .from
-                .as_ref()
-                .map(|f| f.code.clone())
-                .unwrap_or_default(),
+            envelope_id: about.envelope_id.to_owned(),
+            document_id: about.document_id.to_owned(),
+            origin: about.origin.to_owned(),
             recipient: recipient.to_owned(),
             state: state as i32,
             node: self.agency().to_string(),
@@ -704,7 +708,7 @@ impl Node {
     /// this node's store for the track view, not sent anywhere.
     pub fn record_local_event(
         &self,
-        env: &Envelope,
+        about: About<'_>,
         recipients: &[String],
         state: TransportState,
         next_hop: Option<&AgencyCode>,
@@ -712,16 +716,16 @@ impl Node {
         for r in recipients {
             let id = digest_hex(&[
                 b"local",
-                env.id.as_bytes(),
+                about.envelope_id.as_bytes(),
                 r.as_bytes(),
                 &(state as i32).to_be_bytes(),
             ]);
-            let ev = self.transport_event(id.clone(), env, r, state, next_hop);
+            let ev = self.transport_event(id.clone(), about, r, state, next_hop);
             let frame = ReceiptFrame {
                 item: Some(receipt_frame::Item::Transport(ev)),
             };
             self.store
-                .put_receipt(&id, &env.id, &frame.encode_to_vec(), None)?;
+                .put_receipt(&id, about.envelope_id, &frame.encode_to_vec(), None)?;
         }
         Ok(())
     }
@@ -905,4 +909,26 @@ fn store_meta_children(store: &Store) -> Result<Vec<AgencyCode>, StoreError> {
         .into_iter()
         .filter_map(|n| AgencyCode::parse(&n).ok())
         .collect())
+}
+
+/// What a transport event says about a document: enough to describe it without the envelope
+/// (so that recording one needs no read of the envelope).
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    /// Envelope id.
+    pub envelope_id: &'a str,
+    /// Document id (the envelope's `document_id`).
+    pub document_id: &'a str,
+    /// Sending agency code.
+    pub origin: &'a str,
+}
+
+impl<'a> From<&'a Envelope> for About<'a> {
+    fn from(env: &'a Envelope) -> Self {
+        Self {
+            envelope_id: &env.id,
+            document_id: &env.document_id,
+            origin: env.from.as_ref().map_or("", |f| f.code.as_str()),
+        }
+    }
 }

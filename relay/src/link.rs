@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::gate::PeerRefusal;
 use crate::metrics::NeighbourLabel;
-use crate::node::{Node, NodeError, Refusal};
+use crate::node::{refusal_copy, About, Node, NodeError, Refusal};
 use crate::security_events::EventClass;
 
 /// Frames buffered toward a peer before the sender waits.
@@ -65,6 +65,10 @@ struct InFlight {
     key: Vec<u8>,
     item: QueueItem,
     sent_at: Instant,
+    /// For an envelope: its document id and sender, to record FORWARDED without reading it
+    /// back.
+    document_id: String,
+    origin: String,
 }
 
 struct Pending {
@@ -227,6 +231,7 @@ impl Session {
 
     async fn send_item(&self, e: QueuedEntry) -> Result<(), LinkError> {
         let id = e.item.id().to_owned();
+        let mut about = (String::new(), String::new());
         let f = match &e.item {
             QueueItem::Envelope { id, recipients, .. } => {
                 let found = self.node.store.envelope(id);
@@ -242,6 +247,13 @@ impl Session {
                 {
                     t.forwarded_unix_ms = now;
                 }
+                about = (
+                    env.document_id.clone(),
+                    env.from
+                        .as_ref()
+                        .map(|f| f.code.clone())
+                        .unwrap_or_default(),
+                );
                 Frame::Envelope(EnvelopeHeader {
                     envelope: Some(env),
                     recipients: recipients.clone(),
@@ -263,6 +275,8 @@ impl Session {
                 key: e.key,
                 item: e.item,
                 sent_at: Instant::now(),
+                document_id: about.0,
+                origin: about.1,
             },
         );
         self.send(f).await
@@ -354,7 +368,7 @@ impl Session {
                 .await;
         };
         let id = env.id.clone();
-        let copy = env.clone();
+        let copy = refusal_copy(&env);
         let mut recipients = Vec::with_capacity(h.recipients.len());
         for r in &h.recipients {
             match AgencyCode::parse(r) {
@@ -485,7 +499,7 @@ impl Session {
         recipients: Vec<AgencyCode>,
     ) -> Result<(), LinkError> {
         let id = env.id.clone();
-        let copy: Envelope = (*env).clone();
+        let copy = refusal_copy(&env);
         match self.node.accept(env, &recipients, Some(&self.peer)) {
             Ok(_) => {
                 // Commit and ack off the receive loop, so many envelopes share one flush.
@@ -673,13 +687,18 @@ impl Session {
                     .observe(f.sent_at.elapsed().as_secs_f64());
                 if let QueueItem::Envelope { id, recipients, .. } = &f.item {
                     debug!(envelope = %id, next_hop = %self.peer, "forwarded");
-                    if let Ok(Some(env)) = self.node.store.envelope(id) {
-                        let _ = self.node.record_local_event(
-                            &env,
-                            recipients,
-                            TransportState::TransportForwarded,
-                            Some(&self.peer),
-                        );
+                    let about = About {
+                        envelope_id: id,
+                        document_id: &f.document_id,
+                        origin: &f.origin,
+                    };
+                    if let Err(e) = self.node.record_local_event(
+                        about,
+                        recipients,
+                        TransportState::TransportForwarded,
+                        Some(&self.peer),
+                    ) {
+                        warn!(envelope = %id, cause = %e, "cannot record the FORWARDED event");
                     }
                 }
             }
