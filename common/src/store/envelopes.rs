@@ -47,8 +47,7 @@ impl Store {
         t.insert(ekey.as_slice(), pointer.as_slice())
             .map_err(|e| self.err(e))?;
         for (k, v) in &entries {
-            t.insert(k.as_slice(), v.as_slice())
-                .map_err(|e| self.err(e))?;
+            self.queue_insert(k, v)?;
         }
         // Last: from here on the envelope is known (see `Store::ordered_writes`).
         t.insert(dkey.as_slice(), content_digest)

@@ -43,7 +43,11 @@ impl Store {
             }
             Ok::<_, ConflictableTransactionError<()>>(true)
         });
-        res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))
+        let added = res.map_err(|e: TransactionError<()>| self.err(format!("{e:?}")))?;
+        if let (true, Some((k, _))) = (added, &qentry) {
+            self.queued(k);
+        }
+        Ok(added)
     }
 
     /// An agency's inbox, in arrival order.

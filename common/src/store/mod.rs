@@ -126,6 +126,8 @@ struct Inner {
     /// Serialises the check-then-write of envelopes and receipt frames (see
     /// [`Store::ordered_writes`]): held for a few in-memory inserts, never across an await.
     offer_lock: std::sync::Mutex<()>,
+    /// Entries per queue, kept as entries come and go (see `queues.rs`).
+    depths: queues::Depths,
     db: sled::Db,
     committer: mpsc::Sender<Waiter>,
 }
@@ -291,6 +293,11 @@ impl Store {
             reason: e.to_string(),
         })?;
         let bodies = Arc::new(bodies::Bodies::open(&dir.join(bodies::BODIES_DIR))?);
+        // Queue entries numbered from here on are new (see `queues.rs`, depths).
+        let first_new_seq = db.generate_id().map_err(|e| StoreError::Sled {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
         let (tx, rx) = mpsc::channel::<Waiter>();
         let flusher = db.clone();
         let synced = bodies.clone();
@@ -302,17 +309,20 @@ impl Store {
                 path: path.clone(),
                 reason: format!("cannot start committer thread: {e}"),
             })?;
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 audit_lock: std::sync::Mutex::new(()),
                 offer_lock: std::sync::Mutex::new(()),
+                depths: queues::Depths::new(first_new_seq),
                 blobs,
                 bodies,
                 path: dir.to_owned(),
                 db,
                 committer: tx,
             }),
-        })
+        };
+        store.count_queues_in_background();
+        Ok(store)
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -552,6 +562,62 @@ mod tests {
         assert_eq!(s.envelope("lost").unwrap().unwrap(), e);
         assert_eq!(s.check().unwrap(), 3, "e/, d/ and the queue entry");
         assert_eq!(s.queue_depth("n"), 1);
+    }
+
+    #[tokio::test]
+    async fn queue_depths_are_counted_once_at_open_and_kept_exact_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let item = |i: usize| QueueItem::Receipt {
+            id: format!("r{i}"),
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for i in 0..20_000 {
+                s.enqueue(if i % 4 == 0 { "a" } else { "b" }, 3, &item(i))
+                    .unwrap();
+            }
+            let _ = s.commit().await.unwrap();
+            assert_eq!((s.queue_depth("a"), s.queue_depth("b")), (5_000, 15_000));
+        }
+        // The first opening's threads let go of the database shortly after it is dropped.
+        let s = loop {
+            match Store::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        };
+        // Changes while the count made at open runs: both before and beyond where it is.
+        let first_a = s.outbound("a", 10).unwrap();
+        for e in &first_a {
+            s.dequeue(&e.key).unwrap();
+        }
+        for i in 0..100 {
+            s.enqueue("a", 3, &item(100_000 + i)).unwrap();
+            s.enqueue("c", 0, &item(200_000 + i)).unwrap();
+        }
+        let last_b = s.outbound("b", 15_000).unwrap();
+        for e in last_b.iter().rev().take(7) {
+            s.dequeue(&e.key).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !s.queues_counted() {
+            assert!(std::time::Instant::now() < deadline, "count did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(s.queue_depth("a"), 5_000 - 10 + 100);
+        assert_eq!(s.queue_depth("b"), 15_000 - 7);
+        assert_eq!(s.queue_depth("c"), 100);
+        // The counts agree with the queues themselves.
+        for q in ["a", "b", "c"] {
+            assert_eq!(
+                s.outbound(q, 100_000).unwrap().len(),
+                s.queue_depth(q),
+                "{q}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,90 @@
 //! Keyspace `q/`: the per-neighbour outbound queues (also the RabbitMQ delivery queues).
+//!
+//! # Depths
+//! How many entries each queue holds is kept in memory as entries are added and removed, so
+//! that `/metrics` and attestations never count a queue (a backlog of a million entries took a
+//! second per scrape). Entries added since the store was opened are counted as they come; the
+//! entries it held at open are counted once, by a thread in the background (sending does not
+//! wait for it). Entry keys end with a sequence number that only grows, so the count can tell
+//! the two apart: it counts entries numbered below the first number of this opening, and the
+//! removal of such an entry is counted at once only if the count has already passed it (one
+//! lock orders the two). Until it finishes, a depth can be low by the entries not yet reached
+//! ([`Store::queues_counted`]); after, it is exact. Entries written inside a transaction
+//! (inbox and upward items) are counted just after it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use super::*;
+
+/// Entries per queue, and how far the count made at open has gone.
+#[derive(Debug)]
+pub(super) struct Depths {
+    state: Mutex<DepthState>,
+}
+
+#[derive(Debug)]
+struct DepthState {
+    by_queue: HashMap<String, i64>,
+    /// While the count made at open runs: the last key it counted.
+    counting_at: Option<Vec<u8>>,
+    /// Entries numbered from here on were added since the store was opened.
+    first_new_seq: u64,
+}
+
+impl Depths {
+    pub(super) fn new(first_new_seq: u64) -> Self {
+        Self {
+            state: Mutex::new(DepthState {
+                by_queue: HashMap::new(),
+                counting_at: Some(Vec::new()),
+                first_new_seq,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DepthState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+impl DepthState {
+    /// Counts `delta` for the queue of `entry_key`, unless it is an entry held at open that
+    /// the count made at open has yet to reach (that count sees it, or not, itself).
+    fn add(&mut self, entry_key: &[u8], delta: i64) {
+        if self.held_at_open(entry_key)
+            && self.counting_at.as_deref().is_some_and(|at| entry_key > at)
+        {
+            return;
+        }
+        if let Some(q) = queue_of(entry_key) {
+            let name = String::from_utf8_lossy(q).into_owned();
+            *self.by_queue.entry(name).or_insert(0) += delta;
+        }
+    }
+}
+
+impl DepthState {
+    fn held_at_open(&self, entry_key: &[u8]) -> bool {
+        entry_seq(entry_key).is_none_or(|n| n < self.first_new_seq)
+    }
+}
+
+/// The sequence number that ends a queue entry's key.
+fn entry_seq(entry_key: &[u8]) -> Option<u64> {
+    let tail = entry_key.get(entry_key.len().checked_sub(8)?..)?;
+    tail.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// The queue name in a queue entry's key `q/<name>\0...`.
+fn queue_of(entry_key: &[u8]) -> Option<&[u8]> {
+    let rest = entry_key.strip_prefix(b"q/")?;
+    let end = rest.iter().position(|b| *b == 0)?;
+    Some(&rest[..end])
+}
 
 impl Store {
     /// The queue entry (key and value) that sends receipt-frame `id` to `queue_to`, if any:
@@ -24,10 +108,7 @@ impl Store {
         let mut k = queue_prefix(neighbour);
         k.push(class);
         k.extend_from_slice(&self.next_seq()?.to_be_bytes());
-        self.tree()
-            .insert(k, item.encode())
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.queue_insert(&k, &item.encode())
     }
 
     /// The first `limit` entries of a neighbour's queue, in sending order, skipping `after`.
@@ -45,6 +126,13 @@ impl Store {
             });
             if out.len() >= limit {
                 break;
+            }
+        }
+        if out.len() < limit {
+            // The whole queue was read: its depth is known exactly.
+            let mut d = self.inner.depths.lock();
+            if d.counting_at.is_none() {
+                d.by_queue.insert(neighbour.to_owned(), out.len() as i64);
             }
         }
         Ok(out)
@@ -74,14 +162,93 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of entries queued for a neighbour.
+    /// Number of entries queued for a neighbour (kept as a count, see the module's notes).
     pub fn queue_depth(&self, neighbour: &str) -> usize {
-        self.tree().scan_prefix(queue_prefix(neighbour)).count()
+        let d = self
+            .inner
+            .depths
+            .lock()
+            .by_queue
+            .get(neighbour)
+            .copied()
+            .unwrap_or(0);
+        usize::try_from(d).unwrap_or(0)
+    }
+
+    /// Whether the count of every queue made at open has finished (until then,
+    /// [`Store::queue_depth`] can be low).
+    pub fn queues_counted(&self) -> bool {
+        self.inner.depths.lock().counting_at.is_none()
     }
 
     /// Removes a queue entry (after the neighbour acknowledged or refused it).
     pub fn dequeue(&self, entry_key: &[u8]) -> Result<(), StoreError> {
-        self.tree().remove(entry_key).map_err(|e| self.err(e))?;
+        let mut d = self.inner.depths.lock();
+        if self
+            .tree()
+            .remove(entry_key)
+            .map_err(|e| self.err(e))?
+            .is_some()
+        {
+            d.add(entry_key, -1);
+        }
         Ok(())
+    }
+
+    /// Writes a queue entry and counts it.
+    pub(super) fn queue_insert(&self, entry_key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut d = self.inner.depths.lock();
+        if self
+            .tree()
+            .insert(entry_key, value)
+            .map_err(|e| self.err(e))?
+            .is_none()
+        {
+            d.add(entry_key, 1);
+        }
+        Ok(())
+    }
+
+    /// Counts a queue entry written inside a transaction (see the module's notes).
+    pub(super) fn queued(&self, entry_key: &[u8]) {
+        self.inner.depths.lock().add(entry_key, 1);
+    }
+
+    /// Starts the one count of every queue made at open (see the module's notes).
+    pub(super) fn count_queues_in_background(&self) {
+        let store = self.clone();
+        let started = thread::Builder::new()
+            .name("store-count".into())
+            .spawn(move || {
+                let mut keys = store.tree().scan_prefix(b"q/").keys();
+                loop {
+                    // The next key is read under the lock, so no entry is added or removed
+                    // between reading it and moving the point the count has reached.
+                    let mut d = store.inner.depths.lock();
+                    match keys.next() {
+                        Some(Ok(k)) => {
+                            let old = d.held_at_open(&k);
+                            d.counting_at = Some(k.to_vec());
+                            if let (true, Some(q)) = (old, queue_of(&k)) {
+                                let name = String::from_utf8_lossy(q).into_owned();
+                                *d.by_queue.entry(name).or_insert(0) += 1;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            d.counting_at = None;
+                            tracing::warn!(cause = %e, "counting the queues stopped; depths may be low until each queue is read to its end");
+                            return;
+                        }
+                        None => {
+                            d.counting_at = None;
+                            return;
+                        }
+                    }
+                }
+            });
+        if let Err(e) = started {
+            self.inner.depths.lock().counting_at = None;
+            tracing::warn!(cause = %e, "cannot start counting the queues; depths count changes since the start only");
+        }
     }
 }

@@ -27,8 +27,7 @@ impl Store {
         t.insert(ikey.as_slice(), receipt_id.as_bytes())
             .map_err(|e| self.err(e))?;
         if let Some((k, v)) = &qentry {
-            t.insert(k.as_slice(), v.as_slice())
-                .map_err(|e| self.err(e))?;
+            self.queue_insert(k, v)?;
         }
         // Last: from here on the receipt is known (see `Store::ordered_writes`).
         t.insert(rkey.as_slice(), pointer.as_slice())
