@@ -292,6 +292,8 @@ pub struct RawLocal {
 pub struct RawLink {
     /// Items in flight per link, awaiting the neighbour's hop ack.
     pub window: Option<usize>,
+    /// Bytes in flight per link (KiB), awaiting the neighbour's hop ack.
+    pub window_kib: Option<u32>,
     /// Seconds between heartbeats.
     pub heartbeat_secs: Option<u64>,
     /// Cap of the reconnect backoff, seconds.
@@ -405,6 +407,8 @@ pub struct LocalAgency {
 pub struct LinkSettings {
     /// Items in flight per link.
     pub window: usize,
+    /// Bytes in flight per link, in KiB.
+    pub window_kib: u32,
     /// Heartbeat interval.
     pub heartbeat: Duration,
     /// Reconnect backoff cap.
@@ -428,6 +432,9 @@ pub const DEFAULT_OFFLINE_CHILD_HOURS: u64 = 168;
 
 /// Default in-flight window per link.
 pub const DEFAULT_WINDOW: usize = 64;
+
+/// Default in-flight bytes per link, in KiB (16 MiB).
+pub const DEFAULT_WINDOW_KIB: u32 = 16 * 1024;
 
 /// The resolved configuration of a node.
 #[derive(Debug, Clone)]
@@ -658,8 +665,16 @@ impl NodeConfig {
         if window == 0 || window > 10_000 {
             return Err(err("link.window", format!("{window} is outside 1..=10000")));
         }
+        let window_kib = raw.link.window_kib.unwrap_or(DEFAULT_WINDOW_KIB);
+        if !(64..=1_048_576).contains(&window_kib) {
+            return Err(err(
+                "link.window_kib",
+                format!("{window_kib} is outside 64..=1048576 (64 KiB to 1 GiB)"),
+            ));
+        }
         let link = LinkSettings {
             window,
+            window_kib,
             heartbeat: Duration::from_secs(raw.link.heartbeat_secs.unwrap_or(10).max(1)),
             max_backoff: Duration::from_secs(raw.link.max_backoff_secs.unwrap_or(30).max(1)),
             offline_child_max_age: Duration::from_secs(

@@ -387,7 +387,7 @@ fn wait_delivered(receiver: &ApiClient, target: u64) {
     let deadline = Instant::now() + Duration::from_secs(900);
     while delivered(receiver) < target {
         assert!(Instant::now() < deadline, "relay chain stalled");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -20,8 +20,9 @@ use lienthong_common::tls::{self, Identity};
 use lienthong_proto::v1::relay_link_client::RelayLinkClient;
 use lienthong_proto::v1::relay_link_server::RelayLink;
 use lienthong_proto::v1::{
-    link_frame::Frame, AttachmentChunk, ChunkRequest, Envelope, EnvelopeHeader, Heartbeat, Hello,
-    HopAck, HopRefusal, LinkFrame, ReceiptFrame, RefusalCode, TransportState,
+    link_frame::Frame, AttachmentChunk, ChunkRequest, Envelope, EnvelopeHeader, FrameBatch,
+    Heartbeat, Hello, HopAck, HopAcks, HopRefusal, LinkFrame, ReceiptFrame, RefusalCode,
+    TransportState,
 };
 use prost::Message;
 use tokio::sync::{mpsc, Semaphore};
@@ -41,6 +42,14 @@ pub const OUTBOUND_FRAMES: usize = 64;
 /// Largest gRPC message accepted on a link (an envelope header plus framing).
 pub const MAX_FRAME_BYTES: usize =
     lienthong_common::envelope::MAX_ENVELOPE_HEADER_BYTES + 64 * 1024;
+/// The Hello feature that says a peer takes [`FrameBatch`] and [`HopAcks`].
+pub const FEATURE_BATCH: &str = "batch";
+/// Most items put in one batch frame; also at most a quarter of the window, so that several
+/// batches are in flight and the peer's acks of one overlap the sending of the next.
+pub const BATCH_ITEMS: usize = 64;
+/// A batch frame is sent once it holds this many bytes (so it stays far below
+/// [`MAX_FRAME_BYTES`] with one more item of the largest size).
+const BATCH_BYTES: usize = 512 * 1024;
 /// How long the first frame (Hello) may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -65,6 +74,8 @@ struct InFlight {
     key: Vec<u8>,
     item: QueueItem,
     sent_at: Instant,
+    /// Its share of the byte window.
+    kib: u32,
     /// For an envelope: its document id and sender, to record FORWARDED without reading it
     /// back.
     document_id: String,
@@ -87,6 +98,14 @@ pub struct Session {
     inflight: Mutex<HashMap<String, InFlight>>,
     pending: Mutex<HashMap<String, Pending>>,
     window: Semaphore,
+    /// Bytes of the frames in flight, in KiB: the window counted in bytes too.
+    window_kib: Semaphore,
+    window_kib_total: u32,
+    /// The peer takes batch frames and acks ([`FEATURE_BATCH`]).
+    batches: bool,
+    /// Items stored, to acknowledge after the next commit (see [`Session::ack_loop`]).
+    to_ack: Mutex<Vec<String>>,
+    ack_wake: tokio::sync::Notify,
     cancel: CancellationToken,
 }
 
@@ -109,6 +128,7 @@ impl Session {
         peer_is_child: bool,
         mut inbound: Streaming<LinkFrame>,
         out: mpsc::Sender<LinkFrame>,
+        peer_hello: &Hello,
         cancel: CancellationToken,
     ) -> Result<(), LinkError> {
         let label = NeighbourLabel {
@@ -116,7 +136,9 @@ impl Session {
         };
         node.metrics.link_up.get_or_create(&label).set(1);
         let window = node.config.link.window;
+        let window_kib_total = node.config.link.window_kib;
         let heartbeat = node.config.link.heartbeat;
+        let batches = peer_hello.features.iter().any(|f| f == FEATURE_BATCH);
         let s = Arc::new(Session {
             node: node.clone(),
             peer: peer.clone(),
@@ -125,9 +147,15 @@ impl Session {
             inflight: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             window: Semaphore::new(window),
+            window_kib: Semaphore::new(window_kib_total as usize),
+            window_kib_total,
+            batches,
+            to_ack: Mutex::new(Vec::new()),
+            ack_wake: tokio::sync::Notify::new(),
             cancel: cancel.clone(),
         });
         let sender = tokio::spawn(s.clone().send_loop().in_current_span());
+        let acker = tokio::spawn(s.clone().ack_loop().in_current_span());
         let beats = tokio::spawn(s.clone().heartbeat_loop(heartbeat).in_current_span());
         let idle = heartbeat * 3;
         let mut burst =
@@ -142,7 +170,18 @@ impl Session {
                 Ok(Err(status)) => break Err(LinkError::Transport(status.to_string())),
                 Ok(Ok(None)) => break Ok(()),
                 Ok(Ok(Some(f))) => {
-                    if matches!(f.frame, Some(Frame::Envelope(_) | Frame::Receipt(_))) {
+                    let items = match &f.frame {
+                        Some(Frame::Envelope(_) | Frame::Receipt(_)) => 1,
+                        Some(Frame::Batch(b)) => b
+                            .frames
+                            .iter()
+                            .filter(|f| {
+                                matches!(f.frame, Some(Frame::Envelope(_) | Frame::Receipt(_)))
+                            })
+                            .count(),
+                        _ => 0,
+                    };
+                    for _ in 0..items {
                         if let Some(count) = burst.hit(Instant::now()) {
                             s.on_burst(count);
                         }
@@ -155,6 +194,7 @@ impl Session {
         };
         cancel.cancel();
         sender.abort();
+        acker.abort();
         beats.abort();
         node.metrics.link_up.get_or_create(&label).set(0);
         result
@@ -188,6 +228,7 @@ impl Session {
     async fn send_loop(self: Arc<Self>) {
         let waker = self.node.waker(&self.peer);
         let batch = self.node.config.link.window * 2;
+        let batch_items = (self.node.config.link.window / 4).clamp(1, BATCH_ITEMS);
         loop {
             if self.cancel.is_cancelled() {
                 return;
@@ -201,9 +242,23 @@ impl Session {
                 }
             };
             let mut sent = 0usize;
+            // Frames gathered for one batch frame (to a peer that takes them).
+            let mut gathered: Vec<LinkFrame> = Vec::new();
+            let mut gathered_bytes = 0usize;
             for e in entries {
                 if lock(&self.inflight).contains_key(e.item.id()) {
                     continue;
+                }
+                // Before waiting for window room, send what is gathered: the items it
+                // holds are what frees the room.
+                if self.window.available_permits() == 0
+                    && !gathered.is_empty()
+                    && self
+                        .flush(&mut gathered, &mut gathered_bytes)
+                        .await
+                        .is_err()
+                {
+                    return;
                 }
                 let permit = tokio::select! {
                     _ = self.cancel.cancelled() => return,
@@ -213,11 +268,56 @@ impl Session {
                     Ok(p) => p.forget(),
                     Err(_) => return,
                 }
-                if let Err(err) = self.send_item(e).await {
-                    debug!(cause = %err, "sender stopping");
+                let (f, kib) = match self.next_frame(e).await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => continue,
+                    Err(err) => {
+                        debug!(cause = %err, "sender stopping");
+                        return;
+                    }
+                };
+                // Room in the byte window; what is gathered goes first, as above.
+                if self.window_kib.available_permits() < kib as usize
+                    && !gathered.is_empty()
+                    && self
+                        .flush(&mut gathered, &mut gathered_bytes)
+                        .await
+                        .is_err()
+                {
                     return;
                 }
+                let permit = tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    p = self.window_kib.acquire_many(kib) => p,
+                };
+                match permit {
+                    Ok(p) => p.forget(),
+                    Err(_) => return,
+                }
                 sent += 1;
+                if !self.batches {
+                    if self.send_frame(f).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                gathered_bytes += f.encoded_len();
+                gathered.push(f);
+                if (gathered.len() >= batch_items || gathered_bytes >= BATCH_BYTES)
+                    && self
+                        .flush(&mut gathered, &mut gathered_bytes)
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            if self
+                .flush(&mut gathered, &mut gathered_bytes)
+                .await
+                .is_err()
+            {
+                return;
             }
             if sent == 0 {
                 tokio::select! {
@@ -229,14 +329,43 @@ impl Session {
         }
     }
 
-    async fn send_item(&self, e: QueuedEntry) -> Result<(), LinkError> {
+    /// Sends the gathered frames: one alone as it is, several as one batch frame.
+    async fn flush(
+        &self,
+        gathered: &mut Vec<LinkFrame>,
+        bytes: &mut usize,
+    ) -> Result<(), LinkError> {
+        *bytes = 0;
+        match gathered.len() {
+            0 => Ok(()),
+            1 => {
+                let f = gathered.remove(0);
+                self.send_frame(f).await
+            }
+            _ => {
+                let frames = std::mem::take(gathered);
+                self.send(Frame::Batch(FrameBatch { frames })).await
+            }
+        }
+    }
+
+    async fn send_frame(&self, f: LinkFrame) -> Result<(), LinkError> {
+        self.out
+            .send(f)
+            .await
+            .map_err(|_| LinkError::Transport("link closed".into()))
+    }
+
+    /// The frame that sends a queue entry and its share of the byte window, in KiB (none if
+    /// the entry points at nothing and was dropped). The entry counts as in flight from here.
+    async fn next_frame(&self, e: QueuedEntry) -> Result<Option<(LinkFrame, u32)>, LinkError> {
         let id = e.item.id().to_owned();
         let mut about = (String::new(), String::new());
         let f = match &e.item {
             QueueItem::Envelope { id, recipients, .. } => {
                 let found = self.node.store.envelope(id);
                 let Some(mut env) = self.present(found, &e, "envelope")? else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let now = self.node.clock.now_unix_ms();
                 if let Some(t) = env
@@ -262,28 +391,99 @@ impl Session {
             QueueItem::Receipt { id } => {
                 let found = self.node.store.receipt(id);
                 let Some(bytes) = self.present(found, &e, "receipt")? else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let rf = ReceiptFrame::decode(bytes.as_slice())
                     .map_err(|e| LinkError::Store(e.to_string()))?;
                 Frame::Receipt(rf)
             }
         };
+        let f = frame(f);
+        // An item larger than the whole byte window still goes, alone.
+        let kib = u32::try_from(f.encoded_len().div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.window_kib_total.max(1));
         lock(&self.inflight).insert(
             id,
             InFlight {
                 key: e.key,
                 item: e.item,
                 sent_at: Instant::now(),
+                kib,
                 document_id: about.0,
                 origin: about.1,
             },
         );
-        self.send(f).await
+        Ok(Some((f, kib)))
+    }
+
+    /// Acknowledges stored items after a commit that began after they were written: every
+    /// item stored while the previous commit ran shares the next one, and their acks go in
+    /// one frame to a peer that takes batches.
+    async fn ack_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = self.ack_wake.notified() => {}
+            }
+            let ids = std::mem::take(&mut *lock(&self.to_ack));
+            if ids.is_empty() {
+                continue;
+            }
+            let proof = match self.node.store.commit().await {
+                Ok(p) => p,
+                Err(e) => {
+                    error!(cause = %e, "store commit failed; dropping link so the peer resends");
+                    self.cancel.cancel();
+                    return;
+                }
+            };
+            if self.ack_all(ids, proof).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn ack_all(&self, ids: Vec<String>, _proof: Persisted) -> Result<(), LinkError> {
+        if self.batches && ids.len() > 1 {
+            return self.send(Frame::Acks(HopAcks { item_ids: ids })).await;
+        }
+        for id in ids {
+            self.send(Frame::Ack(HopAck { item_id: id })).await?;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges `id` once what was written for it is durable (see [`Session::ack_loop`]).
+    fn ack_after_commit(&self, id: String) {
+        lock(&self.to_ack).push(id);
+        self.ack_wake.notify_one();
     }
 
     async fn handle(self: &Arc<Self>, f: LinkFrame) -> Result<(), LinkError> {
         match f.frame {
+            Some(Frame::Batch(b)) => {
+                for f in b.frames {
+                    if matches!(f.frame, Some(Frame::Batch(_))) {
+                        return Err(LinkError::Protocol("batch inside a batch".into()));
+                    }
+                    self.handle_one(f).await?;
+                }
+                Ok(())
+            }
+            frame => self.handle_one(LinkFrame { frame }).await,
+        }
+    }
+
+    async fn handle_one(self: &Arc<Self>, f: LinkFrame) -> Result<(), LinkError> {
+        match f.frame {
+            Some(Frame::Batch(_)) => Err(LinkError::Protocol("nested batch".into())),
+            Some(Frame::Acks(a)) => {
+                for id in &a.item_ids {
+                    self.on_settled(id, None);
+                }
+                Ok(())
+            }
             Some(Frame::Envelope(h)) => {
                 // One span per envelope handled on this link, inside the link's span.
                 let span = tracing::info_span!(
@@ -480,10 +680,6 @@ impl Session {
 
     /// Acknowledges item `id` to the peer: only with the proof that it is on disk, which the
     /// acknowledgement consumes.
-    async fn ack(&self, id: String, _proof: Persisted) {
-        let _ = self.send(Frame::Ack(HopAck { item_id: id })).await;
-    }
-
     async fn commit_quietly(&self) -> Result<(), LinkError> {
         self.node
             .store
@@ -502,17 +698,8 @@ impl Session {
         let copy = refusal_copy(&env);
         match self.node.accept(env, &recipients, Some(&self.peer)) {
             Ok(_) => {
-                // Commit and ack off the receive loop, so many envelopes share one flush.
-                let s = self.clone();
-                tokio::spawn(async move {
-                    match s.node.store.commit().await {
-                        Ok(proof) => s.ack(id, proof).await,
-                        Err(e) => {
-                            error!(cause = %e, "store commit failed; dropping link so the peer resends");
-                            s.cancel.cancel();
-                        }
-                    }
-                });
+                // Committed and acked off the receive loop, so many items share one flush.
+                self.ack_after_commit(id);
                 Ok(())
             }
             Err(NodeError::Refused(r)) => {
@@ -671,6 +858,7 @@ impl Session {
             warn!(cause = %e, "cannot remove settled item from queue");
         }
         self.window.add_permits(1);
+        self.window_kib.add_permits(f.kib as usize);
         self.node.waker(&self.peer).notify_one();
         match refusal {
             None => {
@@ -728,13 +916,7 @@ impl Session {
         };
         match self.node.route_incoming_receipt(checked) {
             Ok(()) => {
-                let s = self.clone();
-                tokio::spawn(async move {
-                    match s.node.store.commit().await {
-                        Ok(proof) => s.ack(id, proof).await,
-                        Err(_) => s.cancel.cancel(),
-                    }
-                });
+                self.ack_after_commit(id);
                 Ok(())
             }
             Err(NodeError::Refused(refusal)) => self.refuse(&id, &refusal).await,
@@ -761,6 +943,7 @@ fn hello(node: &Node) -> LinkFrame {
             .map(|c| c.to_string())
             .collect(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        features: vec![FEATURE_BATCH.to_owned()],
     }))
 }
 
@@ -883,7 +1066,7 @@ impl RelayLink for LinkService {
         tokio::spawn(
             async move {
                 let res =
-                    Session::run(node, child.clone(), true, inbound, tx, cancel.clone()).await;
+                    Session::run(node, child.clone(), true, inbound, tx, &h, cancel.clone()).await;
                 match res {
                     Ok(()) => info!("child link closed"),
                     Err(e) => warn!(cause = %e, "child link ended"),
@@ -987,16 +1170,16 @@ async fn connect_and_run(
         .await
         .map_err(|_| LinkError::Protocol("no Hello from parent".into()))?
         .map_err(|s| LinkError::Transport(s.to_string()))?;
-    match first {
+    let parent_hello = match first {
         Some(LinkFrame {
             frame: Some(Frame::Hello(h)),
-        }) if h.agency == parent.agency.as_str() => {}
+        }) if h.agency == parent.agency.as_str() => h,
         _ => {
             return Err(LinkError::Protocol(
                 "parent did not answer with its Hello".into(),
             ))
         }
-    }
+    };
     info!(peer = %parent.agency, "linked to parent");
     let cancel = shutdown.child_token();
     // Re-announce upward whenever what this node serves changes. The set sent is compared
@@ -1030,6 +1213,7 @@ async fn connect_and_run(
         false,
         inbound,
         tx,
+        &parent_hello,
         cancel,
     )
     .await;

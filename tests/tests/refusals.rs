@@ -39,6 +39,7 @@ async fn try_link(addr: &str, trust: Arc<TrustStore>, id: &Identity, claims: &st
         frame: Some(Frame::Hello(Hello {
             agency: claims.into(),
             serves: vec![claims.into()],
+            features: vec![],
             software_version: "test".into(),
         })),
     };
@@ -235,6 +236,7 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
             frame: Some(Frame::Hello(Hello {
                 agency: "000.00.22.H53".into(),
                 serves: vec!["000.00.22.H53".into()],
+                features: vec![],
                 software_version: "t".into(),
             })),
         };
