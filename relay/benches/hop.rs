@@ -12,6 +12,8 @@
 //! per second for 10 s. Printed per side: throughput, p50/p99 end-to-end latency, and CPU time per
 //! document per hop (utime + stime from /proc of the broker, or of the seven relays, divided by
 //! documents and by the six hops); then the ratio lienthong / RabbitMQ of each figure.
+//! Then one attachment of `LT_BENCH_ATTACHMENT_MIB` (default 2048) MiB across the six links:
+//! MB/s and each relay's peak RSS.
 //! Also printed: bytes written per document per hop (`wchar` of /proc/PID/io).
 //! `LT_BENCH_SIDE=lienthong` measures the relays alone (to profile them).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -452,6 +454,74 @@ fn measure_lienthong(n: usize) -> Figures {
     fig
 }
 
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// One attachment of `mib` MiB from commune to commune across the six links: upload time,
+/// MB/s from submit to arrival at the far commune, and every relay's peak RSS.
+fn measure_attachment(mib: u64) {
+    use std::io::Write;
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lt-relay"));
+    let dir = tempfile::tempdir().unwrap();
+    let topology: Vec<_> = demo_topology()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.agency.as_str() != "000.00.00.G14")
+        .collect();
+    let mut net = Network::create(dir.path(), &exe, &topology).unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let a = AgencyCode::parse("000.21.31.H53").unwrap();
+    let b = AgencyCode::parse("000.07.05.H49").unwrap();
+    let src = dir.path().join("big.bin");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
+        let mut block = vec![0u8; 1 << 20];
+        for i in 0..mib {
+            for (j, x) in block.iter_mut().enumerate() {
+                *x = (j as u64).wrapping_mul(2654435761).wrapping_add(i) as u8;
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    let bytes = mib << 20;
+    let sender = net.client(&a).unwrap();
+    let t0 = Instant::now();
+    let up = sender.upload_file(&src).unwrap();
+    let upload = t0.elapsed().as_secs_f64();
+    std::fs::remove_file(&src).unwrap();
+    let mut env = sample_envelope(&a, &[&b], "1", "Hồ sơ dung lượng lớn");
+    env["attachments"] = serde_json::json!([{ "name": "hoso.bin", "content_type": "application/octet-stream", "size": bytes, "sha256": up.sha256 }]);
+    let t1 = Instant::now();
+    let (id, _) = sender.submit(env).unwrap();
+    let far = net.client(&b).unwrap();
+    let deadline = t1 + Duration::from_secs(1800);
+    while !far.inbox(&b).unwrap().iter().any(|e| e.envelope.id == id) {
+        assert!(Instant::now() < deadline, "attachment did not arrive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let across = t1.elapsed().as_secs_f64();
+    println!(
+        "{mib} MiB attachment: upload {:.1} s; across 6 links {:.1} s = {:.0} MB/s",
+        upload,
+        across,
+        bytes as f64 / 1e6 / across
+    );
+    for s in &topology {
+        if let Some(pid) = net.pid(&s.agency) {
+            println!("  {} peak RSS {:.0} MiB", s.agency, peak_rss_mib(pid));
+        }
+    }
+    net.stop_all();
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("hop bench: run with `cargo bench -p lienthong-relay --bench hop` for figures");
@@ -502,5 +572,14 @@ fn main() {
     ];
     for (name, r, o) in rows {
         println!("{name:<44} {r:>12.1} {o:>12.1} {:>8.3}", o / r);
+    }
+    // LT_BENCH_ATTACHMENT_MIB (default 2048; 0 skips it): one large attachment across the
+    // chain. Needs about eight times its size in free disk.
+    let mib = std::env::var("LT_BENCH_ATTACHMENT_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048u64);
+    if mib > 0 {
+        measure_attachment(mib);
     }
 }
