@@ -32,6 +32,10 @@ pub(super) const POINTER_TAG: u8 = 0xFF;
 const POINTER_BYTES: usize = 1 + 8 + 8 + 4 + 4;
 /// A segment is closed once it holds this much; the next body starts a new one.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most segment files kept open for reading; past it the open handles are closed and opened
+/// again as reads need them, so a store with years of segments stays within the process's
+/// file limit.
+const OPEN_READERS: usize = 128;
 /// Folder of the segments, inside the store's folder.
 pub const BODIES_DIR: &str = "bodies";
 
@@ -229,6 +233,9 @@ impl Bodies {
             match readers.get(&p.segment) {
                 Some(f) => f.clone(),
                 None => {
+                    if readers.len() >= OPEN_READERS {
+                        readers.clear();
+                    }
                     let f = File::open(self.path(p.segment)).map_err(|e| {
                         corrupt(format!("segment {}: {e}", self.path(p.segment).display()))
                     })?;
@@ -294,6 +301,28 @@ mod tests {
             b.resolve(b"k", b"\x0ainline".to_vec()).unwrap(),
             b"\x0ainline"
         );
+    }
+
+    #[test]
+    fn more_segments_than_open_readers_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pointers = Vec::new();
+        // Each opening writes to a segment of its own.
+        for i in 0..(OPEN_READERS + 5) {
+            let b = Bodies::open(dir.path()).unwrap();
+            pointers.push((i, b.append(format!("body {i}").as_bytes()).unwrap()));
+            b.sync().unwrap();
+        }
+        let b = Bodies::open(dir.path()).unwrap();
+        for _ in 0..2 {
+            for (i, p) in &pointers {
+                assert_eq!(
+                    b.resolve(b"k", p.clone()).unwrap(),
+                    format!("body {i}").as_bytes()
+                );
+            }
+        }
+        assert!(lock(&b.readers).len() <= OPEN_READERS);
     }
 
     #[test]
