@@ -427,7 +427,11 @@ impl Store {
     /// receipt) is written last: after a crash in between, the item is not known, and when
     /// the sender offers it again (it was never acknowledged) it is stored again; the queue
     /// entries left from the first attempt send it twice at worst, which the next hop drops as
-    /// a duplicate. A receipt's queue entry left that way points at nothing: the sender loop
+    /// a duplicate. Readers can meet the same in-between state while the writes are under
+    /// way: an envelope's body record is written before its queue entries, so a sender never
+    /// finds one missing, but a receipt's queue entry comes before the receipt (whose id is
+    /// its marker), so [`Store::receipt`] reads a miss again under this lock. A receipt's
+    /// queue entry left by a crash points at nothing: the sender loop
     /// drops it as lost (logged, `queue_item_lost`), and the receipt, offered again, is queued
     /// again.
     fn ordered_writes(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -618,6 +622,32 @@ mod tests {
                 "{q}"
             );
         }
+    }
+
+    #[test]
+    fn a_sender_never_meets_a_queued_receipt_that_is_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let total = 3000;
+        let writer = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..total {
+                    s.put_receipt(&format!("r{i}"), "e", b"frame", Some("n"))
+                        .unwrap();
+                }
+            })
+        };
+        let mut seen = 0;
+        while seen < total {
+            for e in s.outbound("n", 100).unwrap() {
+                let found = s.receipt(e.item.id()).unwrap();
+                assert!(found.is_some(), "{} queued but not found", e.item.id());
+                s.dequeue(&e.key).unwrap();
+                seen += 1;
+            }
+        }
+        writer.join().unwrap();
     }
 
     #[tokio::test]

@@ -36,9 +36,18 @@ impl Store {
     }
 
     /// A receipt frame by id.
+    ///
+    /// A receipt's queue entry is written just before the receipt itself (see
+    /// `Store::ordered_writes`), so a sender can meet the entry first: a miss is read again
+    /// under the writers' lock, which waits for a write under way to finish.
     pub fn receipt(&self, receipt_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let k = key(b"r/", &[receipt_id.as_bytes()]);
-        match self.tree().get(&k).map_err(|e| self.err(e))? {
+        let mut found = self.tree().get(&k).map_err(|e| self.err(e))?;
+        if found.is_none() {
+            let _order = self.ordered_writes();
+            found = self.tree().get(&k).map_err(|e| self.err(e))?;
+        }
+        match found {
             None => Ok(None),
             Some(v) => self.resolve(&k, &v).map(Some),
         }
