@@ -10,7 +10,9 @@
 //! removal of such an entry is counted at once only if the count has already passed it (one
 //! lock orders the two). Until it finishes, a depth can be low by the entries not yet reached
 //! ([`Store::queues_counted`]); after, it is exact. Entries written inside a transaction
-//! (inbox and upward items) are counted just after it.
+//! (inbox and upward items) are counted just after it. Whenever a sender reads a queue to its
+//! end ([`Store::outbound`]), the queue's count is set to what it read: an entry added or
+//! removed at that very moment can leave it one off until the next such read.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
