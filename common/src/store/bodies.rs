@@ -7,7 +7,7 @@
 //! atomic update as the keys that refer to it.
 //!
 //! # Durability
-//! [`Bodies::sync`] makes every body appended before the call durable (`fdatasync` of the
+//! `Bodies::sync` makes every body appended before the call durable (`fdatasync` of the
 //! segments written since the last sync, and of the folder when a segment was created). The
 //! store's committer calls it before it flushes sled, so a [`super::Persisted`] proof covers the
 //! bodies its records point to. sled may also write on its own (in the background); after a
@@ -149,7 +149,7 @@ impl Bodies {
         }
     }
 
-    /// Writes `bytes` (not durable until [`Bodies::sync`]) and returns the pointer to store.
+    /// Writes `bytes` (not durable until `Bodies::sync`) and returns the pointer to store.
     pub(super) fn append(&self, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
         let len = u32::try_from(bytes.len()).map_err(|_| StoreError::Corrupt {
             key: "body".into(),
