@@ -223,6 +223,10 @@ pub struct RawListen {
     pub api_header_timeout_secs: Option<u64>,
     /// Seconds a request body may go without a byte arriving.
     pub api_body_timeout_secs: Option<u64>,
+    /// Whether `/healthz` answers without a token when API clients are configured.
+    pub api_open_health: Option<bool>,
+    /// Whether `/metrics` answers without a token when API clients are configured.
+    pub api_open_metrics: Option<bool>,
 }
 
 /// `[parent]`
@@ -343,16 +347,20 @@ pub enum ApiScope {
     Books,
     /// Operate the node: backups, audit log, security reports and pushes.
     Operate,
+    /// Read `/healthz` and `/metrics` where they are not open (`[listen] api_open_health`,
+    /// `api_open_metrics`).
+    Monitor,
 }
 
 impl ApiScope {
     /// Every scope.
-    pub const ALL: [ApiScope; 5] = [
+    pub const ALL: [ApiScope; 6] = [
         Self::Submit,
         Self::Inbox,
         Self::Status,
         Self::Books,
         Self::Operate,
+        Self::Monitor,
     ];
 
     /// Its name in the configuration.
@@ -363,6 +371,7 @@ impl ApiScope {
             Self::Status => "status",
             Self::Books => "books",
             Self::Operate => "operate",
+            Self::Monitor => "monitor",
         }
     }
 }
@@ -417,6 +426,15 @@ pub struct LinkSettings {
     pub offline_child_max_age: Duration,
 }
 
+/// The local API's routes that answer without a token even when clients are configured.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiOpen {
+    /// `/healthz`.
+    pub health: bool,
+    /// `/metrics`.
+    pub metrics: bool,
+}
+
 /// Local API time-outs against slow clients.
 #[derive(Debug, Clone)]
 pub struct ApiTimeouts {
@@ -453,6 +471,8 @@ pub struct NodeConfig {
     pub api: Option<SocketAddr>,
     /// Local API time-outs.
     pub api_timeouts: ApiTimeouts,
+    /// Which monitoring routes answer without a token when API clients are configured.
+    pub api_open: ApiOpen,
     /// Parent link (absent on the root).
     pub parent: Option<ParentConfig>,
     /// Certificates.
@@ -684,6 +704,10 @@ impl NodeConfig {
                     .saturating_mul(3600),
             ),
         };
+        let api_open = ApiOpen {
+            health: raw.listen.api_open_health.unwrap_or(true),
+            metrics: raw.listen.api_open_metrics.unwrap_or(true),
+        };
         let api_timeouts = ApiTimeouts {
             header: Duration::from_secs(raw.listen.api_header_timeout_secs.unwrap_or(30).max(1)),
             body: Duration::from_secs(raw.listen.api_body_timeout_secs.unwrap_or(30).max(1)),
@@ -882,6 +906,7 @@ impl NodeConfig {
             grpc,
             api,
             api_timeouts,
+            api_open,
             parent,
             tls,
             children,

@@ -14,7 +14,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lienthong_common::agency::AgencyCode;
-use lienthong_common::config::{ApiClientConfig, ApiScope};
+use lienthong_common::config::{ApiClientConfig, ApiOpen, ApiScope};
 use tracing::warn;
 
 use crate::api_error::{ApiError, ApiResult};
@@ -87,10 +87,13 @@ impl Caller {
 }
 
 /// The scope a route needs; `None` for the open ones.
-fn scope_of(method: &Method, path: &str) -> Option<ApiScope> {
+fn scope_of(method: &Method, path: &str, open: ApiOpen) -> Option<ApiScope> {
     let p = path.trim_end_matches('/');
-    if p == "/healthz" || p == "/metrics" {
-        return None;
+    if p == "/healthz" {
+        return (!open.health).then_some(ApiScope::Monitor);
+    }
+    if p == "/metrics" {
+        return (!open.metrics).then_some(ApiScope::Monitor);
     }
     let post = method == Method::POST;
     Some(match p {
@@ -121,7 +124,7 @@ pub async fn authenticate(State(node): State<Arc<Node>>, mut req: Request, next:
         req.extensions_mut().insert(Caller(None));
         return next.run(req).await;
     }
-    let Some(scope) = scope_of(req.method(), req.uri().path()) else {
+    let Some(scope) = scope_of(req.method(), req.uri().path(), node.config.api_open) else {
         req.extensions_mut().insert(Caller(None));
         return next.run(req).await;
     };
@@ -186,6 +189,10 @@ mod tests {
     fn every_route_has_the_scope_it_should() {
         let get = Method::GET;
         let post = Method::POST;
+        let open = ApiOpen {
+            health: true,
+            metrics: true,
+        };
         for (m, p, s) in [
             (&get, "/healthz", None),
             (&get, "/metrics", None),
@@ -211,7 +218,13 @@ mod tests {
             (&get, "/v1/security/events", Some(ApiScope::Operate)),
             (&get, "/v1/anything-new", Some(ApiScope::Operate)),
         ] {
-            assert_eq!(scope_of(m, p), s, "{m} {p}");
+            assert_eq!(scope_of(m, p, open), s, "{m} {p}");
         }
+        let closed = ApiOpen {
+            health: false,
+            metrics: false,
+        };
+        assert_eq!(scope_of(&get, "/healthz", closed), Some(ApiScope::Monitor));
+        assert_eq!(scope_of(&get, "/metrics", closed), Some(ApiScope::Monitor));
     }
 }

@@ -1,6 +1,7 @@
 //! The local API with `[[api_client]]` entries, with the real binaries: no or an unknown token
 //! is 401, a route outside the client's scopes or an agency it may not act for is 403, each an
-//! `api_auth` security event; `/healthz` and `/metrics` stay open; the gateway CLI sends its
+//! `api_auth` security event; `/healthz` and `/metrics` stay open unless closed, then only the
+//! `monitor` scope reads them; the gateway CLI sends its
 //! token from `LT_API_TOKEN`. A node whose API listens beyond loopback with no client refuses to
 //! start.
 
@@ -174,4 +175,48 @@ fn an_api_beyond_loopback_without_clients_does_not_start() {
         err.contains("listen.api") && err.contains("[[api_client]]"),
         "{err}"
     );
+}
+
+#[test]
+fn metrics_can_be_closed_to_all_but_monitoring_clients() {
+    const MON_TOKEN: &str = "mon-token-51c0e7a2d9b84f36";
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [NodeSpec::new(ROOT, "Văn phòng Chính phủ", None).unwrap()];
+    let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
+    let config = net.nodes[&code(ROOT)].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[listen]\n", "[listen]\napi_open_metrics = false\n", 1),
+    )
+    .unwrap();
+    append_config(
+        &config,
+        &format!(
+            "\n[[api_client]]\nname = \"prometheus\"\ntoken_sha256 = \"{}\"\nscopes = [\"monitor\"]\n",
+            sha256_hex(MON_TOKEN)
+        ),
+    );
+    net.start_all().unwrap();
+    let api = format!("http://{}", net.nodes[&code(ROOT)].api);
+    let anonymous = ApiClient::new(&api);
+    let monitor = ApiClient::new(&api).with_token(Some(MON_TOKEN));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Health stays open (the default).
+    while anonymous.health().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e = anonymous.get_text("/metrics").unwrap_err();
+    assert_eq!(status_of(&e), "401", "{e}");
+    let metrics = monitor.get_text("/metrics").unwrap();
+    assert!(metrics.contains("lienthong_refused_total"), "{metrics}");
+    // The monitor scope reads metrics and health only.
+    let e = monitor.get_json("/v1/security/events").unwrap_err();
+    assert_eq!(status_of(&e), "403", "{e}");
+    assert!(e.to_string().contains("operate"), "{e}");
+    net.stop_all();
 }
