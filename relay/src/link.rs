@@ -249,24 +249,11 @@ impl Session {
                 if lock(&self.inflight).contains_key(e.item.id()) {
                     continue;
                 }
-                // Before waiting for window room, send what is gathered: the items it
-                // holds are what frees the room.
-                if self.window.available_permits() == 0
-                    && !gathered.is_empty()
-                    && self
-                        .flush(&mut gathered, &mut gathered_bytes)
-                        .await
-                        .is_err()
+                if !self
+                    .take_room(&self.window, 1, &mut gathered, &mut gathered_bytes)
+                    .await
                 {
                     return;
-                }
-                let permit = tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    p = self.window.acquire() => p,
-                };
-                match permit {
-                    Ok(p) => p.forget(),
-                    Err(_) => return,
                 }
                 let (f, kib) = match self.next_frame(e).await {
                     Ok(Some(f)) => f,
@@ -276,23 +263,11 @@ impl Session {
                         return;
                     }
                 };
-                // Room in the byte window; what is gathered goes first, as above.
-                if self.window_kib.available_permits() < kib as usize
-                    && !gathered.is_empty()
-                    && self
-                        .flush(&mut gathered, &mut gathered_bytes)
-                        .await
-                        .is_err()
+                if !self
+                    .take_room(&self.window_kib, kib, &mut gathered, &mut gathered_bytes)
+                    .await
                 {
                     return;
-                }
-                let permit = tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    p = self.window_kib.acquire_many(kib) => p,
-                };
-                match permit {
-                    Ok(p) => p.forget(),
-                    Err(_) => return,
                 }
                 sent += 1;
                 if !self.batches {
@@ -326,6 +301,35 @@ impl Session {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
+        }
+    }
+
+    /// Takes `n` permits of a window (items or KiB) for the next item. Before waiting for
+    /// room, what is gathered is sent: the items it holds are what frees the room. False when
+    /// the sender should stop (link closed or cancelled).
+    async fn take_room(
+        &self,
+        window: &Semaphore,
+        n: u32,
+        gathered: &mut Vec<LinkFrame>,
+        bytes: &mut usize,
+    ) -> bool {
+        if window.available_permits() < n as usize
+            && !gathered.is_empty()
+            && self.flush(gathered, bytes).await.is_err()
+        {
+            return false;
+        }
+        let permit = tokio::select! {
+            _ = self.cancel.cancelled() => return false,
+            p = window.acquire_many(n) => p,
+        };
+        match permit {
+            Ok(p) => {
+                p.forget();
+                true
+            }
+            Err(_) => false,
         }
     }
 
