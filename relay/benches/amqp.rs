@@ -20,9 +20,12 @@ use lapin::options::{
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use lienthong_common::agency::AgencyCode;
 use lienthong_harness::{ApiClient, Network, NodeSpec};
-use lienthong_proto::v1::{DocumentCode, Envelope, Organization, PromulgationInfo, SubmitRequest};
+use lienthong_proto::v1::SubmitRequest;
+
+mod support;
 use lienthong_relay::amqp::{queue_arguments, queue_name};
 use prost::Message;
+use support::{bench_envelope, metric, today};
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Publishes awaiting their confirm, for both measurements.
@@ -37,33 +40,8 @@ fn documents() -> usize {
 
 /// A 4 KiB document from `from` to `to`, numbered `n`.
 fn payload(from: &str, to: &str, n: usize) -> Vec<u8> {
-    let today = lienthong_common::envelope::format_date(
-        lienthong_common::envelope::today_in_vietnam(time::OffsetDateTime::now_utc()),
-    );
-    let env = Envelope {
-        id: uuid::Uuid::new_v4().to_string(),
-        from: Some(Organization {
-            code: from.into(),
-            name: "Xã đo hiệu năng".into(),
-            ..Default::default()
-        }),
-        to: vec![Organization {
-            code: to.into(),
-            name: "Văn phòng Chính phủ".into(),
-            ..Default::default()
-        }],
-        code: Some(DocumentCode {
-            number: n.to_string(),
-            notation: "UBND-VP".into(),
-        }),
-        promulgation: Some(PromulgationInfo {
-            place: String::new(),
-            date: today,
-        }),
-        subject: "Văn bản đo hiệu năng".into(),
-        to_places: vec!["Nơi nhận: các sở, ban, ngành tỉnh".into(); 80],
-        ..Default::default()
-    };
+    let mut env = bench_envelope(from, to, n, &today());
+    env.to_places = vec!["Nơi nhận: các sở, ban, ngành tỉnh".into(); 80];
     SubmitRequest {
         envelope: Some(env),
         attachments: vec![],
@@ -113,15 +91,6 @@ async fn fresh_queue(ch: &Channel, name: &str, args: lapin::types::FieldTable) {
     )
     .await
     .unwrap();
-}
-
-/// The value of the metric line starting with `prefix` (0 if absent).
-fn metric(text: &str, prefix: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Documents the relay has taken from its outbox (`submitted`) and items its next hop has

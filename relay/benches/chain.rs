@@ -11,22 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lienthong_common::agency::AgencyCode;
-use lienthong_harness::{demo_topology, sample_envelope, ApiClient, Network};
+use lienthong_harness::{demo_topology, ApiClient, Network};
 
-fn delivered(c: &ApiClient) -> u64 {
-    let text = c.get_text("/metrics").unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with("lienthong_delivered_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn envelope_4k(from: &AgencyCode, to: &AgencyCode, n: usize) -> serde_json::Value {
-    let mut e = sample_envelope(from, &[to], &format!("{n}"), "Văn bản đo hiệu năng");
-    e["to_places"] = serde_json::json!(vec!["Nơi nhận: các sở, ban, ngành tỉnh"; 80]);
-    e
-}
+mod support;
+use support::{delivered, envelope_4k};
 
 fn submit_many(
     client: &ApiClient,

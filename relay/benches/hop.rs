@@ -30,7 +30,10 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use lienthong_common::agency::AgencyCode;
-use lienthong_harness::{demo_topology, sample_envelope, ApiClient, Network};
+use lienthong_harness::{sample_envelope, ApiClient};
+
+mod support;
+use support::{chain_network, delivered, envelope_4k};
 use tokio_stream::StreamExt;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -334,21 +337,6 @@ fn measure_rabbitmq(rt: &tokio::runtime::Runtime, n: usize) -> Figures {
     })
 }
 
-fn delivered(c: &ApiClient) -> u64 {
-    let text = c.get_text("/metrics").unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with("lienthong_delivered_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn envelope_4k(from: &AgencyCode, to: &AgencyCode, n: usize) -> serde_json::Value {
-    let mut e = sample_envelope(from, &[to], &format!("{n}"), "Văn bản đo hiệu năng");
-    e["to_places"] = serde_json::json!(vec!["Nơi nhận: các sở, ban, ngành tỉnh"; 80]);
-    e
-}
-
 /// Submits `count` documents on `threads` clients (or one, paced at `rate`), returns their ids.
 fn submit(
     client: &ApiClient,
@@ -394,20 +382,9 @@ fn wait_delivered(receiver: &ApiClient, target: u64) {
 }
 
 fn measure_lienthong(n: usize) -> Figures {
-    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lt-relay"));
     std::env::set_var("LT_LOG", "warn");
     let dir = tempfile::tempdir().unwrap();
-    // The demo's network without its ministry: exactly the seven relays of the chain.
-    let topology: Vec<_> = demo_topology()
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.agency.as_str() != "000.00.00.G14")
-        .collect();
-    let mut net = Network::create(dir.path(), &exe, &topology).unwrap();
-    net.start_all().unwrap();
-    net.wait_linked(Duration::from_secs(60)).unwrap();
-    let a = AgencyCode::parse("000.21.31.H53").unwrap();
-    let b = AgencyCode::parse("000.07.05.H49").unwrap();
+    let (mut net, topology, a, b) = chain_network(dir.path());
     let sender = net.client(&a).unwrap();
     let receiver = net.client(&b).unwrap();
     let pids: Vec<u32> = topology.iter().filter_map(|s| net.pid(&s.agency)).collect();
@@ -468,18 +445,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// MB/s from submit to arrival at the far commune, and every relay's peak RSS.
 fn measure_attachment(mib: u64) {
     use std::io::Write;
-    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lt-relay"));
     let dir = tempfile::tempdir().unwrap();
-    let topology: Vec<_> = demo_topology()
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.agency.as_str() != "000.00.00.G14")
-        .collect();
-    let mut net = Network::create(dir.path(), &exe, &topology).unwrap();
-    net.start_all().unwrap();
-    net.wait_linked(Duration::from_secs(60)).unwrap();
-    let a = AgencyCode::parse("000.21.31.H53").unwrap();
-    let b = AgencyCode::parse("000.07.05.H49").unwrap();
+    let (mut net, topology, a, b) = chain_network(dir.path());
     let src = dir.path().join("big.bin");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());

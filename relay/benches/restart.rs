@@ -15,9 +15,10 @@ use lienthong_common::agency::AgencyCode;
 use lienthong_common::signing::{envelope_signing_message, AgencySigner};
 use lienthong_common::store::Store;
 use lienthong_harness::{ApiClient, Network, NodeSpec};
-use lienthong_proto::v1::{
-    DocumentCode, Envelope, Organization, OtherInfo, PromulgationInfo, TraceEntry,
-};
+use lienthong_proto::v1::{Envelope, OtherInfo, TraceEntry};
+
+mod support;
+use support::{bench_envelope, metric_of, today};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
@@ -30,45 +31,20 @@ fn backlog() -> usize {
 }
 
 fn forwarded(c: &ApiClient) -> u64 {
-    let text = c.get_text("/metrics").unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with("lienthong_forwarded_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    metric_of(c, "lienthong_forwarded_total")
 }
 
 fn envelope(n: usize, today: &str, now_ms: i64) -> Envelope {
-    Envelope {
-        id: uuid::Uuid::new_v4().to_string(),
-        document_id: format!("bench-{n}"),
-        from: Some(Organization {
-            code: PROVINCE.into(),
-            name: "UBND tỉnh Tây Ninh".into(),
-            ..Default::default()
-        }),
-        to: vec![Organization {
-            code: ROOT.into(),
-            name: "Văn phòng Chính phủ".into(),
-            ..Default::default()
-        }],
-        code: Some(DocumentCode {
-            number: n.to_string(),
-            notation: "UBND-VP".into(),
-        }),
-        promulgation: Some(PromulgationInfo {
-            place: "Tây Ninh".into(),
-            date: today.to_owned(),
-        }),
-        subject: "Văn bản đo thời gian khởi động lại".into(),
-        other_info: Some(OtherInfo::default()),
-        trace: vec![TraceEntry {
-            agency: PROVINCE.into(),
-            received_unix_ms: now_ms,
-            forwarded_unix_ms: 0,
-        }],
-        ..Default::default()
-    }
+    let mut env = bench_envelope(PROVINCE, ROOT, n, today);
+    env.document_id = format!("bench-{n}");
+    env.subject = "Văn bản đo thời gian khởi động lại".into();
+    env.other_info = Some(OtherInfo::default());
+    env.trace = vec![TraceEntry {
+        agency: PROVINCE.into(),
+        received_unix_ms: now_ms,
+        forwarded_unix_ms: 0,
+    }];
+    env
 }
 
 /// Writes `count` signed envelopes queued for the root into the store at `dir`.
@@ -79,9 +55,7 @@ fn fill(dir: &std::path::Path, pki: &std::path::Path, count: usize) {
     )
     .unwrap();
     let store = Store::open(dir).unwrap();
-    let today = lienthong_common::envelope::format_date(
-        lienthong_common::envelope::today_in_vietnam(lienthong_common::now_utc()),
-    );
+    let today = today();
     let queue = vec![(ROOT.to_string(), vec![ROOT.to_string()])];
     let started = Instant::now();
     let threads = 2;
