@@ -18,6 +18,12 @@ use types::{InboxItem, TrackView, Uploaded};
 
 /// The environment variable the command-line tools read a bearer token from.
 pub const TOKEN_ENV: &str = "LT_API_TOKEN";
+/// The environment variable naming the CA file (PEM) an HTTPS API's certificate must chain to.
+pub const CA_ENV: &str = "LT_API_CA";
+/// The environment variable naming a client certificate (PEM) for an HTTPS API.
+pub const CERT_ENV: &str = "LT_API_CERT";
+/// The environment variable naming the client certificate's key (PEM).
+pub const KEY_ENV: &str = "LT_API_KEY";
 
 /// A small blocking client for a node's local API.
 #[derive(Debug, Clone)]
@@ -28,6 +34,39 @@ pub struct ApiClient {
     token: Option<String>,
 }
 
+/// The certificates of a PEM file (at least one).
+fn pem_certificates(path: &Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let certs = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not PEM certificates", path.display()))?;
+    if certs.is_empty() {
+        bail!("{}: no PEM certificate in the file", path.display());
+    }
+    Ok(certs)
+}
+
+/// The HTTP agent: long requests allowed (uploads), pooled connections dropped well before
+/// the node closes them.
+fn agent(tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(600)))
+        // Well under the shortest time a node keeps an idle connection open
+        // (`[listen] api_header_timeout_secs`, at least 1 s, default 30 s): a pooled
+        // connection is never reused just as the node closes it.
+        .max_idle_age(Duration::from_secs(5))
+        .http_status_as_error(false);
+    if let Some(tls) = tls {
+        config = config.tls_config(tls);
+    }
+    config.build().into()
+}
+
 fn body_error(e: ureq::Error) -> anyhow::Error {
     anyhow!("{e}")
 }
@@ -35,20 +74,71 @@ fn body_error(e: ureq::Error) -> anyhow::Error {
 impl ApiClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7480`).
     pub fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(600)))
-            // Well under the shortest time a node keeps an idle connection open
-            // (`[listen] api_header_timeout_secs`, at least 1 s, default 30 s): a pooled
-            // connection is never reused just as the node closes it.
-            .max_idle_age(Duration::from_secs(5))
-            .http_status_as_error(false)
-            .build()
-            .into();
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            agent,
+            agent: agent(None),
             token: None,
         }
+    }
+
+    /// The same client, for a node whose API speaks HTTPS (`[listen] api_tls`): the server's
+    /// certificate must chain to a certificate in the PEM file `ca` (the interchange CA when the
+    /// node uses its own certificate), and `identity`, if given, is the client certificate and
+    /// key (PEM files) presented to a node that has `api_client_ca`.
+    pub fn with_tls(mut self, ca: &Path, identity: Option<(&Path, &Path)>) -> anyhow::Result<Self> {
+        let roots = pem_certificates(ca)?;
+        let client_cert = match identity {
+            None => None,
+            Some((cert, key)) => {
+                let chain = pem_certificates(cert)?;
+                let pem =
+                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+                let key = ureq::tls::PrivateKey::from_pem(&pem)
+                    .with_context(|| format!("{}: not a PEM private key", key.display()))?;
+                Some(ureq::tls::ClientCert::new_with_certs(&chain, key))
+            }
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .client_cert(client_cert)
+            .build();
+        self.agent = agent(Some(tls));
+        Ok(self)
+    }
+
+    /// A client for the local API of the node configured by `cfg`, as the node's own
+    /// commands reach it: HTTPS when `[listen] api_tls` is on (the certificate checked against
+    /// `LT_API_CA`, else the node's `[tls] ca`), the token from `LT_API_TOKEN` and a client
+    /// certificate from `LT_API_CERT` and `LT_API_KEY`, if set. None when it has no API.
+    pub fn for_node(cfg: &lienthong_common::config::NodeConfig) -> anyhow::Result<Option<Self>> {
+        let Some(api) = cfg.api else { return Ok(None) };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let token = env(TOKEN_ENV);
+        let c = match &cfg.api_tls {
+            None => Self::new(&format!("http://{api}")),
+            Some(_) => {
+                let ca = env(CA_ENV).map_or_else(|| cfg.tls.ca.clone(), Into::into);
+                let cert = env(CERT_ENV).map(std::path::PathBuf::from);
+                let key = env(KEY_ENV).map(std::path::PathBuf::from);
+                let identity = match (&cert, &key) {
+                    (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                    (None, None) => None,
+                    _ => bail!("set both {CERT_ENV} and {KEY_ENV}, or neither"),
+                };
+                // The node's certificate names 127.0.0.1 and localhost, not a wildcard address.
+                let host = if api.ip().is_unspecified() {
+                    std::net::SocketAddr::from(([127, 0, 0, 1], api.port()))
+                } else {
+                    api
+                };
+                Self::new(&format!("https://{host}")).with_tls(&ca, identity)?
+            }
+        };
+        Ok(Some(c.with_token(token.as_deref())))
     }
 
     /// The same client, sending `token` as its bearer token (none: no Authorization header).

@@ -74,6 +74,8 @@ pub struct RawApiClient {
     pub name: Option<String>,
     /// SHA-256 of its bearer token, hex (the token itself is never stored).
     pub token_sha256: Option<String>,
+    /// The common name (CN) of its client certificate, issued by `[listen] api_client_ca`.
+    pub certificate_cn: Option<String>,
     /// Agencies it may act for (empty: every agency this node serves).
     #[serde(default)]
     pub agencies: Vec<String>,
@@ -227,6 +229,14 @@ pub struct RawListen {
     pub api_open_health: Option<bool>,
     /// Whether `/metrics` answers without a token when API clients are configured.
     pub api_open_metrics: Option<bool>,
+    /// Serve the local API over TLS (HTTPS).
+    pub api_tls: Option<bool>,
+    /// The API's certificate chain (PEM; absent: the node's own, `[tls] cert`).
+    pub api_tls_cert: Option<PathBuf>,
+    /// The API certificate's key (PEM; absent: `[tls] key`).
+    pub api_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) whose client certificates identify API clients (`certificate_cn`).
+    pub api_client_ca: Option<PathBuf>,
 }
 
 /// `[parent]`
@@ -381,8 +391,10 @@ impl ApiScope {
 pub struct ApiClientConfig {
     /// Its name.
     pub name: String,
-    /// SHA-256 of its bearer token.
-    pub token_sha256: [u8; 32],
+    /// SHA-256 of its bearer token, if it has one.
+    pub token_sha256: Option<[u8; 32]>,
+    /// The CN of its client certificate, if it presents one.
+    pub certificate_cn: Option<String>,
     /// Agencies it may act for (empty: every agency this node serves).
     pub agencies: Vec<AgencyCode>,
     /// What it may do.
@@ -435,6 +447,17 @@ pub struct ApiOpen {
     pub metrics: bool,
 }
 
+/// The local API over TLS (`[listen] api_tls = true`).
+#[derive(Debug, Clone)]
+pub struct ApiTls {
+    /// Certificate chain the API presents.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// Trust roots for client certificates (absent: clients authenticate by token only).
+    pub client_ca: Option<PathBuf>,
+}
+
 /// Local API time-outs against slow clients.
 #[derive(Debug, Clone)]
 pub struct ApiTimeouts {
@@ -473,6 +496,8 @@ pub struct NodeConfig {
     pub api_timeouts: ApiTimeouts,
     /// Which monitoring routes answer without a token when API clients are configured.
     pub api_open: ApiOpen,
+    /// TLS on the local API (absent: plain HTTP).
+    pub api_tls: Option<ApiTls>,
     /// Parent link (absent on the root).
     pub parent: Option<ParentConfig>,
     /// Certificates.
@@ -830,6 +855,41 @@ impl NodeConfig {
                 })
             }
         };
+        let api_tls = if raw.listen.api_tls.unwrap_or(false) {
+            let cert = match raw.listen.api_tls_cert {
+                Some(c) => file("listen.api_tls_cert", Some(c))?,
+                None => tls.cert.clone(),
+            };
+            let key = match raw.listen.api_tls_key {
+                Some(k) => file("listen.api_tls_key", Some(k))?,
+                None => tls.key.clone(),
+            };
+            let client_ca = raw
+                .listen
+                .api_client_ca
+                .map(|c| file("listen.api_client_ca", Some(c)))
+                .transpose()?;
+            Some(ApiTls {
+                cert,
+                key,
+                client_ca,
+            })
+        } else {
+            for (k, set) in [
+                ("listen.api_tls_cert", raw.listen.api_tls_cert.is_some()),
+                ("listen.api_tls_key", raw.listen.api_tls_key.is_some()),
+                ("listen.api_client_ca", raw.listen.api_client_ca.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        k,
+                        "set, but [listen] api_tls is not true: the API would serve plain HTTP"
+                            .into(),
+                    ));
+                }
+            }
+            None
+        };
         let mut api_clients = Vec::new();
         for (i, c) in raw.api_client.into_iter().enumerate() {
             let key = |k: &str| format!("api_client[{i}].{k}");
@@ -839,18 +899,39 @@ impl NodeConfig {
             if api_clients.iter().any(|o: &ApiClientConfig| o.name == name) {
                 return Err(err(&key("name"), format!("{name:?} is used twice")));
             }
-            let hash = c
-                .token_sha256
-                .ok_or_else(|| err(&key("token_sha256"), "required".into()))?;
-            let token_sha256 = hex::decode(hash.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    err(
+            let token_sha256 = match c.token_sha256 {
+                None => None,
+                Some(hash) => Some(
+                    hex::decode(hash.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .ok_or_else(|| {
+                            err(
+                                &key("token_sha256"),
+                                "not 64 hex digits: write the SHA-256 of the token, e.g. the first field of `printf %s \"$TOKEN\" | sha256sum`".into(),
+                            )
+                        })?,
+                ),
+            };
+            let certificate_cn = c.certificate_cn.map(|n| n.trim().to_owned());
+            match &certificate_cn {
+                None if token_sha256.is_none() => {
+                    return Err(err(
                         &key("token_sha256"),
-                        "not 64 hex digits: write the SHA-256 of the token, e.g. the first field of `printf %s \"$TOKEN\" | sha256sum`".into(),
-                    )
-                })?;
+                        "a credential is required: token_sha256, certificate_cn, or both".into(),
+                    ))
+                }
+                Some(n) if n.is_empty() => {
+                    return Err(err(&key("certificate_cn"), "empty".into()))
+                }
+                Some(_) if api_tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() => {
+                    return Err(err(
+                        &key("certificate_cn"),
+                        "client certificates need [listen] api_tls = true and api_client_ca (the CA that issues them)".into(),
+                    ))
+                }
+                _ => {}
+            }
             let mut agencies = Vec::new();
             for a in &c.agencies {
                 let a = code(&key("agencies"), a)?;
@@ -881,6 +962,7 @@ impl NodeConfig {
             api_clients.push(ApiClientConfig {
                 name,
                 token_sha256,
+                certificate_cn,
                 agencies,
                 scopes,
             });
@@ -907,6 +989,7 @@ impl NodeConfig {
             api,
             api_timeouts,
             api_open,
+            api_tls,
             parent,
             tls,
             children,

@@ -142,6 +142,48 @@ pub fn client_config(
     Ok(Arc::new(cfg))
 }
 
+/// The local API's TLS (HTTPS, HTTP/1.1): the certificate and key of `tls`, and client
+/// certificates accepted when they chain to `tls.client_ca` but not required (clients without
+/// one authenticate by bearer token). TLS 1.2 is accepted as well as 1.3: the API's clients are
+/// document management systems, not relays, and some can do no better.
+pub fn api_server_config(tls: &crate::config::ApiTls) -> Result<Arc<ServerConfig>, TlsError> {
+    let id = Identity::load(&tls.cert, &tls.key)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(true))
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in trust::load_certs(ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| TlsError::Rustls(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.into(),
+                provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Rustls(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| TlsError::Rustls(format!("{}: {e}", tls.cert.display())))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The common name (CN) in the subject of a certificate (the first, if several), if any.
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let cn = c.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
 /// The agency a TLS peer's (already chain-checked) certificate names.
 pub fn peer_agency(certs: &[CertificateDer<'_>]) -> Result<AgencyCode, CertError> {
     let end = certs.first().ok_or(CertError::NoCertificate)?;

@@ -37,6 +37,16 @@ pub struct Cli {
     /// the node's configuration holds).
     #[arg(long, global = true, env = "LT_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// With an https:// API: the CA certificate (PEM) its certificate must chain to (for a node
+    /// that uses its own certificate on the API, the interchange CA).
+    #[arg(long, global = true, env = "LT_API_CA")]
+    pub api_ca: Option<PathBuf>,
+    /// With an https:// API that takes client certificates: this client's certificate (PEM).
+    #[arg(long, global = true, env = "LT_API_CERT", requires = "api_key")]
+    pub api_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "LT_API_KEY", requires = "api_cert")]
+    pub api_key: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -162,9 +172,40 @@ pub struct SendArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// The client of `--api`, with its credentials.
+fn api_client(cli: &Cli) -> anyhow::Result<ApiClient> {
+    let client = ApiClient::new(&cli.api).with_token(cli.token.as_deref());
+    if !cli.api.starts_with("https://") {
+        if cli.api_ca.is_some() || cli.api_cert.is_some() {
+            anyhow::bail!(
+                "--api-ca and --api-cert are for an https:// API; --api is {}",
+                cli.api
+            );
+        }
+        return Ok(client);
+    }
+    let ca = cli.api_ca.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "--api {} is HTTPS: give --api-ca FILE (or LT_API_CA), the CA certificate its certificate chains to",
+            cli.api
+        )
+    })?;
+    let identity = cli.api_cert.as_deref().zip(cli.api_key.as_deref());
+    client.with_tls(ca, identity)
+}
+
 /// Runs the command line.
 pub fn run(cli: Cli) -> ExitCode {
-    let client = ApiClient::new(&cli.api).with_token(cli.token.as_deref());
+    if let Command::Serve { config } = &cli.command {
+        return serve(config);
+    }
+    let client = match api_client(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(64);
+        }
+    };
     let result = match cli.command {
         Command::Serve { config } => return serve(&config),
         Command::Send(a) => send(&client, &cli.api, a, cli.json),

@@ -349,7 +349,7 @@ impl Network {
             .nodes
             .get(agency)
             .ok_or_else(|| anyhow!("no node {agency}"))?;
-        Ok(ApiClient::new(&format!("http://{}", n.api)))
+        Ok(api_client_of(n))
     }
 
     /// Waits until every node answers /healthz, every child is linked to its parent, and every
@@ -357,7 +357,7 @@ impl Network {
     pub fn wait_linked(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         for (agency, n) in &self.nodes {
-            let c = ApiClient::new(&format!("http://{}", n.api));
+            let c = api_client_of(n);
             loop {
                 let ok = c.health().ok().is_some_and(|h| {
                     h["parent"].is_null() || h["parent"]["up"].as_bool() == Some(true)
@@ -379,7 +379,7 @@ impl Network {
             if n.spec.parent.is_some() {
                 continue;
             }
-            let c = ApiClient::new(&format!("http://{}", n.api));
+            let c = api_client_of(n);
             loop {
                 let serves: Vec<String> = c
                     .health()
@@ -400,6 +400,18 @@ impl Network {
             }
         }
         Ok(())
+    }
+}
+
+/// A client for a node's local API as its configuration file says it now serves it: HTTPS with
+/// the node's `[tls] ca` when `[listen] api_tls` is on, else plain HTTP. No credentials.
+fn api_client_of(n: &NodeProc) -> ApiClient {
+    let plain = || ApiClient::new(&format!("http://{}", n.api));
+    match lienthong_common::config::NodeConfig::load(&n.config) {
+        Ok(cfg) if cfg.api_tls.is_some() => ApiClient::new(&format!("https://{}", n.api))
+            .with_tls(&cfg.tls.ca, None)
+            .unwrap_or_else(|_| plain()),
+        _ => plain(),
     }
 }
 

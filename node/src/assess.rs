@@ -399,13 +399,51 @@ fn check_backups(cfg: &NodeConfig, level: u8) -> (bool, String) {
 }
 
 fn check_api(cfg: &NodeConfig) -> (bool, String) {
+    let clients = cfg.api_clients.len();
     match cfg.api {
         None => (true, "no local API".to_owned()),
-        Some(a) if a.ip().is_loopback() => (true, format!("bound to {a} (loopback)")),
+        Some(a) if clients > 0 => (
+            true,
+            format!("bound to {a}; {clients} [[api_client]] entries, every route but the open monitoring ones needs a credential"),
+        ),
+        Some(a) if a.ip().is_loopback() => (
+            true,
+            format!("bound to {a} (loopback), no authentication"),
+        ),
         Some(a) => (
             false,
-            format!("bound to {a}: the API has no authentication; bind it to loopback"),
+            format!("bound to {a} with no [[api_client]]: add clients or bind it to loopback"),
         ),
+    }
+}
+
+fn check_api_tls_auth(cfg: &NodeConfig) -> (bool, String) {
+    let Some(a) = cfg.api else {
+        return (true, "no local API".to_owned());
+    };
+    let mut missing = Vec::new();
+    if cfg.api_clients.is_empty() {
+        missing.push("no [[api_client]]: anyone who reaches it may use it");
+    }
+    if cfg.api_tls.is_none() {
+        missing.push("plain HTTP: set [listen] api_tls = true");
+    }
+    if missing.is_empty() {
+        let certs = cfg.api_tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        (
+            true,
+            format!(
+                "HTTPS on {a}; {} clients authenticate by {}",
+                cfg.api_clients.len(),
+                if certs {
+                    "token or client certificate"
+                } else {
+                    "token"
+                }
+            ),
+        )
+    } else {
+        (false, format!("{a}: {}", missing.join("; ")))
     }
 }
 
@@ -458,7 +496,7 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
     c.add(
         1,
         "api_protected",
-        "the local API (no authentication) listens on loopback only".into(),
+        "the local API needs a credential, or listens on loopback only".into(),
         check_api(cfg),
     );
     c.add(
@@ -505,6 +543,12 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
             backup_retention_days_needed(level)
         ),
         check_backups(cfg, level),
+    );
+    c.add(
+        3,
+        "api_tls_auth",
+        "the local API takes only authenticated clients, over TLS".into(),
+        check_api_tls_auth(cfg),
     );
     c.add(
         3,

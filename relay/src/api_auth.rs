@@ -18,6 +18,7 @@ use lienthong_common::config::{ApiClientConfig, ApiOpen, ApiScope};
 use tracing::warn;
 
 use crate::api_error::{ApiError, ApiResult};
+use crate::api_server::ClientCertificate;
 use crate::node::Node;
 use crate::security_events::EventClass;
 
@@ -134,24 +135,48 @@ pub async fn authenticate(State(node): State<Arc<Node>>, mut req: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    let cert_cn = req
+        .extensions()
+        .get::<ClientCertificate>()
+        .and_then(|c| c.0.clone());
     let what = format!("{} {}", req.method(), req.uri().path());
-    let Some(token) = token else {
-        return unauthorized(
-            &node,
-            format!("{what}: an Authorization: Bearer token is required"),
-        );
-    };
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let Some(client) = node
-        .config
-        .api_clients
-        .iter()
-        .find(|c| c.token_sha256.as_slice() == digest.as_ref())
-    else {
-        return unauthorized(
-            &node,
-            format!("{what}: the token is not known to this node"),
-        );
+    let client = match (token, &cert_cn) {
+        (Some(token), _) => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            let found = node.config.api_clients.iter().find(|c| {
+                c.token_sha256
+                    .is_some_and(|h| h.as_slice() == digest.as_ref())
+            });
+            let Some(client) = found else {
+                return unauthorized(
+                    &node,
+                    format!("{what}: the token is not known to this node"),
+                );
+            };
+            client
+        }
+        (None, Some(cn)) => {
+            let found = node
+                .config
+                .api_clients
+                .iter()
+                .find(|c| c.certificate_cn.as_deref() == Some(cn.as_str()));
+            let Some(client) = found else {
+                return unauthorized(
+                    &node,
+                    format!("{what}: the client certificate {cn:?} is not an [[api_client]] of this node"),
+                );
+            };
+            client
+        }
+        (None, None) => {
+            return unauthorized(
+                &node,
+                format!(
+                    "{what}: an Authorization: Bearer token or a client certificate is required"
+                ),
+            );
+        }
     };
     if !client.scopes.contains(&scope) {
         return refuse(

@@ -1,6 +1,9 @@
 //! The local API's listener: HTTP/1.1 connections served by hyper with time-outs against slow
 //! clients (a client that never finishes its headers, or lets a body stall, is cut off and
-//! counted in `lienthong_api_timeouts`), TCP_NODELAY, and a graceful stop.
+//! counted in `lienthong_api_timeouts`), TCP_NODELAY, and a graceful stop. With
+//! `[listen] api_tls`, each connection is a TLS session first; the common name of a client
+//! certificate that chains to `api_client_ca` goes with each of its requests as a
+//! [`ClientCertificate`].
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +71,11 @@ impl Activity {
     }
 }
 
+/// The common name of the client certificate the connection presented (none: no certificate,
+/// or plain HTTP).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientCertificate(pub(crate) Option<String>);
+
 /// A TCP stream that records its [`Activity`].
 struct Watched {
     tcp: TcpStream,
@@ -119,15 +127,18 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// Serves `router` on `listener` until `stop`, then lets open requests finish.
+/// Serves `router` on `listener` until `stop`, then lets open requests finish; over TLS when
+/// `tls` is given.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     timeouts: ApiTimeouts,
+    tls: Option<Arc<rustls::ServerConfig>>,
     node: Arc<Node>,
     stop: CancellationToken,
 ) {
     let conns = TaskTracker::new();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -145,46 +156,106 @@ pub(crate) async fn serve(
         // Small JSON requests and answers: without TCP_NODELAY, Nagle and delayed ACKs add
         // tens of milliseconds to each one.
         let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        let node = node.clone();
-        let body_limit = timeouts.body;
-        let header_limit = timeouts.header;
-        let stop = stop.clone();
+        let activity = Arc::new(Activity::default());
+        let io = Watched {
+            tcp,
+            activity: activity.clone(),
+        };
+        let conn = Conn {
+            router: router.clone(),
+            node: node.clone(),
+            timeouts: timeouts.clone(),
+            stop: stop.clone(),
+            activity,
+            peer,
+        };
+        let acceptor = acceptor.clone();
         conns.spawn(async move {
-            let m = node.clone();
-            let svc = tower::ServiceExt::map_request(router, move |req: hyper::Request<hyper::body::Incoming>| {
-                let (parts, body) = req.into_parts();
-                hyper::Request::from_parts(parts, with_idle_limit(body, body_limit, m.clone()))
-            });
-            let activity = Arc::new(Activity::default());
-            let io = Watched {
-                tcp,
-                activity: activity.clone(),
+            let Some(acceptor) = acceptor else {
+                return conn.run(io, ClientCertificate(None)).await;
             };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_limit)
-                .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let limit = conn.timeouts.header;
+            let tls = match tokio::time::timeout(limit, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    info!(%peer, cause = %e, "local API TLS handshake failed; connection closed");
+                    return;
+                }
+                Err(_) => {
+                    conn.node.metrics.api_timeout("headers");
+                    info!(%peer, limit_secs = limit.as_secs(), "local API client did not finish its TLS handshake in time; connection closed");
+                    return;
                 }
             };
-            if let Err(e) = result {
-                if e.is_timeout() && !activity.slow_client() {
-                    debug!(%peer, "idle local API connection closed");
-                } else if e.is_timeout() {
-                    node.metrics.api_timeout("headers");
-                    info!(%peer, limit_secs = header_limit.as_secs(), "local API client did not send its headers in time; connection closed");
-                } else {
-                    debug!(%peer, cause = %e, "local API connection ended with an error");
-                }
-            }
+            let cn = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(lienthong_common::tls::common_name);
+            conn.run(tls, ClientCertificate(cn)).await;
         });
     }
     conns.close();
     conns.wait().await;
+}
+
+/// One accepted connection, before it is served.
+struct Conn {
+    router: Router,
+    node: Arc<Node>,
+    timeouts: ApiTimeouts,
+    stop: CancellationToken,
+    activity: Arc<Activity>,
+    peer: std::net::SocketAddr,
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 on `io` until the client leaves, a time-out, or the stop.
+    async fn run<I>(self, io: I, cert: ClientCertificate)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            router,
+            node,
+            timeouts,
+            stop,
+            activity,
+            peer,
+        } = self;
+        let m = node.clone();
+        let body_limit = timeouts.body;
+        let header_limit = timeouts.header;
+        let svc = tower::ServiceExt::map_request(
+            router,
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(cert.clone());
+                hyper::Request::from_parts(parts, with_idle_limit(body, body_limit, m.clone()))
+            },
+        );
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_limit)
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            if e.is_timeout() && !activity.slow_client() {
+                debug!(%peer, "idle local API connection closed");
+            } else if e.is_timeout() {
+                node.metrics.api_timeout("headers");
+                info!(%peer, limit_secs = header_limit.as_secs(), "local API client did not send its headers in time; connection closed");
+            } else {
+                debug!(%peer, cause = %e, "local API connection ended with an error");
+            }
+        }
+    }
 }

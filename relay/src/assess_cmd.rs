@@ -24,9 +24,7 @@ pub fn run(config: &Path, level: u8, json: bool) -> anyhow::Result<bool> {
 
 /// The audit log's state: through the API when the node runs, from the store when stopped.
 pub fn audit_state(cfg: &NodeConfig) -> AuditState {
-    if let Some(api) = cfg.api {
-        let c = ApiClient::new(&format!("http://{api}"))
-            .with_token(std::env::var(lienthong_client::TOKEN_ENV).ok().as_deref());
+    if let Ok(Some(c)) = ApiClient::for_node(cfg) {
         if c.health().is_ok() {
             return match c.get_json("/v1/audit/verify") {
                 Ok(v) if v["ok"].as_bool() == Some(true) => {

@@ -46,8 +46,13 @@ fn load(config: &Path) -> anyhow::Result<NodeConfig> {
 /// A client for the node's local API if the node runs and answers.
 fn running(cfg: &NodeConfig) -> Option<(std::net::SocketAddr, ApiClient)> {
     let api = cfg.api?;
-    let c = ApiClient::new(&format!("http://{api}"))
-        .with_token(std::env::var(lienthong_client::TOKEN_ENV).ok().as_deref());
+    let c = match ApiClient::for_node(cfg) {
+        Ok(c) => c?,
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot set up a client for the node's API");
+            return None;
+        }
+    };
     c.health().is_ok().then_some((api, c))
 }
 

@@ -21,9 +21,7 @@ pub enum Source {
 /// Loads `config` and reaches the node: its API if it answers, else its store.
 pub fn source(config: &Path) -> anyhow::Result<Source> {
     let cfg = NodeConfig::load(config).map_err(|e| anyhow!("{e}"))?;
-    if let Some(api) = cfg.api {
-        let c = ApiClient::new(&format!("http://{api}"))
-            .with_token(std::env::var(lienthong_client::TOKEN_ENV).ok().as_deref());
+    if let Some(c) = ApiClient::for_node(&cfg)? {
         if c.health().is_ok() {
             return Ok(Source::Api(c));
         }

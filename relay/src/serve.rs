@@ -111,12 +111,29 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         ));
     }
     if let Some((addr, listener)) = api {
-        info!(%addr, "local API ready");
+        let api_tls = match &node.config.api_tls {
+            None => {
+                info!(%addr, "local API ready (plain HTTP)");
+                None
+            }
+            Some(t) => {
+                let cfg = tls::api_server_config(t)
+                    .map_err(|e| ServeError::Config(format!("[listen] api_tls: {e}")))?;
+                info!(
+                    %addr,
+                    certificate = %t.cert.display(),
+                    client_certificates = t.client_ca.is_some(),
+                    "local API ready (HTTPS)"
+                );
+                Some(cfg)
+            }
+        };
         let router = crate::router::router(node.clone());
         tracker.spawn(crate::api_server::serve(
             listener,
             router,
             node.config.api_timeouts.clone(),
+            api_tls,
             node.clone(),
             shutdown.clone(),
         ));

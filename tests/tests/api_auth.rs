@@ -220,3 +220,333 @@ fn metrics_can_be_closed_to_all_but_monitoring_clients() {
     assert!(e.to_string().contains("operate"), "{e}");
     net.stop_all();
 }
+
+/// Runs the `openssl` command line; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and one client certificate issued by it, with the `openssl` command line: `<name>-ca.pem`
+/// and `<name>.pem` / `<name>.key` (CN `cn`) in `dir`.
+fn openssl_client_pki(dir: &std::path::Path, name: &str, cn: &str) {
+    let ca = format!("{name}-ca");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+            "-days",
+            "30",
+            "-subj",
+            &format!("/O=lienthong tests/CN={name} API clients CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+/// The `api_tls_auth` requirement in `lt-relay assess --level 3` of the node configured by `config`.
+fn api_tls_check(config: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(relay_exe())
+        .args(["assess", "--level", "3", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "api_tls_auth")
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn the_api_over_tls_takes_tokens_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        NodeSpec::new(ROOT, "Văn phòng Chính phủ", None).unwrap(),
+        NodeSpec::new(PROVINCE, "UBND tỉnh", Some(ROOT)).unwrap(),
+    ];
+    let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
+    // The DMS's certificate from the province's own CA for API clients; a look-alike from a CA
+    // the node does not trust.
+    let certs = dir.path().join("api-clients");
+    std::fs::create_dir_all(&certs).unwrap();
+    openssl_client_pki(&certs, "dms", "dms-tayninh");
+    openssl_client_pki(&certs, "rogue", "dms-tayninh");
+    let config = net.nodes[&code(PROVINCE)].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "[listen]\n",
+            &format!(
+                "[listen]\napi_tls = true\napi_client_ca = \"{}\"\n",
+                certs.join("dms-ca.pem").display()
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    append_config(
+        &config,
+        &format!(
+            "\n[[api_client]]\nname = \"dms\"\ncertificate_cn = \"dms-tayninh\"\nagencies = [\"{PROVINCE}\"]\nscopes = [\"submit\", \"inbox\", \"status\"]\n\n\
+             [[api_client]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"books\", \"operate\"]\n",
+            sha256_hex(OPS_TOKEN)
+        ),
+    );
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+
+    let addr = net.nodes[&code(PROVINCE)].api;
+    let https = format!("https://{addr}");
+    let ca = net.pki_dir().join("ca.pem");
+    let anonymous = ApiClient::new(&https).with_tls(&ca, None).unwrap();
+    let dms = ApiClient::new(&https)
+        .with_tls(&ca, Some((&certs.join("dms.pem"), &certs.join("dms.key"))))
+        .unwrap();
+    let rogue = ApiClient::new(&https)
+        .with_tls(
+            &ca,
+            Some((&certs.join("rogue.pem"), &certs.join("rogue.key"))),
+        )
+        .unwrap();
+    let ops = ApiClient::new(&https)
+        .with_tls(&ca, None)
+        .unwrap()
+        .with_token(Some(OPS_TOKEN));
+    let doc = || sample_envelope(&code(PROVINCE), &[&code(ROOT)], "21", "Công văn qua HTTPS");
+
+    // Plain HTTP gets no answer from an HTTPS listener.
+    assert!(ApiClient::new(&format!("http://{addr}")).health().is_err());
+    // A server certificate from another CA is not accepted by the client.
+    let other_ca = certs.join("rogue-ca.pem");
+    assert!(ApiClient::new(&https)
+        .with_tls(&other_ca, None)
+        .unwrap()
+        .health()
+        .is_err());
+    // Open routes answer over HTTPS; the rest needs a credential.
+    assert!(anonymous.health().is_ok());
+    let e = anonymous.submit(doc()).unwrap_err();
+    assert_eq!(status_of(&e), "401", "{e}");
+    assert!(e.to_string().contains("client certificate"), "{e}");
+    // A client certificate from a CA the node does not trust ends the handshake.
+    let e = rogue.health().unwrap_err();
+    assert!(!e.to_string().contains("HTTP "), "{e}");
+    // The DMS's certificate is its credential: it sends for its agency, not for the books.
+    let (id, _) = dms.submit(doc()).unwrap();
+    let root = net.client(&code(ROOT)).unwrap();
+    wait_in_inbox(&root, &code(ROOT), &[id], 60, "the document at the root");
+    let e = dms
+        .get_json(&format!("/v1/registers/{PROVINCE}?direction=out"))
+        .unwrap_err();
+    assert_eq!(status_of(&e), "403", "{e}");
+    // A token works over HTTPS as well.
+    let book = ops
+        .get_json(&format!("/v1/registers/{PROVINCE}?direction=out"))
+        .unwrap();
+    assert_eq!(book["rows"].as_array().map(Vec::len), Some(1), "{book}");
+
+    // The gateway CLI: --api-ca is required for https://, then its certificate identifies it.
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(gateway_exe());
+        c.args(["--api", &https]);
+        c.args(args);
+        c.args(["inbox", "--agency", PROVINCE]);
+        for k in ["LT_API_TOKEN", "LT_API_CA", "LT_API_CERT", "LT_API_KEY"] {
+            c.env_remove(k);
+        }
+        c.output().unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--api-ca"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca_arg = ca.to_str().unwrap();
+    let out = run(&["--api-ca", ca_arg]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let cert = certs.join("dms.pem");
+    let key = certs.join("dms.key");
+    let out = run(&[
+        "--api-ca",
+        ca_arg,
+        "--api-cert",
+        cert.to_str().unwrap(),
+        "--api-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Refusals are api_auth events: the anonymous submit and the DMS's books request at least,
+    // each naming what was missing.
+    // Read with `lt-relay security events`, which reaches the HTTPS API itself (the node's
+    // CA from its configuration, the token from LT_API_TOKEN).
+    let out = std::process::Command::new(relay_exe())
+        .args(["security", "events", "--json", "--config"])
+        .arg(&config)
+        .env("LT_API_TOKEN", OPS_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = String::from_utf8_lossy(&out.stdout).to_string();
+    let reasons: Vec<String> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["class"] == "api_auth")
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("client certificate is required")),
+        "{events}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("API client dms lacks")),
+        "{events}"
+    );
+
+    // `assess` finds the API authenticated and on TLS (a level-3 requirement), and not so on
+    // the root, whose API is plain HTTP without clients.
+    let check = api_tls_check(&config);
+    assert_eq!(check["met"], true, "{check:#}");
+    let check = api_tls_check(&net.nodes[&code(ROOT)].config);
+    assert_eq!(check["met"], false, "{check:#}");
+    assert!(
+        check["evidence"].as_str().unwrap().contains("api_tls"),
+        "{check:#}"
+    );
+}
+
+#[test]
+fn inconsistent_api_tls_settings_stop_the_node_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [NodeSpec::new(ROOT, "Văn phòng Chính phủ", None).unwrap()];
+    let net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
+    let config = net.nodes[&code(ROOT)].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let ca = net.pki_dir().join("ca.pem");
+    let serve = |name: &str, text: String| {
+        let path = config.with_file_name(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(relay_exe())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // A client CA on a plain-HTTP API.
+    let (status, err) = serve(
+        "plain.toml",
+        text.replacen(
+            "[listen]\n",
+            &format!("[listen]\napi_client_ca = \"{}\"\n", ca.display()),
+            1,
+        ),
+    );
+    assert_eq!(status, Some(64), "{err}");
+    assert!(
+        err.contains("listen.api_client_ca") && err.contains("api_tls"),
+        "{err}"
+    );
+    // A client identified by certificate where no CA issues API client certificates.
+    let (status, err) = serve(
+        "nocA.toml",
+        text.replacen("[listen]\n", "[listen]\napi_tls = true\n", 1)
+            + "\n[[api_client]]\nname = \"dms\"\ncertificate_cn = \"dms\"\nscopes = [\"submit\"]\n",
+    );
+    assert_eq!(status, Some(64), "{err}");
+    assert!(
+        err.contains("certificate_cn") && err.contains("api_client_ca"),
+        "{err}"
+    );
+    // A client with no credential at all.
+    let (status, err) = serve(
+        "nocred.toml",
+        text.clone() + "\n[[api_client]]\nname = \"dms\"\nscopes = [\"submit\"]\n",
+    );
+    assert_eq!(status, Some(64), "{err}");
+    assert!(err.contains("credential"), "{err}");
+}
