@@ -60,6 +60,9 @@ pub struct RawConfig {
     pub security: RawSecurity,
     /// `[backup]`: periodic backups of the store (absent: none).
     pub backup: Option<RawBackup>,
+    /// `[limits]`: rate and byte limits against abuse.
+    #[serde(default)]
+    pub limits: RawLimits,
     /// `[[api_client]]`: who may use the local API (none: anyone who reaches it, which is only
     /// allowed on a loopback address).
     #[serde(default)]
@@ -82,6 +85,37 @@ pub struct RawApiClient {
     /// What it may do.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Its own request limit, instead of `[limits] api_requests_per_minute`.
+    pub requests_per_minute: Option<u32>,
+    /// Its own byte limit, instead of `[limits] api_mib_per_minute`.
+    pub mib_per_minute: Option<u32>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Requests per minute for each API client (each address, without clients); 0: none.
+    pub api_requests_per_minute: Option<u32>,
+    /// MiB of request bodies per minute for each API client; 0: none.
+    pub api_mib_per_minute: Option<u32>,
+    /// Envelopes and receipts per minute from each child; 0: none.
+    pub link_items_per_minute: Option<u32>,
+    /// MiB of frames per minute from each child; 0: none.
+    pub link_mib_per_minute: Option<u32>,
+}
+
+/// Resolved `[limits]` (0: no limit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Requests per minute per API client.
+    pub api_requests_per_minute: u32,
+    /// MiB of request bodies per minute per API client.
+    pub api_mib_per_minute: u32,
+    /// Items per minute per child link.
+    pub link_items_per_minute: u32,
+    /// MiB of frames per minute per child link.
+    pub link_mib_per_minute: u32,
 }
 
 /// `[security]`
@@ -399,6 +433,10 @@ pub struct ApiClientConfig {
     pub agencies: Vec<AgencyCode>,
     /// What it may do.
     pub scopes: Vec<ApiScope>,
+    /// Requests per minute (0: none).
+    pub requests_per_minute: u32,
+    /// MiB of request bodies per minute (0: none).
+    pub mib_per_minute: u32,
 }
 
 impl ApiClientConfig {
@@ -520,6 +558,8 @@ pub struct NodeConfig {
     pub backup: Option<BackupSettings>,
     /// Clients of the local API (empty: no authentication, loopback only).
     pub api_clients: Vec<ApiClientConfig>,
+    /// Rate and byte limits.
+    pub limits: Limits,
 }
 
 impl NodeConfig {
@@ -890,6 +930,12 @@ impl NodeConfig {
             }
             None
         };
+        let limits = Limits {
+            api_requests_per_minute: raw.limits.api_requests_per_minute.unwrap_or(0),
+            api_mib_per_minute: raw.limits.api_mib_per_minute.unwrap_or(0),
+            link_items_per_minute: raw.limits.link_items_per_minute.unwrap_or(0),
+            link_mib_per_minute: raw.limits.link_mib_per_minute.unwrap_or(0),
+        };
         let mut api_clients = Vec::new();
         for (i, c) in raw.api_client.into_iter().enumerate() {
             let key = |k: &str| format!("api_client[{i}].{k}");
@@ -963,6 +1009,10 @@ impl NodeConfig {
                 name,
                 token_sha256,
                 certificate_cn,
+                requests_per_minute: c
+                    .requests_per_minute
+                    .unwrap_or(limits.api_requests_per_minute),
+                mib_per_minute: c.mib_per_minute.unwrap_or(limits.api_mib_per_minute),
                 agencies,
                 scopes,
             });
@@ -990,6 +1040,7 @@ impl NodeConfig {
             api_timeouts,
             api_open,
             api_tls,
+            limits,
             parent,
             tls,
             children,

@@ -447,6 +447,50 @@ fn check_api_tls_auth(cfg: &NodeConfig) -> (bool, String) {
     }
 }
 
+fn check_limits(cfg: &NodeConfig) -> (bool, String) {
+    let l = &cfg.limits;
+    let mut ok = true;
+    let mut found = Vec::new();
+    if cfg.api.is_some() {
+        let unlimited: Vec<&str> = cfg
+            .api_clients
+            .iter()
+            .filter(|c| c.requests_per_minute == 0)
+            .map(|c| c.name.as_str())
+            .collect();
+        if cfg.api_clients.is_empty() && l.api_requests_per_minute == 0 {
+            ok = false;
+            found.push("API: no [limits] api_requests_per_minute".to_owned());
+        } else if !unlimited.is_empty() {
+            ok = false;
+            found.push(format!(
+                "API clients without a request limit: {}",
+                unlimited.join(", ")
+            ));
+        } else {
+            found.push(format!(
+                "API: {} requests/min, {} MiB/min per client (0: none)",
+                l.api_requests_per_minute, l.api_mib_per_minute
+            ));
+        }
+    }
+    if cfg.grpc.is_some() {
+        if l.link_items_per_minute == 0 {
+            ok = false;
+            found.push("child links: no [limits] link_items_per_minute".to_owned());
+        } else {
+            found.push(format!(
+                "child links: {} items/min, {} MiB/min each (0: none)",
+                l.link_items_per_minute, l.link_mib_per_minute
+            ));
+        }
+    }
+    if found.is_empty() {
+        found.push("no API and no child links".to_owned());
+    }
+    (ok, found.join("; "))
+}
+
 /// Assesses `cfg` against `level` (1–5) at `now_unix` (seconds).
 pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) -> Assessment {
     let mut c = Checklist {
@@ -549,6 +593,12 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
         "api_tls_auth",
         "the local API takes only authenticated clients, over TLS".into(),
         check_api_tls_auth(cfg),
+    );
+    c.add(
+        3,
+        "abuse_limits",
+        "API clients and child links have rate limits".into(),
+        check_limits(cfg),
     );
     c.add(
         3,

@@ -12,6 +12,7 @@
 //! - [`register`], [`report`]: the official registers and the statistics reports with their
 //!   signed daily summaries; [`upward`]: summaries and attestations kept and queued upward.
 //! - [`monitor`]: signed attestations sent upward; [`assess`]: the security-level checks.
+//! - [`limits`]: rate and byte limits of API clients and child links.
 //! - [`security`]: periodic checks of certificate expiry and CRL freshness.
 //! - [`security_events`]: the queue toward the webhook that posts security events.
 //! - [`broker_state`]: the RabbitMQ connection state, for `/healthz`.
@@ -21,6 +22,7 @@ pub mod assess;
 pub mod broker_state;
 pub mod gate;
 pub mod intake;
+pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod node;

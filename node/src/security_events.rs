@@ -50,11 +50,15 @@ pub enum EventClass {
     QueueItemLost,
     /// A local API request without a known token, or beyond its client's scopes or agencies.
     ApiAuth,
+    /// An API client passed its request or byte limit (answered 429).
+    ApiRateLimit,
+    /// A child link passed its item or byte limit (its items wait).
+    LinkRateLimit,
 }
 
 impl EventClass {
     /// Every class, once (refusals by every code).
-    pub const ALL: [EventClass; 25] = [
+    pub const ALL: [EventClass; 27] = [
         Self::TlsHandshake,
         Self::TlsTimeout,
         Self::BadCertificate,
@@ -80,6 +84,8 @@ impl EventClass {
         Self::CrlRefused,
         Self::QueueItemLost,
         Self::ApiAuth,
+        Self::ApiRateLimit,
+        Self::LinkRateLimit,
     ];
 
     /// Its name, as recorded and counted.
@@ -102,6 +108,8 @@ impl EventClass {
             Self::CrlRefused => "crl_refused",
             Self::QueueItemLost => "queue_item_lost",
             Self::ApiAuth => "api_auth",
+            Self::ApiRateLimit => "api_rate_limit",
+            Self::LinkRateLimit => "link_rate_limit",
         }
     }
 

@@ -18,7 +18,7 @@ use lienthong_common::config::{ApiClientConfig, ApiOpen, ApiScope};
 use tracing::warn;
 
 use crate::api_error::{ApiError, ApiResult};
-use crate::api_server::ClientCertificate;
+use crate::api_server::Connection;
 use crate::node::Node;
 use crate::security_events::EventClass;
 
@@ -137,8 +137,8 @@ pub async fn authenticate(State(node): State<Arc<Node>>, mut req: Request, next:
         .map(str::trim);
     let cert_cn = req
         .extensions()
-        .get::<ClientCertificate>()
-        .and_then(|c| c.0.clone());
+        .get::<Connection>()
+        .and_then(|c| c.certificate_cn.clone());
     let what = format!("{} {}", req.method(), req.uri().path());
     let client = match (token, &cert_cn) {
         (Some(token), _) => {

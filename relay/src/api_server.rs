@@ -3,7 +3,7 @@
 //! counted in `lienthong_api_timeouts`), TCP_NODELAY, and a graceful stop. With
 //! `[listen] api_tls`, each connection is a TLS session first; the common name of a client
 //! certificate that chains to `api_client_ca` goes with each of its requests as a
-//! [`ClientCertificate`].
+//! [`Connection`].
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,10 +71,13 @@ impl Activity {
     }
 }
 
-/// The common name of the client certificate the connection presented (none: no certificate,
-/// or plain HTTP).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ClientCertificate(pub(crate) Option<String>);
+/// Who is at the other end of a request's connection: its address, and the common name of the
+/// client certificate it presented (none: no certificate, or plain HTTP).
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) certificate_cn: Option<String>,
+}
 
 /// A TCP stream that records its [`Activity`].
 struct Watched {
@@ -172,7 +175,7 @@ pub(crate) async fn serve(
         let acceptor = acceptor.clone();
         conns.spawn(async move {
             let Some(acceptor) = acceptor else {
-                return conn.run(io, ClientCertificate(None)).await;
+                return conn.run(io, None).await;
             };
             let limit = conn.timeouts.header;
             let tls = match tokio::time::timeout(limit, acceptor.accept(io)).await {
@@ -193,7 +196,7 @@ pub(crate) async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(lienthong_common::tls::common_name);
-            conn.run(tls, ClientCertificate(cn)).await;
+            conn.run(tls, cn).await;
         });
     }
     conns.close();
@@ -212,7 +215,7 @@ struct Conn {
 
 impl Conn {
     /// Serves HTTP/1.1 on `io` until the client leaves, a time-out, or the stop.
-    async fn run<I>(self, io: I, cert: ClientCertificate)
+    async fn run<I>(self, io: I, certificate_cn: Option<String>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -225,13 +228,17 @@ impl Conn {
             peer,
         } = self;
         let m = node.clone();
+        let connection = Connection {
+            peer,
+            certificate_cn,
+        };
         let body_limit = timeouts.body;
         let header_limit = timeouts.header;
         let svc = tower::ServiceExt::map_request(
             router,
             move |req: hyper::Request<hyper::body::Incoming>| {
                 let (mut parts, body) = req.into_parts();
-                parts.extensions.insert(cert.clone());
+                parts.extensions.insert(connection.clone());
                 hyper::Request::from_parts(parts, with_idle_limit(body, body_limit, m.clone()))
             },
         );

@@ -8,7 +8,7 @@
 //! - [`router`]: the local API's routes and body limits; [`api`]: its handlers (submit, inbox,
 //!   status, track, /healthz, /metrics) and its one error mapping; [`edxml_api`]: edXML on it;
 //!   [`books_api`]: registers and reports on it; the listener, with time-outs against slow
-//!   clients, is `api_server`.
+//!   clients and TLS, is `api_server`; rate and byte limits per client, `api_limits`.
 //! - [`upkeep`]: audit retention and scheduled backups of a running node, `POST /v1/backup`.
 //! - [`webhook`]: security events posted as JSON to a collector.
 //! - [`cli`]: the command line and its dispatch; [`pki_cmd`], [`audit_cmd`], [`backup_cmd`],
@@ -28,6 +28,7 @@ pub mod amqp;
 pub mod api;
 pub mod api_auth;
 mod api_error;
+mod api_limits;
 mod api_server;
 pub mod assess_cmd;
 pub mod audit_cmd;

@@ -160,6 +160,7 @@ impl Session {
         let idle = heartbeat * 3;
         let mut burst =
             crate::security::BurstCounter::new(node.config.security.burst_items_per_minute);
+        let mut limit = peer_is_child.then(|| LinkLimit::new(&node.config.limits));
         let result = loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
@@ -184,6 +185,13 @@ impl Session {
                     for _ in 0..items {
                         if let Some(count) = burst.hit(Instant::now()) {
                             s.on_burst(count);
+                        }
+                    }
+                    // Flow control: past its limit, the child's next frames wait unread.
+                    if let Some(wait) = limit.as_mut().and_then(|l| l.charge(&s, items, &f)) {
+                        tokio::select! {
+                            _ = cancel.cancelled() => break Ok(()),
+                            _ = tokio::time::sleep(wait) => {}
                         }
                     }
                     if let Err(e) = s.handle(f).await {
@@ -524,6 +532,25 @@ impl Session {
             }
             Some(Frame::Heartbeat(_)) => Ok(()),
             None => Err(LinkError::Protocol("empty frame".into())),
+        }
+    }
+
+    /// Records that the child passed a `[limits] link_*` limit: its frames wait `wait`.
+    fn on_rate_limit(&self, what: &str, wait: Duration, record: Option<u64>) {
+        let reason = format!(
+            "{what}; its next frames wait {} ms unread",
+            wait.as_millis()
+        );
+        info!(peer = %self.peer, wait_ms = wait.as_millis() as u64, cause = %reason, "child link slowed: rate limit");
+        let class = EventClass::LinkRateLimit;
+        match record {
+            Some(n) => self.node.security_event(
+                class,
+                self.peer.as_str(),
+                self.peer.as_str(),
+                &format!("{reason} ({n} times since the last event)"),
+            ),
+            None => self.node.metrics.refuse(class.as_str()),
         }
     }
 
@@ -1285,4 +1312,55 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A child link's `[limits] link_items_per_minute` and `link_mib_per_minute`.
+struct LinkLimit {
+    items: lienthong_node::limits::Bucket,
+    bytes: lienthong_node::limits::Bucket,
+    items_per_minute: u32,
+    mib_per_minute: u32,
+    events: lienthong_node::limits::EventGate,
+}
+
+impl LinkLimit {
+    fn new(limits: &lienthong_common::config::Limits) -> Self {
+        let now = Instant::now();
+        Self {
+            items: lienthong_node::limits::Bucket::new(
+                u64::from(limits.link_items_per_minute),
+                now,
+            ),
+            bytes: lienthong_node::limits::Bucket::new(
+                u64::from(limits.link_mib_per_minute) << 20,
+                now,
+            ),
+            items_per_minute: limits.link_items_per_minute,
+            mib_per_minute: limits.link_mib_per_minute,
+            events: lienthong_node::limits::EventGate::default(),
+        }
+    }
+
+    /// Charges a received frame of `items` items; how long to wait before reading on, if the
+    /// child is past a limit (then also logged, counted, and an event at most once a minute).
+    fn charge(&mut self, s: &Session, items: usize, f: &LinkFrame) -> Option<Duration> {
+        let now = Instant::now();
+        let by_items = self.items.debit(items as u64, now);
+        let by_bytes = if self.bytes.limited() {
+            self.bytes.debit(f.encoded_len() as u64, now)
+        } else {
+            Duration::ZERO
+        };
+        let wait = by_items.max(by_bytes);
+        if wait.is_zero() {
+            return None;
+        }
+        let what = if by_items >= by_bytes {
+            format!("more than {} items per minute", self.items_per_minute)
+        } else {
+            format!("more than {} MiB per minute", self.mib_per_minute)
+        };
+        s.on_rate_limit(&what, wait, self.events.hit(now));
+        Some(wait)
+    }
 }

@@ -51,6 +51,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/security/push", post(books_api::security_push))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(
+            crate::api_limits::ApiLimits::new(node.clone()),
+            crate::api_limits::limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             crate::api_auth::authenticate,
         ))

@@ -12,17 +12,12 @@ mod support;
 use std::time::Duration;
 
 use lienthong_harness::{sample_envelope, ApiClient, Network, NodeSpec};
-use support::{code, gateway_exe, relay_exe, security_events, wait_in_inbox};
+use support::{code, gateway_exe, relay_exe, security_events, sha256_hex, wait_in_inbox};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
 const DMS_TOKEN: &str = "dms-token-3f9a1c7e5b2d4860";
 const OPS_TOKEN: &str = "ops-token-8e21d4a9c07b53f6";
-
-fn sha256_hex(s: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn append_config(config: &std::path::Path, text: &str) {
     let mut s = std::fs::read_to_string(config).unwrap();

@@ -156,11 +156,21 @@ pub(crate) fn security_events(net: &Network, agency: &str) -> Vec<serde_json::Va
 
 /// The security events of the node configured by `config`, as JSON objects.
 pub(crate) fn security_events_at(config: &std::path::Path) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(relay_exe())
-        .args(["security", "events", "--json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
+    security_events_with_token(config, None)
+}
+
+/// The same, read with the API token `token` (`LT_API_TOKEN`) when given.
+pub(crate) fn security_events_with_token(
+    config: &std::path::Path,
+    token: Option<&str>,
+) -> Vec<serde_json::Value> {
+    let mut cmd = std::process::Command::new(relay_exe());
+    cmd.args(["security", "events", "--json", "--config"])
+        .arg(config);
+    if let Some(t) = token {
+        cmd.env("LT_API_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -170,4 +180,10 @@ pub(crate) fn security_events_at(config: &std::path::Path) -> Vec<serde_json::Va
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The SHA-256 of `s`, in hex: what an `[[api_client]]` holds of its token.
+pub(crate) fn sha256_hex(s: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
