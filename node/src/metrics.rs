@@ -33,6 +33,8 @@ pub struct Metrics {
     pub queue_depth: Family<NeighbourLabel, Gauge>,
     /// 1 while a link to the neighbour is up.
     pub link_up: Family<NeighbourLabel, Gauge>,
+    /// Link sessions started with each neighbour (a link that keeps restarting flaps).
+    pub link_sessions: Family<NeighbourLabel, Counter>,
     /// Time from sending an item to its hop ack.
     pub hop_ack_seconds: Histogram,
     /// Attachment bytes sent to each neighbour (a resumed transfer sends only what is missing).
@@ -65,6 +67,7 @@ impl Metrics {
         let refused = Family::<ReasonLabel, Counter>::default();
         let queue_depth = Family::<NeighbourLabel, Gauge>::default();
         let link_up = Family::<NeighbourLabel, Gauge>::default();
+        let link_sessions = Family::<NeighbourLabel, Counter>::default();
         let hop_ack_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let delivered = Counter::default();
         let chunk_bytes_sent = Family::<NeighbourLabel, Counter>::default();
@@ -98,6 +101,11 @@ impl Metrics {
             "link_up",
             "1 while the link to a neighbour is up",
             link_up.clone(),
+        );
+        registry.register(
+            "link_sessions",
+            "Link sessions started with each neighbour",
+            link_sessions.clone(),
         );
         registry.register(
             "hop_ack_seconds",
@@ -135,6 +143,7 @@ impl Metrics {
             refused,
             queue_depth,
             link_up,
+            link_sessions,
             hop_ack_seconds,
             chunk_bytes_sent,
             delivered,

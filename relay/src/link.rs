@@ -135,9 +135,17 @@ impl Session {
             neighbour: peer.to_string(),
         };
         node.metrics.link_up.get_or_create(&label).set(1);
+        node.metrics.link_sessions.get_or_create(&label).inc();
         let window = node.config.link.window;
         let window_kib_total = node.config.link.window_kib;
-        let heartbeat = node.config.link.heartbeat;
+        let heartbeat = agreed_heartbeat(node.config.link.heartbeat, peer_hello.heartbeat_secs);
+        if heartbeat != node.config.link.heartbeat {
+            info!(
+                own_secs = node.config.link.heartbeat.as_secs(),
+                peer_secs = peer_hello.heartbeat_secs,
+                "heartbeat: the peer's longer interval is used on this link"
+            );
+        }
         let batches = peer_hello.features.iter().any(|f| f == FEATURE_BATCH);
         let s = Arc::new(Session {
             node: node.clone(),
@@ -975,7 +983,14 @@ fn hello(node: &Node) -> LinkFrame {
             .collect(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
         features: vec![FEATURE_BATCH.to_owned()],
+        heartbeat_secs: u32::try_from(node.config.link.heartbeat.as_secs()).unwrap_or(u32::MAX),
     }))
+}
+
+/// The heartbeat interval both ends of a link use: the larger of the two settings (a peer that
+/// sends none, 0, leaves `own`).
+fn agreed_heartbeat(own: Duration, peer_secs: u32) -> Duration {
+    own.max(Duration::from_secs(u64::from(peer_secs)))
 }
 
 /// Why a child's link is not opened: the one place the link service's refusals become gRPC
@@ -1362,5 +1377,18 @@ impl LinkLimit {
         };
         s.on_rate_limit(&what, wait, self.events.hit(now));
         Some(wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longer_heartbeat_wins_and_an_old_peer_changes_nothing() {
+        let s = Duration::from_secs;
+        assert_eq!(agreed_heartbeat(s(2), 30), s(30));
+        assert_eq!(agreed_heartbeat(s(30), 2), s(30));
+        assert_eq!(agreed_heartbeat(s(10), 0), s(10));
     }
 }

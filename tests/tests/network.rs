@@ -160,3 +160,57 @@ fn three_tier_tree_without_districts() {
         ],
     );
 }
+
+/// The number in `metrics` of the line that starts with `name{` and holds `label`.
+fn metric_value(metrics: &str, name: &str, label: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn ends_with_different_heartbeats_agree_on_the_longer_and_do_not_flap() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        NodeSpec::new("000.00.00.G22", "Root", None).unwrap(),
+        NodeSpec::new("000.00.00.H53", "Tỉnh", Some("000.00.00.G22")).unwrap(),
+    ];
+    let mut net = Network::create(dir.path(), &support::relay_exe(), &specs).unwrap();
+    // The root would give up on a silent link after 3 s; the province beats every 8 s.
+    for (agency, secs) in [("000.00.00.G22", 1), ("000.00.00.H53", 8)] {
+        let config = net.nodes[&code(agency)].config.clone();
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("heartbeat_secs = 2"), "{text}");
+        std::fs::write(
+            &config,
+            text.replace("heartbeat_secs = 2", &format!("heartbeat_secs = {secs}")),
+        )
+        .unwrap();
+    }
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    // Three of the root's own idle limits, and more than one of the province's beats.
+    std::thread::sleep(Duration::from_secs(12));
+    let root = net.client(&code("000.00.00.G22")).unwrap();
+    let metrics = root.get_text("/metrics").unwrap();
+    let label = "neighbour=\"000.00.00.H53\"";
+    assert_eq!(
+        metric_value(&metrics, "lienthong_link_sessions_total", label),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "lienthong_link_up", label),
+        Some(1.0),
+        "{metrics}"
+    );
+    // And the link still carries documents.
+    exchange_and_check(
+        &net,
+        "000.00.00.H53",
+        &["000.00.00.G22"],
+        &["000.00.00.H53", "000.00.00.G22"],
+    );
+}

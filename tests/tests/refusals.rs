@@ -41,6 +41,7 @@ async fn try_link(addr: &str, trust: Arc<TrustStore>, id: &Identity, claims: &st
             serves: vec![claims.into()],
             features: vec![],
             software_version: "test".into(),
+            heartbeat_secs: 0,
         })),
     };
     match open_link(addr, cfg, Duration::from_secs(2), hello).await {
@@ -238,6 +239,7 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
                 serves: vec!["000.00.22.H53".into()],
                 features: vec![],
                 software_version: "t".into(),
+                heartbeat_secs: 0,
             })),
         };
         let (tx, mut rx) = open_link(&addr, cfg, Duration::from_secs(2), hello)
