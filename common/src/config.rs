@@ -287,14 +287,23 @@ pub struct RawParent {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    /// Interchange CA certificate (PEM).
+    /// Trust bundle (PEM): the interchange root CA, and any intermediate CAs.
     pub ca: Option<PathBuf>,
     /// This node's certificate (PEM).
     pub cert: Option<PathBuf>,
     /// Its private key (PKCS#8 PEM).
     pub key: Option<PathBuf>,
-    /// The CA's revocation list.
+    /// The CAs' revocation lists (one file, PEM with one CRL per CA, or DER).
     pub crl: Option<PathBuf>,
+    /// More CRL files.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Hours a CRL may be past its nextUpdate before chains through its CA are refused.
+    pub crl_grace_hours: Option<u32>,
+    /// Refuse chains through a CA whose CRL is past nextUpdate plus the grace.
+    pub crl_fail_closed: Option<bool>,
+    /// Where certificates name their agency: "san_uri" (default), "subject:UID", ...
+    pub agency_in: Option<String>,
     /// Lowest TLS version on the link: "1.3" (default) or "1.2".
     pub min_version: Option<String>,
 }
@@ -371,8 +380,15 @@ pub struct TlsPaths {
     pub cert: PathBuf,
     /// Node key.
     pub key: PathBuf,
-    /// CRL, if any.
+    /// CRL files (`crl`, then `crls`).
+    pub crls: Vec<PathBuf>,
+    /// The first CRL file, if any (`crl`).
     pub crl: Option<PathBuf>,
+    /// How long past nextUpdate a CRL may be before chains through its CA are refused (None:
+    /// never; `crl_fail_closed = false`).
+    pub crl_stale_after: Option<Duration>,
+    /// Where certificates name their agency.
+    pub agency_in: crate::trust::AgencyField,
     /// The link also accepts TLS 1.2 (`[tls] min_version = "1.2"`). Off by default; an
     /// assessment at any level reports it as not met.
     pub allow_tls12: bool,
@@ -682,11 +698,30 @@ impl NodeConfig {
             }
             Ok(p)
         };
+        let crl = raw.tls.crl.map(|c| file("tls.crl", Some(c))).transpose()?;
+        let mut crls: Vec<PathBuf> = crl.iter().cloned().collect();
+        for (i, c) in raw.tls.crls.into_iter().enumerate() {
+            crls.push(file(&format!("tls.crls[{i}]"), Some(c))?);
+        }
         let tls = TlsPaths {
             ca: file("tls.ca", raw.tls.ca)?,
             cert: file("tls.cert", raw.tls.cert)?,
             key: file("tls.key", raw.tls.key)?,
-            crl: raw.tls.crl.map(|c| file("tls.crl", Some(c))).transpose()?,
+            crl: crl.clone(),
+            crls,
+            crl_stale_after: raw
+                .tls
+                .crl_fail_closed
+                .unwrap_or(raw.security.level.unwrap_or(0) >= 3)
+                .then(|| {
+                    Duration::from_secs(u64::from(raw.tls.crl_grace_hours.unwrap_or(24)) * 3600)
+                }),
+            agency_in: match raw.tls.agency_in.as_deref() {
+                None => crate::trust::AgencyField::SanUri,
+                Some(a) => {
+                    crate::trust::AgencyField::parse(a).map_err(|e| err("tls.agency_in", e))?
+                }
+            },
             allow_tls12: match raw.tls.min_version.as_deref().unwrap_or("1.3") {
                 "1.3" => false,
                 "1.2" => true,

@@ -161,6 +161,15 @@ impl std::fmt::Debug for AgencySigner {
 impl AgencySigner {
     /// Loads a certificate chain (PEM) and its PKCS#8 private key (PEM).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, SigningError> {
+        Self::load_with(cert_path, key_path, &trust::AgencyField::SanUri)
+    }
+
+    /// The same, for certificates that name their agency where `field` says.
+    pub fn load_with(
+        cert_path: &Path,
+        key_path: &Path,
+        field: &trust::AgencyField,
+    ) -> Result<Self, SigningError> {
         let chain = trust::load_certs(cert_path)?;
         let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| SigningError::Key {
             path: key_path.display().to_string(),
@@ -172,7 +181,7 @@ impl AgencySigner {
                 reason: "not a PKCS#8 key (BEGIN PRIVATE KEY)".into(),
             });
         };
-        Self::from_der(chain, pkcs8.secret_pkcs8_der()).map_err(|e| match e {
+        Self::from_der_with(chain, pkcs8.secret_pkcs8_der(), field).map_err(|e| match e {
             SigningError::Key { reason, .. } => SigningError::Key {
                 path: key_path.display().to_string(),
                 reason,
@@ -186,8 +195,17 @@ impl AgencySigner {
         chain: Vec<CertificateDer<'static>>,
         pkcs8: &[u8],
     ) -> Result<Self, SigningError> {
+        Self::from_der_with(chain, pkcs8, &trust::AgencyField::SanUri)
+    }
+
+    /// The same, for a certificate that names its agency where `field` says.
+    pub fn from_der_with(
+        chain: Vec<CertificateDer<'static>>,
+        pkcs8: &[u8],
+        field: &trust::AgencyField,
+    ) -> Result<Self, SigningError> {
         let end = chain.first().ok_or(CertError::NoCertificate)?;
-        let (agency, _, _) = trust::inspect(end)?;
+        let (agency, _, _) = trust::inspect_with(end, field)?;
         let rng = SystemRandom::new();
         let key = if let Ok(k) =
             EcdsaKeyPair::from_pkcs8(&rsig::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)

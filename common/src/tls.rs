@@ -7,6 +7,8 @@
 //! - A child (client) checks the parent's certificate through [`TrustStore::verify_chain`] and
 //!   requires it to name the configured parent agency. Host names are not used: the agency
 //!   code in the certificate is the identity.
+//! - Neither side resumes TLS sessions: every handshake checks the peer's chain against the
+//!   CRLs in force.
 
 use std::sync::Arc;
 
@@ -98,15 +100,19 @@ pub fn server_config(
     id: &Identity,
     allow_tls12: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let subject = x509_parser::parse_x509_certificate(trust.ca())
-        .map_err(|e| TlsError::Rustls(format!("CA certificate: {e}")))?
-        .1
-        .subject()
-        .as_raw()
-        .to_vec();
+    let mut hints = Vec::new();
+    for ca in trust.cas() {
+        let subject = x509_parser::parse_x509_certificate(&ca)
+            .map_err(|e| TlsError::Rustls(format!("CA certificate: {e}")))?
+            .1
+            .subject()
+            .as_raw()
+            .to_vec();
+        hints.push(DistinguishedName::from(subject));
+    }
     let verifier = Arc::new(ChildCertVerifier {
         trust: trust.clone(),
-        hints: vec![DistinguishedName::from(subject)],
+        hints,
         provider: provider(),
     });
     let mut cfg = ServerConfig::builder_with_provider(provider())
@@ -116,6 +122,10 @@ pub fn server_config(
         .with_single_cert(id.chain.clone(), id.key.clone_key())
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // No session resumption: every handshake checks the certificate against the CRL in force
+    // (a resumed session would skip that). Links are long-lived; it costs nothing.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(Arc::new(cfg))
 }
 
@@ -139,6 +149,8 @@ pub fn client_config(
         .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // No session resumption, as on the server side.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(cfg))
 }
 

@@ -48,9 +48,13 @@ pub enum CertError {
     /// Lacks the key usage or extended key usage required.
     #[error("certificate may not be used for {0}")]
     WrongUsage(&'static str),
-    /// Names no agency (no `urn:lienthong:agency:` SAN URI).
-    #[error("certificate names no agency (SAN URI {AGENCY_URI_PREFIX}<code>)")]
-    NoAgency,
+    /// Names no agency where the configuration looks for it (by default a
+    /// `urn:lienthong:agency:` SAN URI).
+    #[error("certificate names no agency ({0})")]
+    NoAgency(String),
+    /// A CA on the chain has a CRL past its nextUpdate and the grace (fail closed).
+    #[error("the CRL of {0} is past its next update and the grace period: chains through it are refused until a fresh CRL arrives")]
+    CrlStale(String),
     /// Names an agency whose code does not parse.
     #[error("certificate names a bad agency code: {0}")]
     BadAgency(String),
@@ -137,135 +141,394 @@ pub struct CertifiedAgency {
     pub not_after: i64,
 }
 
-/// The CRL in force: parsed, its DER, and what identifies the file it came from.
+/// Where a certificate names its agency (`[tls] agency_in`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AgencyField {
+    /// A subjectAltName URI `urn:lienthong:agency:<code>` (the default; what `lt-relay pki`
+    /// issues).
+    #[default]
+    SanUri,
+    /// A subject attribute, by its OID in dotted form (UID, serialNumber, CN, or any other).
+    /// Its value is the code, or ends with `:<code>` (as in `MNS:000.00.00.H53`).
+    Subject(String),
+}
+
+impl AgencyField {
+    /// Parses `san_uri`, `subject:UID`, `subject:serialNumber`, `subject:CN` or
+    /// `subject:<dotted OID>`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "san_uri" {
+            return Ok(Self::SanUri);
+        }
+        let Some(attr) = s.strip_prefix("subject:") else {
+            return Err(format!(
+                "{s:?}: use \"san_uri\", \"subject:UID\", \"subject:serialNumber\", \"subject:CN\" or \"subject:<OID>\""
+            ));
+        };
+        let oid = match attr {
+            "UID" => "0.9.2342.19200300.100.1.1",
+            "serialNumber" => "2.5.4.5",
+            "CN" => "2.5.4.3",
+            other
+                if !other.is_empty()
+                    && other
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                other
+            }
+            other => {
+                return Err(format!(
+                    "{other:?} is not UID, serialNumber, CN or a dotted OID"
+                ))
+            }
+        };
+        Ok(Self::Subject(oid.to_owned()))
+    }
+
+    /// How it is described in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::SanUri => format!("SAN URI {AGENCY_URI_PREFIX}<code>"),
+            Self::Subject(oid) => format!("subject attribute {oid}"),
+        }
+    }
+}
+
+/// One CA's CRL in force.
+#[derive(Debug)]
+struct HeldCrl {
+    list: CertRevocationList<'static>,
+    der: CertificateRevocationListDer<'static>,
+    /// Its issuer's subject, DER.
+    issuer: Vec<u8>,
+    /// thisUpdate (unix s), to refuse an older one.
+    this_update: i64,
+    /// nextUpdate (unix s), if it has one.
+    next_update: Option<i64>,
+}
+
+/// The CRLs in force, one per issuing CA, and what identifies the files they came from.
 #[derive(Debug, Default)]
 struct Crls {
-    list: Vec<CertRevocationList<'static>>,
-    ders: Vec<CertificateRevocationListDer<'static>>,
-    /// thisUpdate of the CRL in force (unix s), to refuse an older one.
-    this_update: Option<i64>,
-    /// Modification time and length of the file when it was read.
-    stamp: Option<(std::time::SystemTime, u64)>,
+    held: Vec<HeldCrl>,
+    /// Modification time and length of each CRL file when it was read.
+    stamps: Vec<Option<(std::time::SystemTime, u64)>>,
 }
 
 /// What [`TrustStore::reload_crl`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrlReload {
-    /// No CRL is configured, or its file has not changed.
+    /// No CRL is configured, or no file and no fetched CRL has changed.
     Unchanged,
-    /// A new CRL replaced the old one; it lists this many certificates.
+    /// New CRLs replaced old ones; the CRLs in force list this many certificates.
     Replaced {
-        /// Certificates it revokes.
+        /// Certificates they revoke.
         revoked: usize,
     },
 }
 
-/// The interchange CA and its CRL, shared by every check. The CRL is read at start and again
-/// whenever [`TrustStore::reload_crl`] finds its file changed; a CRL that does not parse, is
-/// not signed by the CA or is older than the one in force never replaces it.
+/// A CA certificate of the trust bundle, with what CRL checks need of it.
+#[derive(Debug)]
+struct BundleCa {
+    der: CertificateDer<'static>,
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+}
+
+/// The trust bundle (the root CA, and any intermediate CAs) and the CRLs of its CAs, shared by
+/// every check. CRL files are read at start and again whenever [`TrustStore::reload_crl`] finds
+/// one changed; CRLs fetched from the network are offered with [`TrustStore::offer_crl`]. A CRL
+/// that does not parse, is not signed by a CA of the bundle, or is older than the one in force
+/// for its CA never replaces it.
 #[derive(Debug)]
 pub struct TrustStore {
-    ca: CertificateDer<'static>,
-    crl_path: Option<PathBuf>,
+    /// Self-signed certificates of the bundle: the trust anchors.
+    anchors: Vec<CertificateDer<'static>>,
+    /// Every CA of the bundle, anchors first.
+    cas: Vec<BundleCa>,
+    /// Intermediate CAs of the bundle, added to every chain a peer presents.
+    intermediates: Vec<CertificateDer<'static>>,
+    crl_paths: Vec<PathBuf>,
     crls: std::sync::RwLock<Crls>,
-    /// Changes each time the CRL is replaced (caches of checked chains compare it).
+    agency_field: AgencyField,
+    /// A CRL this long past its nextUpdate makes chains through its CA fail (None: never).
+    stale_after: Option<i64>,
+    /// Changes each time a CRL is replaced (caches of checked chains compare it).
     generation: std::sync::atomic::AtomicU64,
 }
 
+fn is_self_signed(subject: &[u8], issuer: &[u8]) -> bool {
+    subject == issuer
+}
+
 impl TrustStore {
-    /// Loads the CA certificate (PEM) and optionally a CRL (PEM or DER), which must be signed
-    /// by that CA.
+    /// Loads the trust bundle (PEM: the root CA, and any intermediate CAs) and optionally a CRL
+    /// file (PEM, one CRL or several, or DER), each signed by a CA of the bundle.
     pub fn load(ca_path: &Path, crl_path: Option<&Path>) -> Result<Self, TrustError> {
-        let ca = CertificateDer::from_pem_file(ca_path).map_err(|e| TrustError::File {
+        Self::load_with(
+            ca_path,
+            crl_path.into_iter().map(Path::to_owned).collect(),
+            AgencyField::SanUri,
+            None,
+        )
+    }
+
+    /// The same with several CRL files, the place of the agency code in certificates, and how
+    /// long past its nextUpdate a CRL may be before chains through its CA fail (`stale_after`,
+    /// seconds; None: never, the CRL in force is used however old).
+    pub fn load_with(
+        ca_path: &Path,
+        crl_paths: Vec<PathBuf>,
+        agency_field: AgencyField,
+        stale_after: Option<i64>,
+    ) -> Result<Self, TrustError> {
+        let bad_ca = |reason: String| TrustError::BadCa {
             path: ca_path.to_owned(),
-            reason: format!("no PEM certificate: {e}"),
-        })?;
-        webpki::anchor_from_trusted_cert(&ca).map_err(|e| TrustError::BadCa {
-            path: ca_path.to_owned(),
-            reason: format!("{e:?}"),
-        })?;
+            reason,
+        };
+        let bundle = load_certs(ca_path)?;
+        let mut anchors = Vec::new();
+        let mut intermediates = Vec::new();
+        let mut cas = Vec::new();
+        for der in bundle {
+            let (subject, issuer, is_ca) = {
+                let (_, c) =
+                    x509_parser::parse_x509_certificate(&der).map_err(|e| bad_ca(e.to_string()))?;
+                (
+                    c.subject().as_raw().to_vec(),
+                    c.issuer().as_raw().to_vec(),
+                    c.is_ca(),
+                )
+            };
+            if !is_ca {
+                return Err(bad_ca(format!(
+                    "{} is not a CA certificate (basicConstraints CA:TRUE)",
+                    subject_text(&der)
+                )));
+            }
+            if is_self_signed(&subject, &issuer) {
+                webpki::anchor_from_trusted_cert(&der).map_err(|e| bad_ca(format!("{e:?}")))?;
+                anchors.push(der.clone());
+                cas.insert(
+                    anchors.len() - 1,
+                    BundleCa {
+                        der,
+                        subject,
+                        issuer,
+                    },
+                );
+            } else {
+                intermediates.push(der.clone());
+                cas.push(BundleCa {
+                    der,
+                    subject,
+                    issuer,
+                });
+            }
+        }
+        if anchors.is_empty() {
+            return Err(bad_ca(
+                "no root CA (a self-signed certificate) in the bundle".into(),
+            ));
+        }
+        let stamps = vec![None; crl_paths.len()];
         let store = Self {
-            ca,
-            crl_path: crl_path.map(Path::to_owned),
-            crls: std::sync::RwLock::default(),
+            anchors,
+            cas,
+            intermediates,
+            crl_paths,
+            crls: std::sync::RwLock::new(Crls {
+                held: Vec::new(),
+                stamps,
+            }),
+            agency_field,
+            stale_after,
             generation: std::sync::atomic::AtomicU64::new(0),
         };
         store.reload_crl()?;
         Ok(store)
     }
 
-    /// Reads the CRL file again if it changed since it was read, and puts it in force when it
-    /// parses, is signed by the CA and is not older than the CRL in force. On an error the
-    /// CRL in force stays.
+    /// Reads again each CRL file that changed since it was read, and puts each CRL in it in
+    /// force when it parses, is signed by a CA of the bundle and is not older than the CRL in
+    /// force for that CA. On an error nothing of that file is used and the CRLs in force stay.
     pub fn reload_crl(&self) -> Result<CrlReload, TrustError> {
-        let Some(path) = &self.crl_path else {
-            return Ok(CrlReload::Unchanged);
-        };
-        let bad = |reason: String| TrustError::BadCrl {
-            path: path.clone(),
-            reason,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| TrustError::File {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let stamp = meta.modified().ok().map(|m| (m, meta.len()));
-        if stamp.is_some() && self.read_crls().stamp == stamp {
-            return Ok(CrlReload::Unchanged);
-        }
-        let bytes = std::fs::read(path).map_err(|e| TrustError::File {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let der = match CertificateRevocationListDer::from_pem_slice(&bytes) {
-            Ok(d) => d,
-            Err(_) => CertificateRevocationListDer::from(bytes),
-        };
-        let this_update = self.check_crl(&der).map_err(bad)?;
-        let owned = OwnedCertRevocationList::from_der(&der).map_err(|e| bad(format!("{e:?}")))?;
-        let revoked = x509_parser::parse_x509_crl(&der)
-            .map(|(_, c)| c.iter_revoked_certificates().count())
-            .unwrap_or(0);
-        let mut crls = match self.crls.write() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        if let Some(held) = crls.this_update {
-            if this_update < held {
-                return Err(bad(format!(
-                    "issued before the CRL in force (thisUpdate {this_update} < {held}); kept the newer one"
-                )));
+        let mut replaced = false;
+        let mut first_error = None;
+        for (i, path) in self.crl_paths.iter().enumerate() {
+            let meta = match std::fs::metadata(path) {
+                Ok(m) => m,
+                Err(e) => {
+                    first_error.get_or_insert(TrustError::File {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let stamp = meta.modified().ok().map(|m| (m, meta.len()));
+            if stamp.is_some() && self.read_crls().stamps.get(i).copied().flatten() == stamp {
+                continue;
+            }
+            let result = std::fs::read(path)
+                .map_err(|e| TrustError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+                .and_then(|bytes| {
+                    self.put_in_force(&bytes)
+                        .map_err(|reason| TrustError::BadCrl {
+                            path: path.clone(),
+                            reason,
+                        })
+                });
+            // Read once per change, used or not: a bad file is reported once.
+            if let Some(s) = self.write_crls().stamps.get_mut(i) {
+                *s = stamp;
+            }
+            match result {
+                Ok(r) => replaced |= r,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        *crls = Crls {
-            list: vec![CertRevocationList::from(owned)],
-            ders: vec![der],
-            this_update: Some(this_update),
-            stamp,
-        };
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(CrlReload::Replaced { revoked })
+        if let Some(e) = first_error {
+            if replaced {
+                self.bump();
+            }
+            return Err(e);
+        }
+        Ok(self.finish(replaced))
     }
 
-    /// Checks that `der` is a CRL signed by the CA; returns its thisUpdate (unix s).
-    fn check_crl(&self, der: &[u8]) -> Result<i64, String> {
-        let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| e.to_string())?;
-        let (_, ca) = x509_parser::parse_x509_certificate(&self.ca).map_err(|e| e.to_string())?;
-        if crl.issuer() != ca.subject() {
-            return Err(format!(
-                "issued by {}, not by the CA ({})",
-                crl.issuer(),
-                ca.subject()
-            ));
+    /// Offers CRLs fetched from `source` (PEM or DER bytes): each is put in force when it is
+    /// signed by a CA of the bundle and newer than the one held for that CA.
+    pub fn offer_crl(&self, source: &str, bytes: &[u8]) -> Result<CrlReload, TrustError> {
+        let replaced = self
+            .put_in_force(bytes)
+            .map_err(|reason| TrustError::BadCrl {
+                path: PathBuf::from(source),
+                reason,
+            })?;
+        Ok(self.finish(replaced))
+    }
+
+    fn finish(&self, replaced: bool) -> CrlReload {
+        if !replaced {
+            return CrlReload::Unchanged;
         }
-        crl.verify_signature(ca.public_key())
-            .map_err(|e| format!("signature does not verify with the CA's key: {e}"))?;
-        Ok(crl.last_update().timestamp())
+        self.bump();
+        let revoked = self
+            .read_crls()
+            .held
+            .iter()
+            .map(|h| {
+                x509_parser::parse_x509_crl(&h.der)
+                    .map(|(_, c)| c.iter_revoked_certificates().count())
+                    .unwrap_or(0)
+            })
+            .sum();
+        CrlReload::Replaced { revoked }
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Checks every CRL in `bytes` and puts those newer than the held ones in force, all or
+    /// none. True when one replaced another (or was new).
+    fn put_in_force(&self, bytes: &[u8]) -> Result<bool, String> {
+        let ders: Vec<CertificateRevocationListDer<'static>> =
+            match CertificateRevocationListDer::pem_slice_iter(bytes).collect::<Result<Vec<_>, _>>()
+            {
+                Ok(v) if !v.is_empty() => v,
+                _ => vec![CertificateRevocationListDer::from(bytes.to_vec())],
+            };
+        let mut checked = Vec::new();
+        for der in ders {
+            let (issuer, this_update, next_update) = self.check_crl(&der)?;
+            let owned = OwnedCertRevocationList::from_der(&der).map_err(|e| format!("{e:?}"))?;
+            checked.push(HeldCrl {
+                list: CertRevocationList::from(owned),
+                der,
+                issuer,
+                this_update,
+                next_update,
+            });
+        }
+        let mut crls = self.write_crls();
+        for c in &checked {
+            if let Some(held) = crls.held.iter().find(|h| h.issuer == c.issuer) {
+                if c.this_update < held.this_update {
+                    return Err(format!(
+                        "the CRL of {} was issued before the one in force (thisUpdate {} < {}); kept the newer one",
+                        name_text(&c.issuer),
+                        c.this_update,
+                        held.this_update
+                    ));
+                }
+            }
+        }
+        let mut replaced = false;
+        for c in checked {
+            match crls.held.iter_mut().find(|h| h.issuer == c.issuer) {
+                Some(h) if h.der == c.der => {}
+                Some(h) => {
+                    *h = c;
+                    replaced = true;
+                }
+                None => {
+                    crls.held.push(c);
+                    replaced = true;
+                }
+            }
+        }
+        Ok(replaced)
+    }
+
+    /// Checks that `der` is a CRL signed by a CA of the bundle; returns its issuer (DER),
+    /// thisUpdate and nextUpdate (unix s).
+    fn check_crl(&self, der: &[u8]) -> Result<(Vec<u8>, i64, Option<i64>), String> {
+        let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| e.to_string())?;
+        let issuer = crl.issuer().as_raw();
+        let ca = self
+            .cas
+            .iter()
+            .find(|c| c.subject == issuer)
+            .ok_or_else(|| {
+                format!(
+                    "issued by {}, not by the CA (nor by any CA of the trust bundle)",
+                    crl.issuer()
+                )
+            })?;
+        let (_, ca_cert) =
+            x509_parser::parse_x509_certificate(&ca.der).map_err(|e| e.to_string())?;
+        crl.verify_signature(ca_cert.public_key()).map_err(|e| {
+            format!(
+                "signature does not verify with the CA's key ({}): {e}",
+                crl.issuer()
+            )
+        })?;
+        Ok((
+            issuer.to_vec(),
+            crl.last_update().timestamp(),
+            crl.next_update().map(|t| t.timestamp()),
+        ))
     }
 
     fn read_crls(&self) -> std::sync::RwLockReadGuard<'_, Crls> {
         match self.crls.read() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn write_crls(&self) -> std::sync::RwLockWriteGuard<'_, Crls> {
+        match self.crls.write() {
             Ok(c) => c,
             Err(p) => p.into_inner(),
         }
@@ -276,31 +539,105 @@ impl TrustStore {
         self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The CA certificate.
+    /// The (first) root CA certificate.
     pub fn ca(&self) -> &CertificateDer<'static> {
-        &self.ca
+        &self.anchors[0]
+    }
+
+    /// Every CA certificate of the bundle, roots first.
+    pub fn cas(&self) -> Vec<CertificateDer<'static>> {
+        self.cas.iter().map(|c| c.der.clone()).collect()
+    }
+
+    /// Where certificates name their agency.
+    pub fn agency_field(&self) -> &AgencyField {
+        &self.agency_field
     }
 
     /// The CRLs in force, DER.
     pub fn crl_ders(&self) -> Vec<CertificateRevocationListDer<'static>> {
-        self.read_crls().ders.clone()
+        self.read_crls()
+            .held
+            .iter()
+            .map(|h| h.der.clone())
+            .collect()
+    }
+
+    /// The CAs (subject text) whose CRL is past its nextUpdate at `now` (unix s), with that
+    /// date, and whether chains through them now fail (past the grace as well).
+    pub fn stale_crls(&self, now: i64) -> Vec<(String, i64, bool)> {
+        self.read_crls()
+            .held
+            .iter()
+            .filter_map(|h| {
+                let next = h.next_update?;
+                (next < now).then(|| {
+                    let closed = self
+                        .stale_after
+                        .is_some_and(|g| next.saturating_add(g) < now);
+                    (name_text(&h.issuer), next, closed)
+                })
+            })
+            .collect()
+    }
+
+    /// The subjects (DER) of the CAs on the way from `end` to a root of the bundle, following
+    /// issuer names through `extra` (the certificates a peer presented) and the bundle.
+    fn issuers_of(&self, end: &[u8], extra: &[CertificateDer<'_>]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let Ok((_, c)) = x509_parser::parse_x509_certificate(end) else {
+            return out;
+        };
+        let mut issuer = c.issuer().as_raw().to_vec();
+        for _ in 0..8 {
+            if out.contains(&issuer) {
+                break;
+            }
+            out.push(issuer.clone());
+            let next = self
+                .cas
+                .iter()
+                .find(|ca| ca.subject == issuer)
+                .map(|ca| ca.issuer.clone())
+                .or_else(|| {
+                    extra.iter().find_map(|d| {
+                        let (_, x) = x509_parser::parse_x509_certificate(d).ok()?;
+                        (x.subject().as_raw() == issuer.as_slice())
+                            .then(|| x.issuer().as_raw().to_vec())
+                    })
+                });
+            match next {
+                Some(n) if n != issuer => issuer = n,
+                _ => break,
+            }
+        }
+        out
     }
 
     /// Checks `chain` (end entity first) for `usage` at time `now` and returns the agency it
-    /// names. This is the only chain check in the project.
+    /// names: the path to a root of the bundle (through the presented intermediates and the
+    /// bundle's), validity, key usage and EKU, revocation of every certificate of the path by
+    /// its CA's CRL, and, with a stale limit, that no CRL on the path is too far past its
+    /// nextUpdate. This is the only chain check in the project.
     pub fn verify_chain(
         &self,
         chain: &[CertificateDer<'_>],
         usage: Usage,
         now: UnixTime,
     ) -> Result<CertifiedAgency, CertError> {
-        let (end, intermediates) = chain.split_first().ok_or(CertError::NoCertificate)?;
+        let (end, presented) = chain.split_first().ok_or(CertError::NoCertificate)?;
         let ee =
             EndEntityCert::try_from(end).map_err(|e| CertError::Malformed(format!("{e:?}")))?;
-        let anchor = webpki::anchor_from_trusted_cert(&self.ca)
+        let anchors = self
+            .anchors
+            .iter()
+            .map(|a| webpki::anchor_from_trusted_cert(a))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CertError::Other(format!("trust anchor: {e:?}")))?;
+        let mut intermediates: Vec<CertificateDer<'_>> = presented.to_vec();
+        intermediates.extend(self.intermediates.iter().cloned());
         let crls = self.read_crls();
-        let crl_refs: Vec<&CertRevocationList<'_>> = crls.list.iter().collect();
+        let crl_refs: Vec<&CertRevocationList<'_>> = crls.held.iter().map(|h| &h.list).collect();
         let revocation = if crl_refs.is_empty() {
             None
         } else {
@@ -318,8 +655,8 @@ impl TrustStore {
         };
         ee.verify_for_usage(
             CHAIN_ALGORITHMS,
-            &[anchor],
-            intermediates,
+            &anchors,
+            &intermediates,
             now,
             eku,
             revocation,
@@ -329,12 +666,39 @@ impl TrustStore {
             CertError::WrongUsage(_) => CertError::WrongUsage(usage_name(usage)),
             other => other,
         })?;
-        let (agency, not_after, digital_signature) = inspect(end)?;
+        if let Some(grace) = self.stale_after {
+            let now_s = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            let path = self.issuers_of(end, presented);
+            for h in &crls.held {
+                let Some(next) = h.next_update else { continue };
+                if next.saturating_add(grace) < now_s && path.contains(&h.issuer) {
+                    return Err(CertError::CrlStale(name_text(&h.issuer)));
+                }
+            }
+        }
+        drop(crls);
+        let (agency, not_after, digital_signature) = inspect_with(end, &self.agency_field)?;
         if !digital_signature {
             return Err(CertError::WrongUsage(usage_name(usage)));
         }
         Ok(CertifiedAgency { agency, not_after })
     }
+}
+
+/// A distinguished name (DER) as text, for messages.
+fn name_text(der: &[u8]) -> String {
+    <x509_parser::x509::X509Name<'_> as x509_parser::prelude::FromDer<
+        x509_parser::error::X509Error,
+    >>::from_der(der)
+    .map(|(_, n)| n.to_string())
+    .unwrap_or_else(|_| "an unreadable name".into())
+}
+
+/// A certificate's subject as text, for messages.
+fn subject_text(der: &[u8]) -> String {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c.subject().to_string())
+        .unwrap_or_else(|_| "an unreadable certificate".into())
 }
 
 fn usage_name(u: Usage) -> &'static str {
@@ -345,9 +709,14 @@ fn usage_name(u: Usage) -> &'static str {
     }
 }
 
-/// Reads the agency a certificate names, its notAfter, and whether its key usage allows
-/// digital signatures (true when the extension is absent).
+/// Reads the agency a certificate names (in its SAN URI), its notAfter, and whether its key
+/// usage allows digital signatures (true when the extension is absent).
 pub fn inspect(der: &[u8]) -> Result<(AgencyCode, i64, bool), CertError> {
+    inspect_with(der, &AgencyField::SanUri)
+}
+
+/// The same, with the agency where `field` says.
+pub fn inspect_with(der: &[u8], field: &AgencyField) -> Result<(AgencyCode, i64, bool), CertError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| CertError::Malformed(e.to_string()))?;
     let not_after = cert.validity().not_after.timestamp();
@@ -356,17 +725,27 @@ pub fn inspect(der: &[u8]) -> Result<(AgencyCode, i64, bool), CertError> {
         Ok(None) => true,
         Err(e) => return Err(CertError::Malformed(e.to_string())),
     };
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| CertError::Malformed(e.to_string()))?;
-    let uri = san.and_then(|san| {
-        san.value.general_names.iter().find_map(|n| match n {
-            GeneralName::URI(u) => u.strip_prefix(AGENCY_URI_PREFIX),
-            _ => None,
-        })
-    });
-    let code = uri.ok_or(CertError::NoAgency)?;
-    let agency = AgencyCode::parse(code).map_err(|e| CertError::BadAgency(e.to_string()))?;
+    let code = match field {
+        AgencyField::SanUri => {
+            let san = cert
+                .subject_alternative_name()
+                .map_err(|e| CertError::Malformed(e.to_string()))?;
+            san.and_then(|san| {
+                san.value.general_names.iter().find_map(|n| match n {
+                    GeneralName::URI(u) => u.strip_prefix(AGENCY_URI_PREFIX).map(str::to_owned),
+                    _ => None,
+                })
+            })
+        }
+        AgencyField::Subject(oid) => cert
+            .subject()
+            .iter_attributes()
+            .find(|a| a.attr_type().to_id_string() == *oid)
+            .and_then(|a| a.as_str().ok())
+            .map(|v| v.rsplit(':').next().unwrap_or(v).trim().to_owned()),
+    };
+    let code = code.ok_or_else(|| CertError::NoAgency(field.describe()))?;
+    let agency = AgencyCode::parse(&code).map_err(|e| CertError::BadAgency(e.to_string()))?;
     Ok((agency, not_after, digital_signature))
 }
 
@@ -389,4 +768,29 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustErro
         });
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agency_field_names_and_oids() {
+        assert_eq!(AgencyField::parse("san_uri"), Ok(AgencyField::SanUri));
+        assert_eq!(
+            AgencyField::parse("subject:UID"),
+            Ok(AgencyField::Subject("0.9.2342.19200300.100.1.1".into()))
+        );
+        assert_eq!(
+            AgencyField::parse("subject:serialNumber"),
+            Ok(AgencyField::Subject("2.5.4.5".into()))
+        );
+        assert_eq!(
+            AgencyField::parse("subject:1.3.6.1.4.1.99.1"),
+            Ok(AgencyField::Subject("1.3.6.1.4.1.99.1".into()))
+        );
+        for bad in ["uid", "subject:", "subject:1..2", "subject:O=x", "san"] {
+            assert!(AgencyField::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

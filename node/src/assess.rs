@@ -169,7 +169,7 @@ fn check_keys(cfg: &NodeConfig, level: u8) -> (bool, String) {
     let mut ok = true;
     let mut found = Vec::new();
     for (agency, cert, key) in key_pairs(cfg) {
-        match AgencySigner::load(&cert, &key) {
+        match AgencySigner::load_with(&cert, &key, &cfg.tls.agency_in) {
             Ok(s) => {
                 let bits = s.key_bits();
                 let good = match s.algorithm() {

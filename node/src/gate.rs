@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::envelope;
 use lienthong_common::signing::Verified;
-use lienthong_common::tls;
 use lienthong_common::trust::{CertError, Usage};
 use lienthong_proto::v1::{receipt_frame, Envelope, ReceiptFrame, RefusalCode};
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -258,7 +257,6 @@ impl Node {
             .trust()
             .verify_chain(certs, Usage::TlsClient, UnixTime::now())
             .map(|c| c.agency)
-            .and_then(|a| tls::peer_agency(certs).map(|_| a))
             .map_err(|e| {
             warn!(remote = %remote, cause = %e, "link refused: certificate not trusted (now) or names no usable agency");
             self.security_event(EventClass::BadCertificate, remote, "", &e.to_string());
@@ -288,17 +286,36 @@ impl Node {
         child: &AgencyCode,
         chain: &[CertificateDer<'_>],
     ) -> Result<(), PeerRefusal> {
+        self.peer_still_trusted(child, chain, Usage::TlsClient, "child")
+    }
+
+    /// The same for the chain the parent presented when this node linked to it.
+    pub fn parent_still_trusted(
+        &self,
+        parent: &AgencyCode,
+        chain: &[CertificateDer<'_>],
+    ) -> Result<(), PeerRefusal> {
+        self.peer_still_trusted(parent, chain, Usage::TlsServer, "parent")
+    }
+
+    fn peer_still_trusted(
+        &self,
+        peer: &AgencyCode,
+        chain: &[CertificateDer<'_>],
+        usage: Usage,
+        role: &str,
+    ) -> Result<(), PeerRefusal> {
         self.verifier
             .trust()
-            .verify_chain(chain, Usage::TlsClient, UnixTime::now())
+            .verify_chain(chain, usage, UnixTime::now())
             .map(|_| ())
             .map_err(|e| {
-                warn!(peer = %child, cause = %e, "link closed: the child's certificate is no longer trusted");
+                warn!(peer = %peer, cause = %e, "link closed: the {role}'s certificate is no longer trusted");
                 self.security_event(
                     EventClass::BadCertificate,
-                    child.as_str(),
-                    child.as_str(),
-                    &format!("linked child's certificate no longer trusted: {e}"),
+                    peer.as_str(),
+                    peer.as_str(),
+                    &format!("linked {role}'s certificate no longer trusted: {e}"),
                 );
                 PeerRefusal::BadCertificate(e)
             })

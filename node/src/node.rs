@@ -199,11 +199,19 @@ impl Node {
     /// Builds a node: loads the trust store and signing keys, opens the store, restores the
     /// routes children announced before a restart.
     pub fn open(config: NodeConfig, clock: Clock) -> Result<Arc<Self>, StartError> {
-        let trust = TrustStore::load(&config.tls.ca, config.tls.crl.as_deref())
-            .map_err(|e| StartError::Trust(e.to_string()))?;
+        let trust = TrustStore::load_with(
+            &config.tls.ca,
+            config.tls.crls.clone(),
+            config.tls.agency_in.clone(),
+            config
+                .tls
+                .crl_stale_after
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        )
+        .map_err(|e| StartError::Trust(e.to_string()))?;
         let mut signers = BTreeMap::new();
         let mut names = BTreeMap::new();
-        let own = AgencySigner::load(&config.tls.cert, &config.tls.key)
+        let own = AgencySigner::load_with(&config.tls.cert, &config.tls.key, &config.tls.agency_in)
             .map_err(|e| StartError::Trust(format!("{}: {e}", config.tls.cert.display())))?;
         if own.agency() != &config.agency {
             return Err(StartError::Trust(format!(
@@ -216,7 +224,7 @@ impl Node {
         signers.insert(config.agency.clone(), Arc::new(own));
         names.insert(config.agency.clone(), config.name.clone());
         for l in &config.local {
-            let s = AgencySigner::load(&l.cert, &l.key)
+            let s = AgencySigner::load_with(&l.cert, &l.key, &config.tls.agency_in)
                 .map_err(|e| StartError::Trust(format!("{}: {e}", l.cert.display())))?;
             if s.agency() != &l.agency {
                 return Err(StartError::Trust(format!(

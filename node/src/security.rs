@@ -65,12 +65,9 @@ pub fn check_once(node: &Node, identity: &Identity) {
             own,
         );
     }
-    check_expiry(
-        node,
-        EventClass::CaExpiring,
-        "interchange CA",
-        node.verifier.trust().ca(),
-    );
+    for ca in node.verifier.trust().cas() {
+        check_expiry(node, EventClass::CaExpiring, "interchange CA", &ca);
+    }
     let crls = node.verifier.trust().crl_ders();
     if crls.is_empty() {
         warn!(
@@ -84,17 +81,15 @@ pub fn check_once(node: &Node, identity: &Identity) {
             "no CRL configured ([tls] crl): revoked certificates are not refused",
         );
     }
-    for crl in &crls {
-        if let Ok((_, parsed)) = x509_parser::parse_x509_crl(crl) {
-            let next = parsed.next_update().map(|t| t.timestamp());
-            if let Some(next) = next {
-                if next < time::OffsetDateTime::now_utc().unix_timestamp() {
-                    let reason = format!("the CRL was due for renewal on {}", date_of(next));
-                    warn!(class = "crl_stale", cause = %reason, "stale CRL");
-                    node.security_event(EventClass::CrlStale, "", node.agency().as_str(), &reason);
-                }
-            }
-        }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (ca, next, closed) in node.verifier.trust().stale_crls(now) {
+        let reason = if closed {
+            format!("the CRL of {ca} was due for renewal on {}; past the grace period, certificates it covers are refused until a fresh one arrives", date_of(next))
+        } else {
+            format!("the CRL of {ca} was due for renewal on {}", date_of(next))
+        };
+        warn!(class = "crl_stale", fail_closed = closed, cause = %reason, "stale CRL");
+        node.security_event(EventClass::CrlStale, "", node.agency().as_str(), &reason);
     }
 }
 

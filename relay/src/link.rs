@@ -1103,6 +1103,7 @@ impl RelayLink for LinkService {
                 self.node.clone(),
                 child.clone(),
                 chain,
+                false,
                 cancel.clone(),
             ));
         }
@@ -1129,11 +1130,13 @@ impl RelayLink for LinkService {
     }
 }
 
-/// Ends a child's link as soon as a new CRL makes its certificate untrusted.
+/// Ends a link as soon as a new CRL makes the certificate its peer presented untrusted (a
+/// child's, or, with `peer_is_parent`, the parent's).
 async fn close_when_revoked(
     node: Arc<Node>,
-    child: AgencyCode,
+    peer: AgencyCode,
     chain: Arc<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    peer_is_parent: bool,
     cancel: CancellationToken,
 ) {
     let mut crl = node.crl_generation.subscribe();
@@ -1142,7 +1145,12 @@ async fn close_when_revoked(
             () = cancel.cancelled() => return,
             changed = crl.changed() => if changed.is_err() { return },
         }
-        if node.still_trusted(&child, &chain).is_err() {
+        let trusted = if peer_is_parent {
+            node.parent_still_trusted(&peer, &chain)
+        } else {
+            node.still_trusted(&peer, &chain)
+        };
+        if trusted.is_err() {
             let _ = node.store.commit().await;
             cancel.cancel();
             return;
@@ -1205,11 +1213,13 @@ async fn connect_and_run(
     shutdown: &CancellationToken,
 ) -> Result<(), LinkError> {
     let sent_serves = node.routes().serves();
-    let (tx, mut inbound) = open_link(
+    let seen = PeerChain::default();
+    let (tx, mut inbound) = open_link_seen(
         &parent.address,
         cfg,
         node.config.link.heartbeat,
         hello(node),
+        seen.clone(),
     )
     .await?;
     let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
@@ -1228,6 +1238,22 @@ async fn connect_and_run(
     };
     info!(peer = %parent.agency, "linked to parent");
     let cancel = shutdown.child_token();
+    let chain = std::mem::take(&mut *lock(&seen));
+    // The handshake checked the chain; checked again here against the CRLs in force now.
+    if node.parent_still_trusted(&parent.agency, &chain).is_err() {
+        return Err(LinkError::Protocol(
+            "the parent's certificate is no longer trusted".into(),
+        ));
+    }
+    if !chain.is_empty() {
+        tokio::spawn(close_when_revoked(
+            node.clone(),
+            parent.agency.clone(),
+            Arc::new(chain),
+            true,
+            cancel.clone(),
+        ));
+    }
     // Re-announce upward whenever what this node serves changes. The set sent is compared
     // with the current one on every change notice and once a second, so a change that happens
     // while the link is being set up is not lost.
@@ -1267,6 +1293,9 @@ async fn connect_and_run(
     res
 }
 
+/// The certificates a parent presented on the TLS connection [`open_link_seen`] made.
+type PeerChain = Arc<Mutex<Vec<rustls_pki_types::CertificateDer<'static>>>>;
+
 /// Opens a link to a parent at `address` ("host:port") over mutual TLS and sends `first`
 /// (the Hello). Returns the frame sender and the parent's frame stream.
 pub async fn open_link(
@@ -1274,6 +1303,17 @@ pub async fn open_link(
     cfg: Arc<rustls::ClientConfig>,
     heartbeat: Duration,
     first: LinkFrame,
+) -> Result<(mpsc::Sender<LinkFrame>, Streaming<LinkFrame>), LinkError> {
+    open_link_seen(address, cfg, heartbeat, first, PeerChain::default()).await
+}
+
+/// [`open_link`], keeping the certificates the parent presented in `seen`.
+async fn open_link_seen(
+    address: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    heartbeat: Duration,
+    first: LinkFrame,
+    seen: PeerChain,
 ) -> Result<(mpsc::Sender<LinkFrame>, Streaming<LinkFrame>), LinkError> {
     let target = address.to_owned();
     let host = target
@@ -1285,6 +1325,7 @@ pub async fn open_link(
         let cfg = cfg.clone();
         let target = target.clone();
         let host = host.clone();
+        let seen = seen.clone();
         async move {
             let tcp = tokio::net::TcpStream::connect(&target).await?;
             tcp.set_nodelay(true)?;
@@ -1293,6 +1334,9 @@ pub async fn open_link(
             let tls = tokio_rustls::TlsConnector::from(cfg)
                 .connect(name, tcp)
                 .await?;
+            if let Some(certs) = tls.get_ref().1.peer_certificates() {
+                *lock(&seen) = certs.iter().map(|c| c.clone().into_owned()).collect();
+            }
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
         }
     });

@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use lienthong_harness::{sample_envelope, ApiClient, Network, NodeSpec};
-use support::{code, gateway_exe, relay_exe, security_events, sha256_hex, wait_in_inbox};
+use support::{code, gateway_exe, openssl, relay_exe, security_events, sha256_hex, wait_in_inbox};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
@@ -214,20 +214,6 @@ fn metrics_can_be_closed_to_all_but_monitoring_clients() {
     assert_eq!(status_of(&e), "403", "{e}");
     assert!(e.to_string().contains("operate"), "{e}");
     net.stop_all();
-}
-
-/// Runs the `openssl` command line; panics with its output when it fails.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("the openssl command (Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA and one client certificate issued by it, with the `openssl` command line: `<name>-ca.pem`

@@ -11,17 +11,23 @@ use std::time::Duration;
 
 use lienthong_common::pki;
 use lienthong_harness::{Network, NodeSpec};
-use support::{code, relay_exe, security_events, start, wait_for};
+use support::{link_up, relay_exe, security_events, start, wait_for};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
 
-/// Whether `at` reports its link to `peer` up (`lienthong_link_up`).
-fn link_up(net: &Network, at: &str, peer: &str) -> bool {
-    let metrics = net.client(&code(at)).unwrap().get_text("/metrics").unwrap();
-    metrics.lines().any(|l| {
-        l.starts_with("lienthong_link_up{") && l.contains(peer) && l.trim_end().ends_with(" 1")
-    })
+/// `lt-relay pki revoke` of `agency` in the network's PKI folder, and nothing else.
+fn revoke(net: &Network, agency: &str) {
+    let out = std::process::Command::new(relay_exe())
+        .args(["pki", "revoke", "--agency", agency, "--dir"])
+        .arg(net.pki_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn events_of(net: &Network, at: &str, class: &str) -> Vec<serde_json::Value> {
@@ -60,16 +66,7 @@ fn a_revoked_childs_link_ends_without_a_restart() {
     std::fs::write(&crl, &good).unwrap();
 
     // The CA revokes the province; nothing else is done.
-    let out = std::process::Command::new(relay_exe())
-        .args(["pki", "revoke", "--agency", PROVINCE, "--dir"])
-        .arg(net.pki_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    revoke(&net, PROVINCE);
     let closed = wait_for(
         Duration::from_secs(60),
         "the root closing the revoked province's link",
@@ -117,5 +114,47 @@ fn a_revoked_childs_link_ends_without_a_restart() {
     assert!(
         events_of(&net, ROOT, "crl_refused").len() == 1,
         "the good CRLs were not refused"
+    );
+}
+
+#[test]
+fn a_child_ends_its_link_when_its_parent_is_revoked() {
+    let (_dir, net) = start(&[
+        NodeSpec::new(ROOT, "Văn phòng Chính phủ", None).unwrap(),
+        NodeSpec::new(PROVINCE, "UBND tỉnh", Some(ROOT)).unwrap(),
+    ]);
+    wait_for(Duration::from_secs(20), "the province linked", || {
+        link_up(&net, PROVINCE, ROOT).then_some(())
+    });
+    // The CA revokes the root's certificate; nothing else is done.
+    revoke(&net, ROOT);
+    // The province, not the root, notices: its parent's certificate is no longer trusted.
+    let closed = wait_for(
+        Duration::from_secs(60),
+        "the province closing its link to the revoked root",
+        || {
+            events_of(&net, PROVINCE, "bad_certificate")
+                .into_iter()
+                .find(|e| {
+                    e["agency"] == ROOT
+                        && e["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("parent's certificate no longer trusted"))
+                })
+        },
+    );
+    assert!(
+        closed["reason"].as_str().unwrap().contains("revoked"),
+        "{closed}"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the province's parent link down",
+        || (!link_up(&net, PROVINCE, ROOT)).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !link_up(&net, PROVINCE, ROOT),
+        "no new link to a revoked parent"
     );
 }

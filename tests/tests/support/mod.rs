@@ -187,3 +187,25 @@ pub(crate) fn sha256_hex(s: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Runs the `openssl` command line in `dir`; panics with its output when it fails.
+pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether the node `at` reports its link to `peer` up (`lienthong_link_up`).
+pub(crate) fn link_up(net: &Network, at: &str, peer: &str) -> bool {
+    let metrics = net.client(&code(at)).unwrap().get_text("/metrics").unwrap();
+    metrics.lines().any(|l| {
+        l.starts_with("lienthong_link_up{") && l.contains(peer) && l.trim_end().ends_with(" 1")
+    })
+}
