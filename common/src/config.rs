@@ -298,6 +298,13 @@ pub struct RawTls {
     /// More CRL files.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// URLs CRLs are fetched from periodically (http://).
+    #[serde(default)]
+    pub crl_urls: Vec<String>,
+    /// Also fetch from the CRL distribution points of the bundle's and this node's certificates.
+    pub crl_distribution_points: Option<bool>,
+    /// Seconds between fetches.
+    pub crl_fetch_secs: Option<u64>,
     /// Hours a CRL may be past its nextUpdate before chains through its CA are refused.
     pub crl_grace_hours: Option<u32>,
     /// Refuse chains through a CA whose CRL is past nextUpdate plus the grace.
@@ -384,6 +391,12 @@ pub struct TlsPaths {
     pub crls: Vec<PathBuf>,
     /// The first CRL file, if any (`crl`).
     pub crl: Option<PathBuf>,
+    /// URLs CRLs are fetched from.
+    pub crl_urls: Vec<String>,
+    /// Also fetch from the certificates' CRL distribution points.
+    pub crl_distribution_points: bool,
+    /// Interval of the fetches.
+    pub crl_fetch_every: Duration,
     /// How long past nextUpdate a CRL may be before chains through its CA are refused (None:
     /// never; `crl_fail_closed = false`).
     pub crl_stale_after: Option<Duration>,
@@ -703,12 +716,25 @@ impl NodeConfig {
         for (i, c) in raw.tls.crls.into_iter().enumerate() {
             crls.push(file(&format!("tls.crls[{i}]"), Some(c))?);
         }
+        let mut crl_urls = Vec::new();
+        for (i, u) in raw.tls.crl_urls.into_iter().enumerate() {
+            if !u.starts_with("http://") {
+                return Err(err(
+                    &format!("tls.crl_urls[{i}]"),
+                    format!("{u:?}: CRLs are fetched over http:// (they are signed by their CA)"),
+                ));
+            }
+            crl_urls.push(u);
+        }
         let tls = TlsPaths {
             ca: file("tls.ca", raw.tls.ca)?,
             cert: file("tls.cert", raw.tls.cert)?,
             key: file("tls.key", raw.tls.key)?,
             crl: crl.clone(),
             crls,
+            crl_urls,
+            crl_distribution_points: raw.tls.crl_distribution_points.unwrap_or(false),
+            crl_fetch_every: Duration::from_secs(raw.tls.crl_fetch_secs.unwrap_or(3600).max(1)),
             crl_stale_after: raw
                 .tls
                 .crl_fail_closed

@@ -709,6 +709,31 @@ fn usage_name(u: Usage) -> &'static str {
     }
 }
 
+/// The http:// URLs of a certificate's CRL distribution points.
+pub fn distribution_points(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::{DistributionPointName, ParsedExtension};
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let mut urls = Vec::new();
+    for ext in cert.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+            for p in points.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
+                    for n in names {
+                        if let GeneralName::URI(u) = n {
+                            if u.starts_with("http://") && !urls.iter().any(|x| x == u) {
+                                urls.push((*u).to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    urls
+}
+
 /// Reads the agency a certificate names (in its SAN URI), its notAfter, and whether its key
 /// usage allows digital signatures (true when the extension is absent).
 pub fn inspect(der: &[u8]) -> Result<(AgencyCode, i64, bool), CertError> {
@@ -771,6 +796,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustErro
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -792,5 +818,27 @@ mod tests {
         for bad in ["uid", "subject:", "subject:1..2", "subject:O=x", "san"] {
             assert!(AgencyField::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn distribution_points_are_the_http_uris_of_the_extension() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![
+                "http://ca.example.vn/issuing.crl".into(),
+                "ldap://ca.example.vn/cn=issuing".into(),
+            ],
+        }];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            distribution_points(cert.der()),
+            vec!["http://ca.example.vn/issuing.crl".to_owned()]
+        );
+        let plain = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        assert!(distribution_points(plain.der()).is_empty());
     }
 }

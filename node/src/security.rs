@@ -69,7 +69,8 @@ pub fn check_once(node: &Node, identity: &Identity) {
         check_expiry(node, EventClass::CaExpiring, "interchange CA", &ca);
     }
     let crls = node.verifier.trust().crl_ders();
-    if crls.is_empty() {
+    let fetched = !node.config.tls.crl_urls.is_empty() || node.config.tls.crl_distribution_points;
+    if crls.is_empty() && !fetched {
         warn!(
             class = EventClass::CrlMissing.as_str(),
             "no CRL configured ([tls] crl): revoked certificates are not refused"

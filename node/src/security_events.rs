@@ -46,6 +46,8 @@ pub enum EventClass {
     CrlStale,
     /// A changed CRL file could not be put in force (unreadable, not signed by the CA, older).
     CrlRefused,
+    /// A CRL could not be fetched from a configured URL or distribution point.
+    CrlUnreachable,
     /// A queue entry pointed at nothing in the store and was discarded.
     QueueItemLost,
     /// A local API request without a known token, or beyond its client's scopes or agencies.
@@ -58,7 +60,7 @@ pub enum EventClass {
 
 impl EventClass {
     /// Every class, once (refusals by every code).
-    pub const ALL: [EventClass; 27] = [
+    pub const ALL: [EventClass; 28] = [
         Self::TlsHandshake,
         Self::TlsTimeout,
         Self::BadCertificate,
@@ -82,6 +84,7 @@ impl EventClass {
         Self::CrlMissing,
         Self::CrlStale,
         Self::CrlRefused,
+        Self::CrlUnreachable,
         Self::QueueItemLost,
         Self::ApiAuth,
         Self::ApiRateLimit,
@@ -106,6 +109,7 @@ impl EventClass {
             Self::CrlMissing => "crl_missing",
             Self::CrlStale => "crl_stale",
             Self::CrlRefused => "crl_refused",
+            Self::CrlUnreachable => "crl_unreachable",
             Self::QueueItemLost => "queue_item_lost",
             Self::ApiAuth => "api_auth",
             Self::ApiRateLimit => "api_rate_limit",

@@ -9,6 +9,7 @@
 //!   status, track, /healthz, /metrics) and its one error mapping; [`edxml_api`]: edXML on it;
 //!   [`books_api`]: registers and reports on it; the listener, with time-outs against slow
 //!   clients and TLS, is `api_server`; rate and byte limits per client, `api_limits`.
+//! - `crl_fetch`: CRLs fetched over HTTP from URLs and distribution points.
 //! - [`upkeep`]: audit retention and scheduled backups of a running node, `POST /v1/backup`.
 //! - [`webhook`]: security events posted as JSON to a collector.
 //! - [`cli`]: the command line and its dispatch; [`pki_cmd`], [`audit_cmd`], [`backup_cmd`],
@@ -36,6 +37,7 @@ pub mod backup_cmd;
 pub mod books_api;
 pub mod books_cmd;
 pub mod cli;
+mod crl_fetch;
 pub mod demo;
 pub mod edxml_api;
 pub mod edxml_cmd;

@@ -148,6 +148,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
         shutdown.clone(),
     ));
     tracker.spawn(crate::security::watch_crl(node.clone(), shutdown.clone()));
+    tracker.spawn(crate::crl_fetch::run(node.clone(), shutdown.clone()));
     tracker.spawn(crate::report::summary_loop(node.clone(), shutdown.clone()));
     tracker.spawn(crate::offline::expiry_loop(node.clone(), shutdown.clone()));
     crate::upkeep::spawn(&tracker, &node, &shutdown);

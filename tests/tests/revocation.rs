@@ -158,3 +158,69 @@ fn a_child_ends_its_link_when_its_parent_is_revoked() {
         "no new link to a revoked parent"
     );
 }
+
+/// Serves `file` (read anew for each request) over plain HTTP on 127.0.0.1, as a CA publishes
+/// its CRL; returns the URL. The thread lives as long as the test process.
+fn serve_file_over_http(file: std::path::PathBuf) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ca.crl", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = std::fs::read(&file).unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    url
+}
+
+#[test]
+fn a_crl_fetched_from_a_url_revokes_without_a_file_or_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        NodeSpec::new(ROOT, "Văn phòng Chính phủ", None).unwrap(),
+        NodeSpec::new(PROVINCE, "UBND tỉnh", Some(ROOT)).unwrap(),
+    ];
+    let mut net = Network::create(dir.path(), &relay_exe(), &specs).unwrap();
+    // The root has no CRL file: it fetches the CA's CRL over HTTP every 2 s.
+    let url = serve_file_over_http(pki::crl_path(&net.pki_dir()));
+    let config = net.nodes[&support::code(ROOT)].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("crl = \"../pki/ca.crl\"\n"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(
+            "crl = \"../pki/ca.crl\"\n",
+            &format!("crl_urls = [\"{url}\"]\ncrl_fetch_secs = 2\n"),
+        ),
+    )
+    .unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    assert!(link_up(&net, ROOT, PROVINCE));
+
+    revoke(&net, PROVINCE);
+    let closed = wait_for(
+        Duration::from_secs(60),
+        "the root closing the revoked province's link",
+        || {
+            events_of(&net, ROOT, "bad_certificate")
+                .into_iter()
+                .find(|e| e["agency"] == PROVINCE)
+        },
+    );
+    assert!(
+        closed["reason"].as_str().unwrap().contains("revoked"),
+        "{closed}"
+    );
+    assert!(events_of(&net, ROOT, "crl_missing").is_empty());
+    assert!(events_of(&net, ROOT, "crl_unreachable").is_empty());
+}
