@@ -104,6 +104,17 @@ fn check_generated(generated_unix_ms: i64, now: i64) -> Result<(), Refusal> {
 }
 
 impl Node {
+    /// Whether an envelope from child `peer` for `recipients` is one this node sent down
+    /// earlier and the child now sends back because those recipients moved away from it (a
+    /// newer claim for each came through another child): it passed this node, is known here,
+    /// and every recipient moved away from `peer`.
+    pub fn is_return(&self, peer: &AgencyCode, env: &Envelope, recipients: &[AgencyCode]) -> bool {
+        !recipients.is_empty()
+            && env.trace.iter().any(|t| t.agency == self.agency().as_str())
+            && self.with_routes(|r| recipients.iter().all(|a| r.moved_away_from(peer, a)))
+            && self.store.knows_envelope(&env.id).unwrap_or(false)
+    }
+
     /// Checks an envelope that arrived from neighbour `peer` (a child if `from_child`):
     /// structure, signature, certificate, sender inside the child's subtree.
     pub fn check_incoming(
@@ -111,6 +122,18 @@ impl Node {
         env: Envelope,
         peer: &AgencyCode,
         from_child: bool,
+    ) -> Result<Verified<Envelope>, Refusal> {
+        self.check_incoming_as(env, peer, from_child, false)
+    }
+
+    /// The same; for a `returned` envelope ([`Node::is_return`]) the sender need not lie in
+    /// the child's subtree and the envelope may have passed this node before.
+    pub fn check_incoming_as(
+        &self,
+        env: Envelope,
+        peer: &AgencyCode,
+        from_child: bool,
+        returned: bool,
     ) -> Result<Verified<Envelope>, Refusal> {
         envelope::validate_envelope(&env, envelope::today_in_vietnam(self.clock.now_utc()))?;
         let sender = AgencyCode::parse(
@@ -120,12 +143,12 @@ impl Node {
                 .unwrap_or_default(),
         )
         .map_err(|e| Refusal::new(RefusalCode::RefusalInvalid, format!("from.code: {e}")))?;
-        if from_child {
+        if from_child && !returned {
             self.speaks_within(peer, &sender, || {
                 format!("sender {sender} is outside the subtree of {peer}, which sent it")
             })?;
         }
-        if env.trace.iter().any(|t| t.agency == self.agency().as_str()) {
+        if !returned && env.trace.iter().any(|t| t.agency == self.agency().as_str()) {
             return Err(Refusal::new(
                 RefusalCode::RefusalInvalid,
                 format!(

@@ -136,6 +136,10 @@ pub struct Node {
     pub amqp_state: crate::broker_state::BrokerState,
     /// Where security events go for the webhook; set once by the relay when `[security] webhook_url` is set.
     pub webhook: std::sync::OnceLock<crate::security_events::Sink>,
+    /// The sequence of this node's own claims: when it last linked to its parent (unix ms).
+    pub claim_seq: std::sync::atomic::AtomicI64,
+    /// Claims each child lost to a newer one, to tell it on its link (see [`Node::announce`]).
+    moved_notices: Mutex<HashMap<AgencyCode, BTreeMap<AgencyCode, i64>>>,
 }
 
 /// The store queue holding what is to be published to an agency's DMS over AMQP.
@@ -161,6 +165,8 @@ fn digest_hex(parts: &[&[u8]]) -> String {
 }
 
 const ANNOUNCE_META: &str = "announce/";
+/// Store meta prefix of the agencies the parent said moved (value: the sequence, big-endian).
+const MOVED_META: &str = "moved/";
 
 /// The parts of an envelope that [`Node::answer_refusal`] uses (id, document id, sender, code,
 /// date), copied before the envelope is handed on: far cheaper than copying it whole, which
@@ -265,6 +271,8 @@ impl Node {
             crl_generation: tokio::sync::watch::Sender::new(0),
             amqp_state: crate::broker_state::BrokerState::default(),
             webhook: std::sync::OnceLock::new(),
+            claim_seq: std::sync::atomic::AtomicI64::new(0),
+            moved_notices: Mutex::new(HashMap::new()),
             config,
         }))
     }
@@ -289,26 +297,113 @@ impl Node {
         }
     }
 
-    /// Records a child's announcement (persisted, so routes survive a restart).
+    /// Records a child's announcement, with the sequence of each claim (persisted, so routes
+    /// survive a restart). Claims it takes from another child, or that it makes too late, are
+    /// kept to tell that child on its link ([`Node::take_moved_notices`]).
     pub fn announce(
         &self,
         child: &AgencyCode,
         serves: std::collections::BTreeSet<AgencyCode>,
+        seqs: &BTreeMap<AgencyCode, i64>,
     ) -> Result<(), StoreError> {
-        let text = serves
-            .iter()
-            .map(AgencyCode::as_str)
-            .collect::<Vec<_>>()
-            .join("\n");
-        let changed = match self.routes.write() {
-            Ok(mut r) => r.announce(child.clone(), serves),
-            Err(p) => p.into_inner().announce(child.clone(), serves),
+        let outcome = match self.routes.write() {
+            Ok(mut r) => r.announce_claims(child.clone(), serves, seqs),
+            Err(p) => p.into_inner().announce_claims(child.clone(), serves, seqs),
         };
-        if changed {
-            self.store
-                .put_meta(&format!("{ANNOUNCE_META}{child}"), text.as_bytes())?;
+        for (loser, agency, seq) in &outcome.superseded {
+            info!(child = %loser, agency = %agency, seq, "a newer claim for this agency came through another path; the child is told");
+            self.notice_moved(loser, agency, *seq);
+        }
+        if outcome.changed {
+            self.persist_announcements()?;
             info!(child = %child, "routes updated from announcement");
             self.serves_changed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    fn notice_moved(&self, child: &AgencyCode, agency: &AgencyCode, seq: i64) {
+        let mut n = match self.moved_notices.lock() {
+            Ok(n) => n,
+            Err(p) => p.into_inner(),
+        };
+        let e = n
+            .entry(child.clone())
+            .or_default()
+            .entry(agency.clone())
+            .or_insert(seq);
+        *e = (*e).max(seq);
+    }
+
+    /// The claims `child` lost since it was last told, to send it as a Moved frame.
+    pub fn take_moved_notices(&self, child: &AgencyCode) -> BTreeMap<AgencyCode, i64> {
+        let mut n = match self.moved_notices.lock() {
+            Ok(n) => n,
+            Err(p) => p.into_inner(),
+        };
+        n.remove(child).unwrap_or_default()
+    }
+
+    /// The parent says these agencies are now reached another way: they are routed to the
+    /// parent from now on, the children that announced them lose them (and are told in turn),
+    /// and what was queued for a moved agency that was itself a child goes to the parent.
+    pub fn learn_moved(&self, claims: &BTreeMap<AgencyCode, i64>) -> Result<(), NodeError> {
+        let parent = self.routes().parent().cloned();
+        let mut any = false;
+        for (agency, seq) in claims {
+            let (losers, changed) = match self.routes.write() {
+                Ok(mut r) => r.mark_moved(agency, *seq),
+                Err(p) => p.into_inner().mark_moved(agency, *seq),
+            };
+            if !changed {
+                continue;
+            }
+            any = true;
+            self.store
+                .put_meta(&format!("{MOVED_META}{agency}"), &seq.to_be_bytes())?;
+            info!(agency = %agency, seq, "agency moved to another path; routed to the parent from now on");
+            for loser in losers {
+                if &loser != agency {
+                    self.notice_moved(&loser, agency, *seq);
+                }
+            }
+            if let Some(p) = &parent {
+                let moved = self.store.requeue(agency.as_str(), p.as_str())?;
+                if moved > 0 {
+                    info!(agency = %agency, items = moved, parent = %p, "items queued for the moved agency sent to the parent instead");
+                    self.wake(p);
+                }
+            }
+        }
+        if any {
+            self.persist_announcements()?;
+            self.serves_changed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Writes every child's announcement (codes and sequences) to the store.
+    fn persist_announcements(&self) -> Result<(), StoreError> {
+        let all = self.with_routes(|r| {
+            r.announcements()
+                .iter()
+                .map(|(child, set)| {
+                    let seqs = r.claims_of(child);
+                    let text = set
+                        .iter()
+                        .map(|a| match seqs.get(a) {
+                            Some(s) => format!("{a} {s}"),
+                            None => a.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    (child.clone(), text)
+                })
+                .collect::<Vec<_>>()
+        });
+        for (child, text) in all {
+            self.store
+                .put_meta(&format!("{ANNOUNCE_META}{child}"), text.as_bytes())?;
         }
         Ok(())
     }
@@ -359,6 +454,9 @@ impl Node {
         via: Option<&AgencyCode>,
     ) -> Result<Offer, NodeError> {
         let now = self.clock.now_unix_ms();
+        // Passed here before: a document sent back by a child it moved away from (the gate
+        // let it in as such); it is queued again toward where its recipients are now.
+        let returned = env.trace.iter().any(|t| t.agency == self.agency().as_str());
         env.unsigned_fields_mut().trace.push(TraceEntry {
             agency: self.agency().to_string(),
             received_unix_ms: now,
@@ -384,6 +482,28 @@ impl Node {
             .map(|(n, r)| (n.to_string(), r.clone()))
             .collect();
         let offer = self.store.offer_envelope(&env, &content, &queue_for)?;
+        if offer == Offer::Duplicate && returned {
+            let class = lienthong_common::store::queue_class(
+                env.other_info.as_ref().map(|o| o.priority).unwrap_or(0),
+            );
+            let origin = env
+                .from
+                .as_ref()
+                .map(|f| f.code.clone())
+                .unwrap_or_default();
+            for (n, recipients) in &queue_for {
+                self.store.enqueue(
+                    n,
+                    class,
+                    &lienthong_common::store::QueueItem::Envelope {
+                        id: env.id.clone(),
+                        recipients: recipients.clone(),
+                        origin: origin.clone(),
+                    },
+                )?;
+                info!(envelope = %env.id, next = %n, "document sent back by a child its recipients moved away from; queued toward their new path");
+            }
+        }
         if offer == Offer::Conflict {
             return Err(Refusal::new(
                 RefusalCode::RefusalReplay,
@@ -890,14 +1010,29 @@ pub async fn repeat_and_commit<E: std::fmt::Display + Send + 'static>(
 pub fn stored_announcements(
     store: &Store,
 ) -> Result<BTreeMap<AgencyCode, std::collections::BTreeSet<AgencyCode>>, StoreError> {
+    Ok(stored_claims(store)?
+        .into_iter()
+        .map(|(child, claims)| (child, claims.into_keys().collect()))
+        .collect())
+}
+
+/// The same with the sequence of each claim (0: none), as lines `code [seq]`.
+fn stored_claims(
+    store: &Store,
+) -> Result<BTreeMap<AgencyCode, BTreeMap<AgencyCode, i64>>, StoreError> {
     let mut out = BTreeMap::new();
     for child in store_meta_children(store)? {
         if let Some(v) = store.get_meta(&format!("{ANNOUNCE_META}{child}"))? {
-            let set = String::from_utf8_lossy(&v)
+            let claims = String::from_utf8_lossy(&v)
                 .lines()
-                .filter_map(|l| AgencyCode::parse(l).ok())
+                .filter_map(|l| {
+                    let mut parts = l.split_whitespace();
+                    let code = AgencyCode::parse(parts.next()?).ok()?;
+                    let seq = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                    Some((code, seq))
+                })
                 .collect();
-            out.insert(child, set);
+            out.insert(child, claims);
         }
     }
     Ok(out)
@@ -905,8 +1040,20 @@ pub fn stored_announcements(
 
 fn restore_announcements(store: &Store, routes: &mut RouteTable) -> Result<(), StoreError> {
     // Children known before a restart keep their routes until they announce again.
-    for (child, set) in stored_announcements(store)? {
-        routes.announce(child, set);
+    for (child, claims) in stored_claims(store)? {
+        let set = claims.keys().cloned().collect();
+        let seqs = claims.into_iter().filter(|(_, s)| *s > 0).collect();
+        routes.announce_claims(child, set, &seqs);
+    }
+    for name in store.meta_names(MOVED_META)? {
+        let Ok(agency) = AgencyCode::parse(&name) else {
+            continue;
+        };
+        if let Some(v) = store.get_meta(&format!("{MOVED_META}{name}"))? {
+            if let Ok(b) = <[u8; 8]>::try_from(v.as_slice()) {
+                routes.mark_moved(&agency, i64::from_be_bytes(b));
+            }
+        }
     }
     Ok(())
 }

@@ -9,6 +9,14 @@
 //!    to it, which may not have linked yet (the document waits in its queue; see
 //!    `[link] offline_child_max_age_hours`), or no route when waiting is turned off;
 //! 6. otherwise the parent; on the root, no route.
+//!
+//! Between 2 and 3: an agency the parent said has moved (a newer claim for it came through
+//! another of the parent's children) goes to the parent.
+//!
+//! Claims carry a sequence (the time the serving node linked to its current parent): of two
+//! children announcing one agency, the newer claim wins and the older child is told
+//! ([`Announced::superseded`]), so a moved office is routed along its new path and the old one
+//! forgets it. Claims without a sequence (peers of an older version) keep the old behaviour.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,7 +42,24 @@ pub struct RouteTable {
     configured_children: BTreeSet<AgencyCode>,
     routes: Vec<(AgencyCode, AgencyCode)>,
     announced: BTreeMap<AgencyCode, BTreeSet<AgencyCode>>,
+    /// The sequence of each announced agency, per child (absent: none given).
+    seqs: BTreeMap<AgencyCode, BTreeMap<AgencyCode, i64>>,
+    /// Agencies the parent said are reached another way, with the winning sequence.
+    moved: BTreeMap<AgencyCode, i64>,
+    /// Agencies each child lost to a newer claim through another child: documents for them
+    /// that the child sends back are re-routed, not refused.
+    moved_away: BTreeMap<AgencyCode, BTreeSet<AgencyCode>>,
     wait_for_offline: bool,
+}
+
+/// What an announcement changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// The table changed.
+    pub changed: bool,
+    /// Claims that lost to a newer one: (the child to tell, the agency, the winning sequence).
+    /// The child may be the announcing one (its claim was already out of date).
+    pub superseded: Vec<(AgencyCode, AgencyCode, i64)>,
 }
 
 impl RouteTable {
@@ -57,6 +82,9 @@ impl RouteTable {
             configured_children: configured_children.into_iter().collect(),
             routes,
             announced: BTreeMap::new(),
+            seqs: BTreeMap::new(),
+            moved: BTreeMap::new(),
+            moved_away: BTreeMap::new(),
             wait_for_offline: true,
         }
     }
@@ -91,13 +119,153 @@ impl RouteTable {
         &self.local
     }
 
-    /// Records what a child announced. Returns true if the table changed.
+    /// Records what a child announced, without sequences. Returns true if the table changed.
     pub fn announce(&mut self, child: AgencyCode, serves: BTreeSet<AgencyCode>) -> bool {
-        if self.announced.get(&child) == Some(&serves) {
-            return false;
+        self.announce_claims(child, serves, &BTreeMap::new())
+            .changed
+    }
+
+    /// Records what a child announced, with the sequence of each claim (0 or absent: none).
+    /// A claim older than another child's, or than what the parent said moved, is left out;
+    /// a newer one takes the agency from the other child.
+    pub fn announce_claims(
+        &mut self,
+        child: AgencyCode,
+        serves: BTreeSet<AgencyCode>,
+        seqs: &BTreeMap<AgencyCode, i64>,
+    ) -> Announced {
+        let mut out = Announced::default();
+        let mut set = BTreeSet::new();
+        let mut kept = BTreeMap::new();
+        for a in serves {
+            let s = seqs.get(&a).copied().unwrap_or(0);
+            if let Some(&m) = self.moved.get(&a) {
+                if s > m {
+                    self.moved.remove(&a);
+                    out.changed = true;
+                } else if s > 0 {
+                    out.superseded.push((child.clone(), a, m));
+                    continue;
+                }
+            }
+            let mut loses = None;
+            let mut takes_from = Vec::new();
+            for (other, others) in &self.announced {
+                if other == &child || !others.contains(&a) {
+                    continue;
+                }
+                let os = self.seq_of(other, &a);
+                if s > 0 && os > 0 {
+                    if s > os {
+                        takes_from.push(other.clone());
+                    } else if os > s {
+                        loses = Some(os);
+                    }
+                }
+            }
+            if let Some(os) = loses {
+                out.superseded.push((child.clone(), a, os));
+                continue;
+            }
+            for other in takes_from {
+                if let Some(set) = self.announced.get_mut(&other) {
+                    set.remove(&a);
+                }
+                if let Some(m) = self.seqs.get_mut(&other) {
+                    m.remove(&a);
+                }
+                out.changed = true;
+                out.superseded.push((other, a.clone(), s));
+            }
+            if s > 0 {
+                kept.insert(a.clone(), s);
+            }
+            set.insert(a);
         }
-        self.announced.insert(child, serves);
-        true
+        for (loser, a, _) in &out.superseded {
+            self.moved_away
+                .entry(loser.clone())
+                .or_default()
+                .insert(a.clone());
+        }
+        if let Some(away) = self.moved_away.get_mut(&child) {
+            away.retain(|a| !set.contains(a));
+        }
+        if self.announced.get(&child) != Some(&set) || self.seqs.get(&child) != Some(&kept) {
+            out.changed = true;
+        }
+        self.announced.insert(child.clone(), set);
+        self.seqs.insert(child, kept);
+        out
+    }
+
+    fn seq_of(&self, child: &AgencyCode, agency: &AgencyCode) -> i64 {
+        self.seqs
+            .get(child)
+            .and_then(|m| m.get(agency))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The parent says `agency` is now reached another way, by a claim of sequence `seq`: it
+    /// goes to the parent from now on, and the children that announced it with an older claim
+    /// lose it. Returns those children (to tell in turn), and whether anything changed.
+    pub fn mark_moved(&mut self, agency: &AgencyCode, seq: i64) -> (Vec<AgencyCode>, bool) {
+        if self.local.contains(agency) {
+            return (Vec::new(), false);
+        }
+        let mut changed = self.moved.get(agency).is_none_or(|&m| m < seq);
+        if changed {
+            self.moved.insert(agency.clone(), seq);
+        }
+        let losers: Vec<AgencyCode> = self
+            .announced
+            .iter()
+            .filter(|(c, set)| set.contains(agency) && self.seq_of(c, agency) < seq)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in &losers {
+            if let Some(set) = self.announced.get_mut(c) {
+                set.remove(agency);
+            }
+            if let Some(m) = self.seqs.get_mut(c) {
+                m.remove(agency);
+            }
+            changed = true;
+        }
+        (losers, changed)
+    }
+
+    /// The sequences `child` gave for its claims.
+    pub fn claims_of(&self, child: &AgencyCode) -> BTreeMap<AgencyCode, i64> {
+        self.seqs.get(child).cloned().unwrap_or_default()
+    }
+
+    /// Whether `agency` moved away from `child` (a newer claim came through another child).
+    pub fn moved_away_from(&self, child: &AgencyCode, agency: &AgencyCode) -> bool {
+        self.moved_away
+            .get(child)
+            .is_some_and(|set| set.contains(agency))
+    }
+
+    /// Agencies the parent said moved, with the winning sequence.
+    pub fn moved(&self) -> &BTreeMap<AgencyCode, i64> {
+        &self.moved
+    }
+
+    /// The sequence of each claim this node makes upward: its local agencies at `local_seq`,
+    /// and each announced agency at the sequence its child gave (0: none).
+    pub fn claims(&self, local_seq: i64) -> BTreeMap<AgencyCode, i64> {
+        let mut out: BTreeMap<AgencyCode, i64> =
+            self.local.iter().map(|a| (a.clone(), local_seq)).collect();
+        for (child, set) in &self.announced {
+            for a in set {
+                let s = self.seq_of(child, a);
+                let e = out.entry(a.clone()).or_insert(s);
+                *e = (*e).max(s);
+            }
+        }
+        out
     }
 
     /// What each child announced.
@@ -123,8 +291,19 @@ impl RouteTable {
         if self.local.contains(dest) {
             return NextHop::Local;
         }
-        if let Some((child, _)) = self.announced.iter().find(|(_, set)| set.contains(dest)) {
+        if let Some((child, _)) = self
+            .announced
+            .iter()
+            .filter(|(_, set)| set.contains(dest))
+            .min_by_key(|(c, _)| std::cmp::Reverse(self.seq_of(c, dest)))
+        {
             return NextHop::Neighbour(child.clone());
+        }
+        if self.moved.contains_key(dest) {
+            return match &self.parent {
+                Some(p) => NextHop::Neighbour(p.clone()),
+                None => NextHop::NoRoute,
+            };
         }
         if let Some((_, via)) = self.routes.iter().find(|(d, _)| dest.is_within(d)) {
             return NextHop::Neighbour(via.clone());
@@ -294,5 +473,61 @@ mod tests {
             t.next_hop(&c("000.05.00.H49")),
             NextHop::Neighbour(c("000.00.31.H53"))
         );
+    }
+
+    #[test]
+    fn a_newer_claim_moves_an_agency_and_the_old_child_is_told() {
+        let mut t = province();
+        let (a, b, commune) = (c("000.00.31.H53"), c("000.00.32.H53"), c("000.21.31.H53"));
+        let seqs = |s: i64| BTreeMap::from([(commune.clone(), s)]);
+        let r = t.announce_claims(a.clone(), BTreeSet::from([commune.clone()]), &seqs(100));
+        assert!(r.changed && r.superseded.is_empty());
+        assert_eq!(t.next_hop(&commune), NextHop::Neighbour(a.clone()));
+        // The commune linked to b later: b's claim wins, a is told.
+        let r = t.announce_claims(b.clone(), BTreeSet::from([commune.clone()]), &seqs(200));
+        assert_eq!(r.superseded, vec![(a.clone(), commune.clone(), 200)]);
+        assert_eq!(t.next_hop(&commune), NextHop::Neighbour(b.clone()));
+        assert!(!t.announcements()[&a].contains(&commune));
+        // a announcing its old claim again does not take it back, and is told again.
+        let r = t.announce_claims(a.clone(), BTreeSet::from([commune.clone()]), &seqs(100));
+        assert_eq!(r.superseded, vec![(a.clone(), commune.clone(), 200)]);
+        assert_eq!(t.next_hop(&commune), NextHop::Neighbour(b.clone()));
+        assert_eq!(t.claims(5)[&commune], 200);
+        assert!(t.moved_away_from(&a, &commune));
+        assert!(!t.moved_away_from(&b, &commune));
+    }
+
+    #[test]
+    fn a_moved_agency_goes_to_the_parent_until_claimed_anew() {
+        let mut t = province();
+        let commune = c("000.21.31.H53");
+        let district = c("000.00.31.H53");
+        t.announce_claims(
+            district.clone(),
+            BTreeSet::from([commune.clone()]),
+            &BTreeMap::from([(commune.clone(), 100)]),
+        );
+        let (losers, changed) = t.mark_moved(&commune, 200);
+        assert!(changed);
+        assert_eq!(losers, vec![district.clone()]);
+        // Below this node by its code, yet routed up.
+        assert_eq!(t.next_hop(&commune), NextHop::Neighbour(c("000.00.00.G22")));
+        // Coming back with a newer claim routes it down again.
+        t.announce_claims(
+            district.clone(),
+            BTreeSet::from([commune.clone()]),
+            &BTreeMap::from([(commune.clone(), 300)]),
+        );
+        assert_eq!(t.next_hop(&commune), NextHop::Neighbour(district));
+        assert!(t.moved().is_empty());
+    }
+
+    #[test]
+    fn claims_without_sequences_keep_the_first_announcer() {
+        let mut t = province();
+        let commune = c("000.21.31.H53");
+        t.announce(c("000.00.31.H53"), BTreeSet::from([commune.clone()]));
+        t.announce(c("000.00.32.H53"), BTreeSet::from([commune.clone()]));
+        assert_eq!(t.next_hop(&commune), NextHop::Neighbour(c("000.00.31.H53")));
     }
 }

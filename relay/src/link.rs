@@ -20,8 +20,8 @@ use lienthong_common::tls::{self, Identity};
 use lienthong_proto::v1::relay_link_client::RelayLinkClient;
 use lienthong_proto::v1::relay_link_server::RelayLink;
 use lienthong_proto::v1::{
-    link_frame::Frame, AttachmentChunk, ChunkRequest, Envelope, EnvelopeHeader, FrameBatch,
-    Heartbeat, Hello, HopAck, HopAcks, HopRefusal, LinkFrame, ReceiptFrame, RefusalCode,
+    link_frame::Frame, AttachmentChunk, ChunkRequest, Claim, Envelope, EnvelopeHeader, FrameBatch,
+    Heartbeat, Hello, HopAck, HopAcks, HopRefusal, LinkFrame, Moved, ReceiptFrame, RefusalCode,
     TransportState,
 };
 use prost::Message;
@@ -44,6 +44,9 @@ pub const MAX_FRAME_BYTES: usize =
     lienthong_common::envelope::MAX_ENVELOPE_HEADER_BYTES + 64 * 1024;
 /// The Hello feature that says a peer takes [`FrameBatch`] and [`HopAcks`].
 pub const FEATURE_BATCH: &str = "batch";
+
+/// Hello feature: claims carry sequences and the parent sends Moved frames.
+pub const FEATURE_ROUTES: &str = "routes";
 /// Most items put in one batch frame; also at most a quarter of the window, so that several
 /// batches are in flight and the peer's acks of one overlap the sending of the next.
 pub const BATCH_ITEMS: usize = 64;
@@ -103,6 +106,8 @@ pub struct Session {
     window_kib_total: u32,
     /// The peer takes batch frames and acks ([`FEATURE_BATCH`]).
     batches: bool,
+    /// The peer sends claim sequences and takes Moved frames ([`FEATURE_ROUTES`]).
+    routes: bool,
     /// Items stored, to acknowledge after the next commit (see [`Session::ack_loop`]).
     to_ack: Mutex<Vec<String>>,
     ack_wake: tokio::sync::Notify,
@@ -147,6 +152,7 @@ impl Session {
             );
         }
         let batches = peer_hello.features.iter().any(|f| f == FEATURE_BATCH);
+        let routes = peer_hello.features.iter().any(|f| f == FEATURE_ROUTES);
         let s = Arc::new(Session {
             node: node.clone(),
             peer: peer.clone(),
@@ -158,6 +164,7 @@ impl Session {
             window_kib: Semaphore::new(window_kib_total as usize),
             window_kib_total,
             batches,
+            routes,
             to_ack: Mutex::new(Vec::new()),
             ack_wake: tokio::sync::Notify::new(),
             cancel: cancel.clone(),
@@ -223,11 +230,36 @@ impl Session {
             .map_err(|_| LinkError::Transport("link closed".into()))
     }
 
+    /// Sends a heartbeat every `every`; to a child that takes them, also the claims it lost
+    /// since it was last told ([`Node::take_moved_notices`]), at once and then with each beat.
     async fn heartbeat_loop(self: Arc<Self>, every: Duration) {
+        let mut first = true;
         loop {
+            if self.peer_is_child && self.routes {
+                let lost = self.node.take_moved_notices(&self.peer);
+                if !lost.is_empty() {
+                    info!(peer = %self.peer, agencies = ?lost.keys().collect::<Vec<_>>(), "telling the child these agencies moved");
+                    let claims = lost
+                        .into_iter()
+                        .map(|(a, seq)| Claim {
+                            agency: a.to_string(),
+                            seq,
+                        })
+                        .collect();
+                    if self.send(Frame::Moved(Moved { claims })).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let wait = if first {
+                Duration::from_millis(200)
+            } else {
+                every
+            };
+            first = false;
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             if self
                 .send(Frame::Heartbeat(Heartbeat {
@@ -538,6 +570,23 @@ impl Session {
                 }
                 Ok(())
             }
+            Some(Frame::Moved(m)) => {
+                if self.peer_is_child {
+                    warn!(peer = %self.peer, "a child sent a Moved frame; ignored (only a parent may)");
+                    return Ok(());
+                }
+                let claims = claims_of(&m.claims);
+                self.node
+                    .learn_moved(&claims)
+                    .map_err(|e| LinkError::Store(e.to_string()))?;
+                let _ = self
+                    .node
+                    .store
+                    .commit()
+                    .await
+                    .map_err(|e| LinkError::Store(e.to_string()))?;
+                Ok(())
+            }
             Some(Frame::Heartbeat(_)) => Ok(()),
             None => Err(LinkError::Protocol("empty frame".into())),
         }
@@ -635,19 +684,21 @@ impl Session {
                 )
                 .await;
         }
-        let verified = match self
-            .node
-            .check_incoming(env, &self.peer, self.peer_is_child)
-        {
-            Ok(v) => v,
-            Err(r) => {
-                if let Err(e) = self.node.answer_refusal(&copy, &h.recipients, &r) {
-                    warn!(cause = %e, "could not answer refusal");
+        let returned = self.peer_is_child && self.node.is_return(&self.peer, &env, &recipients);
+        let verified =
+            match self
+                .node
+                .check_incoming_as(env, &self.peer, self.peer_is_child, returned)
+            {
+                Ok(v) => v,
+                Err(r) => {
+                    if let Err(e) = self.node.answer_refusal(&copy, &h.recipients, &r) {
+                        warn!(cause = %e, "could not answer refusal");
+                    }
+                    self.refuse(&id, &r).await?;
+                    return self.commit_quietly().await;
                 }
-                self.refuse(&id, &r).await?;
-                return self.commit_quietly().await;
-            }
-        };
+            };
         let mut missing = HashSet::new();
         let mut requests = Vec::new();
         for a in &verified.attachments {
@@ -967,9 +1018,18 @@ impl Session {
 /// Applies a child's Hello: keeps the codes it may serve, logs the others.
 fn apply_hello(node: &Node, child: &AgencyCode, h: &Hello) {
     let set = node.check_announcement(child, &h.serves);
-    if let Err(e) = node.announce(child, set) {
+    if let Err(e) = node.announce(child, set, &claims_of(&h.claims)) {
         error!(cause = %e, "cannot persist announcement");
     }
+}
+
+/// Claims with a usable code and a sequence (others count as claims without one).
+fn claims_of(claims: &[Claim]) -> std::collections::BTreeMap<AgencyCode, i64> {
+    claims
+        .iter()
+        .filter(|c| c.seq > 0)
+        .filter_map(|c| AgencyCode::parse(&c.agency).ok().map(|a| (a, c.seq)))
+        .collect()
 }
 
 fn hello(node: &Node) -> LinkFrame {
@@ -982,7 +1042,17 @@ fn hello(node: &Node) -> LinkFrame {
             .map(|c| c.to_string())
             .collect(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
-        features: vec![FEATURE_BATCH.to_owned()],
+        features: vec![FEATURE_BATCH.to_owned(), FEATURE_ROUTES.to_owned()],
+        claims: node
+            .routes()
+            .claims(node.claim_seq.load(std::sync::atomic::Ordering::Relaxed))
+            .into_iter()
+            .filter(|(_, seq)| *seq > 0)
+            .map(|(a, seq)| Claim {
+                agency: a.to_string(),
+                seq,
+            })
+            .collect(),
         heartbeat_secs: u32::try_from(node.config.link.heartbeat.as_secs()).unwrap_or(u32::MAX),
     }))
 }
@@ -1213,6 +1283,9 @@ async fn connect_and_run(
     shutdown: &CancellationToken,
 ) -> Result<(), LinkError> {
     let sent_serves = node.routes().serves();
+    // This link is the newest path to this node's agencies.
+    node.claim_seq
+        .store(now_unix_ms(), std::sync::atomic::Ordering::Relaxed);
     let seen = PeerChain::default();
     let (tx, mut inbound) = open_link_seen(
         &parent.address,

@@ -214,3 +214,134 @@ fn ends_with_different_heartbeats_agree_on_the_longer_and_do_not_flap() {
         &["000.00.00.H53", "000.00.00.G22"],
     );
 }
+
+/// The hop trace of `id` to `to`, as the sender `from` learns it (once it has).
+fn arrived_via(net: &Network, from: &str, id: &str, to: &str) -> Vec<String> {
+    wait_for(
+        Duration::from_secs(60),
+        "the delivery's hop trace at the sender",
+        || {
+            let view = net.client(&code(from)).ok()?.track(id).ok()?;
+            let r = view.recipients.iter().find(|r| r.recipient == to)?;
+            (!r.trace.is_empty()).then(|| r.trace.iter().map(|t| t.agency.clone()).collect())
+        },
+    )
+}
+
+#[test]
+fn a_commune_moved_to_another_district_is_routed_along_its_new_path_and_loses_nothing() {
+    const PROVINCE: &str = "000.00.00.H53";
+    const OLD: &str = "000.00.31.H53";
+    const NEW: &str = "000.00.32.H53";
+    const COMMUNE: &str = "000.21.31.H53";
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        NodeSpec::new(PROVINCE, "Tỉnh", None).unwrap(),
+        NodeSpec::new(OLD, "Huyện cũ", Some(PROVINCE)).unwrap(),
+        NodeSpec::new(NEW, "Huyện mới", Some(PROVINCE)).unwrap(),
+        NodeSpec::new(COMMUNE, "Xã", Some(OLD)).unwrap(),
+    ];
+    let mut net = Network::create(dir.path(), &support::relay_exe(), &specs).unwrap();
+    // What the operators set up for the move: the new district takes the commune as a child,
+    // and the province lets the new district speak for it.
+    let append = |agency: &str, text: &str| {
+        let config = net.nodes[&code(agency)].config.clone();
+        let mut s = std::fs::read_to_string(&config).unwrap();
+        s.push_str(text);
+        std::fs::write(&config, s).unwrap();
+    };
+    append(NEW, &format!("\n[[child]]\nagency = \"{COMMUNE}\"\n"));
+    append(
+        PROVINCE,
+        &format!("\n[[route]]\nagency = \"{COMMUNE}\"\nvia = \"{NEW}\"\n"),
+    );
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let province = net.client(&code(PROVINCE)).unwrap();
+    let send = |n: &str| {
+        province
+            .submit(sample_envelope(
+                &code(PROVINCE),
+                &[&code(COMMUNE)],
+                n,
+                "Công văn",
+            ))
+            .unwrap()
+            .0
+    };
+    let first = send("1");
+    let commune = net.client(&code(COMMUNE)).unwrap();
+    support::wait_in_inbox(
+        &commune,
+        &code(COMMUNE),
+        std::slice::from_ref(&first),
+        60,
+        "document 1",
+    );
+    assert!(arrived_via(&net, PROVINCE, &first, COMMUNE).contains(&OLD.to_owned()));
+
+    // The commune goes offline; a document for it waits at the old district.
+    net.stop(&code(COMMUNE), libc::SIGTERM).unwrap();
+    let second = send("2");
+    let old = net.client(&code(OLD)).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "document 2 queued at the old district",
+        || {
+            let m = old.get_text("/metrics").ok()?;
+            m.lines()
+                .any(|l| {
+                    l.starts_with("lienthong_queue_depth{")
+                        && l.contains(COMMUNE)
+                        && !l.trim_end().ends_with(" 0")
+                })
+                .then_some(())
+        },
+    );
+
+    // It comes back under the new district.
+    let config = net.nodes[&code(COMMUNE)].config.clone();
+    let old_grpc = net.nodes[&code(OLD)].grpc;
+    let new_grpc = net.nodes[&code(NEW)].grpc;
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = text
+        .replace(
+            &format!("https://{old_grpc}"),
+            &format!("https://{new_grpc}"),
+        )
+        .replace(
+            &format!("agency = \"{OLD}\""),
+            &format!("agency = \"{NEW}\""),
+        );
+    assert_ne!(moved, text);
+    std::fs::write(&config, moved).unwrap();
+    net.start(&code(COMMUNE)).unwrap();
+    wait_for(Duration::from_secs(30), "the commune's API", || {
+        commune.health().ok()
+    });
+
+    // The waiting document and a new one both arrive, along the new path.
+    let third = send("3");
+    support::wait_in_inbox(
+        &commune,
+        &code(COMMUNE),
+        &[first, second.clone(), third.clone()],
+        60,
+        "documents 2 and 3 after the move",
+    );
+    for id in [&second, &third] {
+        let via = arrived_via(&net, PROVINCE, id, COMMUNE);
+        assert!(via.contains(&NEW.to_owned()), "{id}: {via:?}");
+    }
+    assert!(!arrived_via(&net, PROVINCE, &third, COMMUNE).contains(&OLD.to_owned()));
+    // The old district learned: it no longer announces the commune.
+    wait_for(
+        Duration::from_secs(30),
+        "the old district forgetting the commune",
+        || {
+            let h = old.health().ok()?;
+            let serves: Vec<String> = serde_json::from_value(h["serves"].clone()).ok()?;
+            (!serves.iter().any(|s| s == COMMUNE)).then_some(())
+        },
+    );
+}

@@ -42,6 +42,7 @@ async fn try_link(addr: &str, trust: Arc<TrustStore>, id: &Identity, claims: &st
             features: vec![],
             software_version: "test".into(),
             heartbeat_secs: 0,
+            claims: vec![],
         })),
     };
     match open_link(addr, cfg, Duration::from_secs(2), hello).await {
@@ -240,6 +241,7 @@ fn each_refusal_has_its_reason_while_traffic_flows() {
                 features: vec![],
                 software_version: "t".into(),
                 heartbeat_secs: 0,
+                claims: vec![],
             })),
         };
         let (tx, mut rx) = open_link(&addr, cfg, Duration::from_secs(2), hello)

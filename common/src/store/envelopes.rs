@@ -55,6 +55,13 @@ impl Store {
         Ok(Offer::New)
     }
 
+    /// Whether an envelope with this id is known (offered before).
+    pub fn knows_envelope(&self, id: &str) -> Result<bool, StoreError> {
+        self.tree()
+            .contains_key(key(b"d/", &[id.as_bytes()]))
+            .map_err(|e| self.err(e))
+    }
+
     /// Writes the body of `key` again if the stored one cannot be read back (a record that
     /// reached the disk before its body did, then a power loss). The record keeps its key.
     fn repair_body(&self, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {

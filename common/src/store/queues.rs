@@ -183,6 +183,26 @@ impl Store {
         self.inner.depths.lock().counting_at.is_none()
     }
 
+    /// Moves every entry of `from`'s queue to the end of `to`'s, each in its class and in
+    /// order: written to `to` before it leaves `from`, so a crash in between sends an item
+    /// twice (receivers deduplicate), never loses it. Returns how many moved.
+    pub fn requeue(&self, from: &str, to: &str) -> Result<usize, StoreError> {
+        let prefix_len = queue_prefix(from).len();
+        let mut moved = 0;
+        loop {
+            let batch = self.outbound(from, 256)?;
+            if batch.is_empty() {
+                return Ok(moved);
+            }
+            for e in batch {
+                let class = e.key.get(prefix_len).copied().unwrap_or(0);
+                self.enqueue(to, class, &e.item)?;
+                self.dequeue(&e.key)?;
+                moved += 1;
+            }
+        }
+    }
+
     /// Removes a queue entry (after the neighbour acknowledged or refused it).
     pub fn dequeue(&self, entry_key: &[u8]) -> Result<(), StoreError> {
         let mut d = self.inner.depths.lock();
