@@ -365,6 +365,8 @@ pub struct RawLink {
     /// Hours a document waits for a child below this node that has never linked (or is
     /// offline) before its sender gets 02.
     pub offline_child_max_age_hours: Option<u64>,
+    /// Seconds after which a child that has not linked loses what it announced (0: never).
+    pub announce_expiry_secs: Option<u64>,
 }
 
 /// The parent link.
@@ -503,6 +505,8 @@ pub struct LinkSettings {
     pub max_backoff: Duration,
     /// How long a document waits for a child that has not linked yet.
     pub offline_child_max_age: Duration,
+    /// How long a child that does not link keeps what it announced (zero: for good).
+    pub announce_expiry: Duration,
 }
 
 /// The local API's routes that answer without a token even when clients are configured.
@@ -828,6 +832,11 @@ impl NodeConfig {
                     .offline_child_max_age_hours
                     .unwrap_or(DEFAULT_OFFLINE_CHILD_HOURS)
                     .saturating_mul(3600),
+            ),
+            announce_expiry: Duration::from_secs(
+                raw.link
+                    .announce_expiry_secs
+                    .unwrap_or(DEFAULT_OFFLINE_CHILD_HOURS * 3600),
             ),
         };
         let api_open = ApiOpen {

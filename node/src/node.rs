@@ -140,6 +140,8 @@ pub struct Node {
     pub claim_seq: std::sync::atomic::AtomicI64,
     /// Claims each child lost to a newer one, to tell it on its link (see [`Node::announce`]).
     moved_notices: Mutex<HashMap<AgencyCode, BTreeMap<AgencyCode, i64>>>,
+    /// When each announcing child was last seen linked (unix ms; at start: the start).
+    last_linked: Mutex<HashMap<AgencyCode, i64>>,
 }
 
 /// The store queue holding what is to be published to an agency's DMS over AMQP.
@@ -273,6 +275,7 @@ impl Node {
             webhook: std::sync::OnceLock::new(),
             claim_seq: std::sync::atomic::AtomicI64::new(0),
             moved_notices: Mutex::new(HashMap::new()),
+            last_linked: Mutex::new(HashMap::new()),
             config,
         }))
     }
@@ -380,6 +383,55 @@ impl Node {
             self.serves_changed.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Forgets the announcements of children that have not been linked for `max` (counted
+    /// from the node's start for a child not seen since): their agencies are routed by the
+    /// other rules again, and this node's parent learns it with the next announcement.
+    /// Returns the children forgotten.
+    pub fn expire_announcements(
+        &self,
+        max: std::time::Duration,
+    ) -> Result<Vec<AgencyCode>, StoreError> {
+        if max.is_zero() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now_unix_ms();
+        let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+        let children: Vec<AgencyCode> =
+            self.with_routes(|r| r.announcements().keys().cloned().collect());
+        let mut gone = Vec::new();
+        {
+            let mut seen = match self.last_linked.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            for c in children {
+                if self.link_is_up(&c) {
+                    seen.insert(c, now);
+                    continue;
+                }
+                let last = *seen.entry(c.clone()).or_insert(now);
+                if now.saturating_sub(last) > max_ms {
+                    seen.remove(&c);
+                    gone.push(c);
+                }
+            }
+        }
+        for c in &gone {
+            let forgot = match self.routes.write() {
+                Ok(mut r) => r.forget(c),
+                Err(p) => p.into_inner().forget(c),
+            };
+            if forgot {
+                self.store.delete_meta(&format!("{ANNOUNCE_META}{c}"))?;
+                info!(child = %c, after_secs = max.as_secs(), "announcement expired: the child has not linked for that long; its agencies are routed by the other rules again");
+            }
+        }
+        if !gone.is_empty() {
+            self.serves_changed.notify_waiters();
+        }
+        Ok(gone)
     }
 
     /// Writes every child's announcement (codes and sequences) to the store.

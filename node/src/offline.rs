@@ -46,6 +46,30 @@ pub async fn expiry_loop(node: Arc<Node>, stop: CancellationToken) {
     }
 }
 
+/// Forgets, every few seconds, the announcements of children that have not linked for
+/// `[link] announce_expiry_secs` ([`Node::expire_announcements`]), until `stop`.
+pub async fn announce_expiry_loop(node: Arc<Node>, stop: CancellationToken) {
+    let max = node.config.link.announce_expiry;
+    if max.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(EXPIRY_CHECK_EVERY) => {}
+        }
+        match node.expire_announcements(max) {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(_) => {
+                if let Err(e) = node.store.commit().await {
+                    error!(cause = %e, "cannot commit expired announcements");
+                }
+            }
+            Err(e) => warn!(cause = %e, "cannot expire announcements"),
+        }
+    }
+}
+
 /// Answers and removes the documents that waited longer than `max` for a child whose link is
 /// down. Returns how many (document, child) entries it removed. The caller commits.
 pub fn expire(node: &Node, max: Duration) -> Result<usize, NodeError> {

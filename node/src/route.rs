@@ -241,6 +241,13 @@ impl RouteTable {
         self.seqs.get(child).cloned().unwrap_or_default()
     }
 
+    /// Forgets everything `child` announced. Returns true if it had announced anything.
+    pub fn forget(&mut self, child: &AgencyCode) -> bool {
+        self.seqs.remove(child);
+        self.moved_away.remove(child);
+        self.announced.remove(child).is_some()
+    }
+
     /// Whether `agency` moved away from `child` (a newer claim came through another child).
     pub fn moved_away_from(&self, child: &AgencyCode, agency: &AgencyCode) -> bool {
         self.moved_away

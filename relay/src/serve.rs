@@ -151,6 +151,10 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     tracker.spawn(crate::crl_fetch::run(node.clone(), shutdown.clone()));
     tracker.spawn(crate::report::summary_loop(node.clone(), shutdown.clone()));
     tracker.spawn(crate::offline::expiry_loop(node.clone(), shutdown.clone()));
+    tracker.spawn(crate::offline::announce_expiry_loop(
+        node.clone(),
+        shutdown.clone(),
+    ));
     crate::upkeep::spawn(&tracker, &node, &shutdown);
     tracker.spawn(crate::monitor::monitor_loop(node.clone(), shutdown.clone()));
     if node.config.parent.is_some() {

@@ -345,3 +345,51 @@ fn a_commune_moved_to_another_district_is_routed_along_its_new_path_and_loses_no
         },
     );
 }
+
+#[test]
+fn a_child_that_stops_linking_is_forgotten_after_the_announcement_expiry() {
+    const PROVINCE: &str = "000.00.00.H53";
+    const DISTRICT: &str = "000.00.31.H53";
+    const COMMUNE: &str = "000.21.31.H53";
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        NodeSpec::new(PROVINCE, "Tỉnh", None).unwrap(),
+        NodeSpec::new(DISTRICT, "Huyện", Some(PROVINCE)).unwrap(),
+        NodeSpec::new(COMMUNE, "Xã", Some(DISTRICT)).unwrap(),
+    ];
+    let mut net = Network::create(dir.path(), &support::relay_exe(), &specs).unwrap();
+    let config = net.nodes[&code(PROVINCE)].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[link]\n", "[link]\nannounce_expiry_secs = 3\n", 1),
+    )
+    .unwrap();
+    net.start_all().unwrap();
+    net.wait_linked(Duration::from_secs(60)).unwrap();
+    let province = net.client(&code(PROVINCE)).unwrap();
+    let serves = || -> Vec<String> {
+        province
+            .health()
+            .ok()
+            .and_then(|h| serde_json::from_value(h["serves"].clone()).ok())
+            .unwrap_or_default()
+    };
+    assert!(serves().iter().any(|s| s == COMMUNE), "{:?}", serves());
+    // Still announced while linked, however long.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(serves().iter().any(|s| s == COMMUNE), "{:?}", serves());
+    // The district and its commune go away for good.
+    net.stop(&code(COMMUNE), libc::SIGTERM).unwrap();
+    net.stop(&code(DISTRICT), libc::SIGTERM).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the province forgetting what the district announced",
+        || {
+            let s = serves();
+            (!s.iter().any(|a| a == COMMUNE || a == DISTRICT)).then_some(())
+        },
+    );
+    let log = std::fs::read_to_string(&net.nodes[&code(PROVINCE)].log).unwrap();
+    assert!(log.contains("announcement expired"), "{log}");
+}

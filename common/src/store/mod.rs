@@ -383,6 +383,14 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a metadata value (absent: nothing to do).
+    pub fn delete_meta(&self, name: &str) -> Result<(), StoreError> {
+        self.tree()
+            .remove(key(b"m/", &[name.as_bytes()]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Reads a metadata value.
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
