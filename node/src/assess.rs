@@ -265,36 +265,90 @@ fn check_certificates(cfg: &NodeConfig, now: i64) -> (bool, String) {
 }
 
 fn check_crl(cfg: &NodeConfig, now: i64) -> (bool, String) {
-    let Some(path) = &cfg.tls.crl else {
+    let tls = &cfg.tls;
+    let fetched = !tls.crl_urls.is_empty() || tls.crl_distribution_points;
+    if tls.crls.is_empty() && !fetched {
         return (
             false,
-            "no [tls] crl: revoked certificates would be accepted".to_owned(),
+            "no [tls] crl, crls or crl_urls: revoked certificates would be accepted".to_owned(),
         );
-    };
-    match crl_dates(path) {
-        Ok((this, Some(next))) if next > now => (
-            true,
-            format!(
-                "{}: issued {}, next update {}",
-                path.display(),
-                date_text(this),
-                date_text(next)
-            ),
-        ),
-        Ok((_, Some(next))) => (
-            false,
-            format!("{}: stale since {}", path.display(), date_text(next)),
-        ),
-        Ok((this, None)) => (
-            true,
-            format!(
-                "{}: issued {}, no next update",
-                path.display(),
-                date_text(this)
-            ),
-        ),
-        Err(e) => (false, format!("{}: unreadable: {e}", path.display())),
     }
+    let mut ok = true;
+    let mut found = Vec::new();
+    for path in &tls.crls {
+        match all_crl_dates(path) {
+            Ok(dates) => {
+                for (this, next) in dates {
+                    match next {
+                        Some(next) if next <= now => {
+                            ok = false;
+                            found.push(format!(
+                                "{}: stale since {}",
+                                path.display(),
+                                date_text(next)
+                            ));
+                        }
+                        Some(next) => found.push(format!(
+                            "{}: issued {}, next update {}",
+                            path.display(),
+                            date_text(this),
+                            date_text(next)
+                        )),
+                        None => found.push(format!(
+                            "{}: issued {}, no next update",
+                            path.display(),
+                            date_text(this)
+                        )),
+                    }
+                }
+            }
+            Err(e) => {
+                ok = false;
+                found.push(format!("{}: unreadable: {e}", path.display()));
+            }
+        }
+    }
+    if fetched {
+        found.push(format!(
+            "fetched every {} s from {}{}",
+            tls.crl_fetch_every.as_secs(),
+            if tls.crl_urls.is_empty() {
+                "the certificates' distribution points".to_owned()
+            } else {
+                tls.crl_urls.join(", ")
+            },
+            if tls.crl_urls.is_empty() || !tls.crl_distribution_points {
+                ""
+            } else {
+                " and the certificates' distribution points"
+            }
+        ));
+    }
+    (ok, found.join("; "))
+}
+
+/// thisUpdate and nextUpdate of every CRL in a file (PEM with one or more, or one DER).
+fn all_crl_dates(path: &Path) -> Result<Vec<(i64, Option<i64>)>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let ders: Vec<Vec<u8>> =
+        match rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(v) if !v.is_empty() => v.into_iter().map(|d| d.as_ref().to_vec()).collect(),
+            _ => vec![bytes],
+        };
+    ders.iter()
+        .map(|der| {
+            x509_parser::parse_x509_crl(der)
+                .map(|(_, c)| {
+                    (
+                        c.last_update().timestamp(),
+                        c.next_update().map(|t| t.timestamp()),
+                    )
+                })
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// The filesystem type holding `path` (nearest existing ancestor), from /proc/self/mounts.
@@ -552,7 +606,7 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
     c.add(
         2,
         "crl",
-        "a CRL is configured and not past its next update".into(),
+        "CRLs are configured (files or URLs) and none is past its next update".into(),
         check_crl(cfg, now_unix),
     );
     c.add(

@@ -391,6 +391,30 @@ fn a_crl_past_its_next_update_closes_the_door_where_configured_and_a_fresh_one_o
         "{stale}"
     );
     assert!(!link_up(&net, ROOT, TAY_NINH));
+    // `assess` sees both stale CRLs of the one file.
+    let out = std::process::Command::new(relay_exe())
+        .args(["assess", "--level", "2", "--json", "--config"])
+        .arg(&root_config)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let crl = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "crl")
+        .cloned()
+        .unwrap();
+    assert_eq!(crl["met"], false, "{crl:#}");
+    assert_eq!(
+        crl["evidence"]
+            .as_str()
+            .unwrap()
+            .matches("stale since")
+            .count(),
+        2,
+        "{crl:#}"
+    );
     // Fresh CRLs: the next attempt links, with nothing restarted.
     pki.publish(&[]);
     net.wait_linked(Duration::from_secs(60)).unwrap();
