@@ -249,7 +249,11 @@ impl Store {
                     let mut d = store.inner.depths.lock();
                     match keys.next() {
                         Some(Ok(k)) => {
-                            let old = d.held_at_open(&k);
+                            // The iterator may hand out a key from a page it read before the
+                            // entry was removed (sled's iterators are no snapshot): only an
+                            // entry still there counts, as its removal was not counted.
+                            let old = d.held_at_open(&k)
+                                && store.tree().contains_key(&k).unwrap_or(false);
                             d.counting_at = Some(k.to_vec());
                             if let (true, Some(q)) = (old, queue_of(&k)) {
                                 let name = String::from_utf8_lossy(q).into_owned();
