@@ -738,7 +738,7 @@ impl NodeConfig {
             crls,
             crl_urls,
             crl_distribution_points: raw.tls.crl_distribution_points.unwrap_or(false),
-            crl_fetch_every: Duration::from_secs(raw.tls.crl_fetch_secs.unwrap_or(3600).max(1)),
+            crl_fetch_every: Duration::from_secs(raw.tls.crl_fetch_secs.unwrap_or(60).max(1)),
             crl_stale_after: raw
                 .tls
                 .crl_fail_closed
