@@ -318,7 +318,9 @@ impl Node {
             self.notice_moved(loser, agency, *seq);
         }
         if outcome.changed {
-            self.persist_announcements()?;
+            let mut touched = vec![child.clone()];
+            touched.extend(outcome.superseded.iter().map(|(loser, _, _)| loser.clone()));
+            self.persist_announcements(&touched)?;
             info!(child = %child, "routes updated from announcement");
             self.serves_changed.notify_waiters();
         }
@@ -353,6 +355,7 @@ impl Node {
     pub fn learn_moved(&self, claims: &BTreeMap<AgencyCode, i64>) -> Result<(), NodeError> {
         let parent = self.routes().parent().cloned();
         let mut any = false;
+        let mut touched = Vec::new();
         for (agency, seq) in claims {
             let (losers, changed) = match self.routes.write() {
                 Ok(mut r) => r.mark_moved(agency, *seq),
@@ -369,6 +372,7 @@ impl Node {
                 if &loser != agency {
                     self.notice_moved(&loser, agency, *seq);
                 }
+                touched.push(loser);
             }
             if let Some(p) = &parent {
                 let moved = self.store.requeue(agency.as_str(), p.as_str())?;
@@ -379,7 +383,7 @@ impl Node {
             }
         }
         if any {
-            self.persist_announcements()?;
+            self.persist_announcements(&touched)?;
             self.serves_changed.notify_waiters();
         }
         Ok(())
@@ -434,11 +438,12 @@ impl Node {
         Ok(gone)
     }
 
-    /// Writes every child's announcement (codes and sequences) to the store.
-    fn persist_announcements(&self) -> Result<(), StoreError> {
+    /// Writes the announcements (codes and sequences) of `children` to the store.
+    fn persist_announcements(&self, children: &[AgencyCode]) -> Result<(), StoreError> {
         let all = self.with_routes(|r| {
             r.announcements()
                 .iter()
+                .filter(|(child, _)| children.contains(child))
                 .map(|(child, set)| {
                     let seqs = r.claims_of(child);
                     let text = set
@@ -535,24 +540,8 @@ impl Node {
             .collect();
         let offer = self.store.offer_envelope(&env, &content, &queue_for)?;
         if offer == Offer::Duplicate && returned {
-            let class = lienthong_common::store::queue_class(
-                env.other_info.as_ref().map(|o| o.priority).unwrap_or(0),
-            );
-            let origin = env
-                .from
-                .as_ref()
-                .map(|f| f.code.clone())
-                .unwrap_or_default();
-            for (n, recipients) in &queue_for {
-                self.store.enqueue(
-                    n,
-                    class,
-                    &lienthong_common::store::QueueItem::Envelope {
-                        id: env.id.clone(),
-                        recipients: recipients.clone(),
-                        origin: origin.clone(),
-                    },
-                )?;
+            self.store.queue_again(&env, &queue_for)?;
+            for (n, _) in &queue_for {
                 info!(envelope = %env.id, next = %n, "document sent back by a child its recipients moved away from; queued toward their new path");
             }
         }

@@ -168,12 +168,7 @@ impl RouteTable {
                 continue;
             }
             for other in takes_from {
-                if let Some(set) = self.announced.get_mut(&other) {
-                    set.remove(&a);
-                }
-                if let Some(m) = self.seqs.get_mut(&other) {
-                    m.remove(&a);
-                }
+                self.take_from(&other, &a);
                 out.changed = true;
                 out.superseded.push((other, a.clone(), s));
             }
@@ -197,6 +192,16 @@ impl RouteTable {
         self.announced.insert(child.clone(), set);
         self.seqs.insert(child, kept);
         out
+    }
+
+    /// Removes `agency` from what `child` announced.
+    fn take_from(&mut self, child: &AgencyCode, agency: &AgencyCode) {
+        if let Some(set) = self.announced.get_mut(child) {
+            set.remove(agency);
+        }
+        if let Some(m) = self.seqs.get_mut(child) {
+            m.remove(agency);
+        }
     }
 
     fn seq_of(&self, child: &AgencyCode, agency: &AgencyCode) -> i64 {
@@ -225,12 +230,7 @@ impl RouteTable {
             .map(|(c, _)| c.clone())
             .collect();
         for c in &losers {
-            if let Some(set) = self.announced.get_mut(c) {
-                set.remove(agency);
-            }
-            if let Some(m) = self.seqs.get_mut(c) {
-                m.remove(agency);
-            }
+            self.take_from(c, agency);
             changed = true;
         }
         (losers, changed)

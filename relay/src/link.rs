@@ -239,13 +239,7 @@ impl Session {
                 let lost = self.node.take_moved_notices(&self.peer);
                 if !lost.is_empty() {
                     info!(peer = %self.peer, agencies = ?lost.keys().collect::<Vec<_>>(), "telling the child these agencies moved");
-                    let claims = lost
-                        .into_iter()
-                        .map(|(a, seq)| Claim {
-                            agency: a.to_string(),
-                            seq,
-                        })
-                        .collect();
+                    let claims = to_claims(lost);
                     if self.send(Frame::Moved(Moved { claims })).await.is_err() {
                         return;
                     }
@@ -1023,6 +1017,18 @@ fn apply_hello(node: &Node, child: &AgencyCode, h: &Hello) {
     }
 }
 
+/// Claims as the link carries them; those without a sequence (0) are left out.
+fn to_claims(claims: std::collections::BTreeMap<AgencyCode, i64>) -> Vec<Claim> {
+    claims
+        .into_iter()
+        .filter(|(_, seq)| *seq > 0)
+        .map(|(a, seq)| Claim {
+            agency: a.to_string(),
+            seq,
+        })
+        .collect()
+}
+
 /// Claims with a usable code and a sequence (others count as claims without one).
 fn claims_of(claims: &[Claim]) -> std::collections::BTreeMap<AgencyCode, i64> {
     claims
@@ -1043,16 +1049,10 @@ fn hello(node: &Node) -> LinkFrame {
             .collect(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
         features: vec![FEATURE_BATCH.to_owned(), FEATURE_ROUTES.to_owned()],
-        claims: node
-            .routes()
-            .claims(node.claim_seq.load(std::sync::atomic::Ordering::Relaxed))
-            .into_iter()
-            .filter(|(_, seq)| *seq > 0)
-            .map(|(a, seq)| Claim {
-                agency: a.to_string(),
-                seq,
-            })
-            .collect(),
+        claims: to_claims(
+            node.routes()
+                .claims(node.claim_seq.load(std::sync::atomic::Ordering::Relaxed)),
+        ),
         heartbeat_secs: u32::try_from(node.config.link.heartbeat.as_secs()).unwrap_or(u32::MAX),
     }))
 }
@@ -1318,15 +1318,13 @@ async fn connect_and_run(
             "the parent's certificate is no longer trusted".into(),
         ));
     }
-    if !chain.is_empty() {
-        tokio::spawn(close_when_revoked(
-            node.clone(),
-            parent.agency.clone(),
-            Arc::new(chain),
-            true,
-            cancel.clone(),
-        ));
-    }
+    tokio::spawn(close_when_revoked(
+        node.clone(),
+        parent.agency.clone(),
+        Arc::new(chain),
+        true,
+        cancel.clone(),
+    ));
     // Re-announce upward whenever what this node serves changes. The set sent is compared
     // with the current one on every change notice and once a second, so a change that happens
     // while the link is being set up is not lost.

@@ -14,23 +14,7 @@ impl Store {
         let ekey = key(b"e/", &[env.id.as_bytes()]);
         let dkey = key(b"d/", &[env.id.as_bytes()]);
         let bytes = env.encode_to_vec();
-        let class = queue_class(env.other_info.as_ref().map(|o| o.priority).unwrap_or(0));
-        let mut entries = Vec::with_capacity(queue_for.len());
-        for (n, recipients) in queue_for {
-            let mut k = queue_prefix(n);
-            k.push(class);
-            k.extend_from_slice(&self.next_seq()?.to_be_bytes());
-            let item = QueueItem::Envelope {
-                id: env.id.clone(),
-                recipients: recipients.clone(),
-                origin: env
-                    .from
-                    .as_ref()
-                    .map(|f| f.code.clone())
-                    .unwrap_or_default(),
-            };
-            entries.push((k, item.encode()));
-        }
+        let entries = self.queue_entries(env, queue_for)?;
         // Known already: the same content is a duplicate (its body written anew if the one
         // stored cannot be read back), other content a conflict. Checked before the body is
         // written, so a redelivery costs no write.
@@ -53,6 +37,47 @@ impl Store {
         t.insert(dkey.as_slice(), content_digest)
             .map_err(|e| self.err(e))?;
         Ok(Offer::New)
+    }
+
+    /// The queue entries (key and value) that send `env` to each next hop of `queue_for`, for
+    /// the recipients listed with it, in the class of its priority.
+    fn queue_entries(
+        &self,
+        env: &Envelope,
+        queue_for: &[(String, Vec<String>)],
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let class = queue_class(env.other_info.as_ref().map(|o| o.priority).unwrap_or(0));
+        let origin = env
+            .from
+            .as_ref()
+            .map(|f| f.code.clone())
+            .unwrap_or_default();
+        let mut entries = Vec::with_capacity(queue_for.len());
+        for (n, recipients) in queue_for {
+            let mut k = queue_prefix(n);
+            k.push(class);
+            k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+            let item = QueueItem::Envelope {
+                id: env.id.clone(),
+                recipients: recipients.clone(),
+                origin: origin.clone(),
+            };
+            entries.push((k, item.encode()));
+        }
+        Ok(entries)
+    }
+
+    /// Queues a known envelope again, toward the next hops of `queue_for` (a document a child
+    /// sent back because its recipients moved away from it).
+    pub fn queue_again(
+        &self,
+        env: &Envelope,
+        queue_for: &[(String, Vec<String>)],
+    ) -> Result<(), StoreError> {
+        for (k, v) in self.queue_entries(env, queue_for)? {
+            self.queue_insert(&k, &v)?;
+        }
+        Ok(())
     }
 
     /// Whether an envelope with this id is known (offered before).
