@@ -45,14 +45,21 @@ async fn try_link(addr: &str, trust: Arc<TrustStore>, id: &Identity, claims: &st
             claims: vec![],
         })),
     };
-    match open_link(addr, cfg, Duration::from_secs(2), hello).await {
-        Err(e) => e.to_string(),
-        Ok((_tx, mut rx)) => match rx.message().await {
-            Ok(Some(_)) => "linked".into(),
-            Ok(None) => "closed".into(),
-            Err(s) => format!("{}: {}", s.code(), s.message()),
-        },
-    }
+    // Bounded: a link attempt that neither succeeds nor fails is a failure to report, not a
+    // test run that never ends.
+    let attempt = async {
+        match open_link(addr, cfg, Duration::from_secs(2), hello).await {
+            Err(e) => e.to_string(),
+            Ok((_tx, mut rx)) => match rx.message().await {
+                Ok(Some(_)) => "linked".into(),
+                Ok(None) => "closed".into(),
+                Err(s) => format!("{}: {}", s.code(), s.message()),
+            },
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), attempt)
+        .await
+        .unwrap_or_else(|_| format!("no outcome within 30 s linking as {claims}"))
 }
 
 fn envelope(from: &str, to: &str, subject: &str) -> Envelope {
