@@ -18,9 +18,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -71,6 +71,9 @@ pub enum PkiError {
     /// Certificate or key generation.
     #[error("certificate generation failed: {0}")]
     Generate(String),
+    /// A certificate signing request that cannot be used.
+    #[error("certificate signing request: {0}")]
+    Csr(String),
     /// The index file is corrupt.
     #[error("{path}: unreadable index: {reason}")]
     Index {
@@ -342,21 +345,51 @@ pub fn issue(dir: &Path, req: &IssueRequest) -> Result<IssuedFiles, PkiError> {
     }
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, &ca.key)?;
     let key = generate_key(req.algorithm)?;
-
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, req.agency.as_str());
-    dn.push(
-        DnType::OrganizationName,
-        req.name.clone().unwrap_or_else(|| req.agency.to_string()),
-    );
-    params.distinguished_name = dn;
-    let uri = format!("{AGENCY_URI_PREFIX}{}", req.agency);
-    params.subject_alt_names = vec![
-        SanType::URI(uri.try_into()?),
+    let not_before = req
+        .not_before
+        .unwrap_or_else(|| OffsetDateTime::now_utc() - Duration::hours(1));
+    let loopback = vec![
         SanType::DnsName("localhost".try_into()?),
         SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
     ];
+    let mut params = node_params(
+        &req.agency,
+        req.name.as_deref(),
+        loopback,
+        not_before,
+        req.valid_days,
+    )?;
+    let serial = random_serial();
+    let serial_hex = hex::encode(serial.to_bytes());
+    params.serial_number = Some(serial);
+    let cert = params.signed_by(&key, &issuer)?;
+
+    write_file(&key_path, &key.serialize_pem(), 0o600, false)?;
+    record_issued(dir, &req.agency, &serial_hex, &params, &cert.pem())?;
+    Ok(IssuedFiles {
+        cert: cert_path,
+        key: key_path,
+        serial: serial_hex,
+    })
+}
+
+/// The profile of every node certificate: the agency as subject CN and as the SAN URI, its name
+/// as subject O, `sans` besides, digitalSignature + keyEncipherment, serverAuth + clientAuth.
+fn node_params(
+    agency: &AgencyCode,
+    name: Option<&str>,
+    sans: Vec<SanType>,
+    not_before: OffsetDateTime,
+    valid_days: i64,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, agency.as_str());
+    dn.push(DnType::OrganizationName, name.unwrap_or(agency.as_str()));
+    params.distinguished_name = dn;
+    let uri = format!("{AGENCY_URI_PREFIX}{agency}");
+    params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
+    params.subject_alt_names.extend(sans);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -366,31 +399,183 @@ pub fn issue(dir: &Path, req: &IssueRequest) -> Result<IssuedFiles, PkiError> {
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
-    let not_before = req
-        .not_before
-        .unwrap_or_else(|| OffsetDateTime::now_utc() - Duration::hours(1));
     params.not_before = not_before;
-    params.not_after = not_before + Duration::days(req.valid_days);
-    let serial = random_serial();
-    let serial_hex = hex::encode(serial.to_bytes());
-    params.serial_number = Some(serial);
-    let cert = params.signed_by(&key, &issuer)?;
+    params.not_after = not_before + Duration::days(valid_days);
+    Ok(params)
+}
 
-    write_file(&key_path, &key.serialize_pem(), 0o600, false)?;
-    write_file(&cert_path, &cert.pem(), 0o644, true)?;
+/// Writes an issued certificate as `dir/<agency>.pem` and records it in the index.
+fn record_issued(
+    dir: &Path,
+    agency: &AgencyCode,
+    serial_hex: &str,
+    params: &CertificateParams,
+    cert_pem: &str,
+) -> Result<(), PkiError> {
+    write_file(&node_cert_path(dir, agency), cert_pem, 0o644, true)?;
     let mut index = load_index(dir)?;
     index.certs.push(IssuedCert {
-        agency: req.agency.clone(),
-        serial: serial_hex.clone(),
+        agency: agency.clone(),
+        serial: serial_hex.to_owned(),
         not_after: params.not_after.unix_timestamp(),
         revoked_at: None,
     });
-    save_index(dir, &index)?;
-    Ok(IssuedFiles {
+    save_index(dir, &index)
+}
+
+/// A node's new key and its certificate signing request (both PEM).
+#[derive(Debug, Clone)]
+pub struct NodeCsr {
+    /// The private key (PKCS#8): stays on the node.
+    pub key_pem: String,
+    /// The request: goes to the CA.
+    pub csr_pem: String,
+}
+
+impl NodeCsr {
+    /// Writes the key (mode 0600) and the request (0644); refuses to overwrite either.
+    pub fn save(&self, key: &Path, csr: &Path) -> Result<(), PkiError> {
+        for p in [key, csr] {
+            if p.exists() {
+                return Err(PkiError::Io {
+                    path: p.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "already exists; move it away first (a key is never overwritten)",
+                    ),
+                });
+            }
+        }
+        write_file(key, &self.key_pem, 0o600, true)?;
+        write_file(csr, &self.csr_pem, 0o644, true)
+    }
+}
+
+/// Makes a key and a certificate signing request for a node of `agency`, naming it as the
+/// node certificate profile does (subject CN and SAN URI), and `hosts` (DNS names or IP
+/// addresses the node is reached at) as further SANs.
+pub fn make_csr(
+    agency: &AgencyCode,
+    name: Option<&str>,
+    algorithm: KeyAlgorithm,
+    hosts: &[String],
+) -> Result<NodeCsr, PkiError> {
+    let key = generate_key(algorithm)?;
+    let mut sans = Vec::new();
+    for h in hosts {
+        sans.push(host_san(h)?);
+    }
+    // A request carries the names only; validity and usages are the CA's to set.
+    let profile = node_params(agency, name, sans, OffsetDateTime::now_utc(), 1)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = profile.distinguished_name;
+    params.subject_alt_names = profile.subject_alt_names;
+    let csr = params.serialize_request(&key)?;
+    Ok(NodeCsr {
+        key_pem: key.serialize_pem(),
+        csr_pem: csr.pem()?,
+    })
+}
+
+fn host_san(host: &str) -> Result<SanType, PkiError> {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(SanType::IpAddress(ip)),
+        Err(_) => Ok(SanType::DnsName(host.try_into().map_err(|_| {
+            PkiError::Csr(format!("{host:?} is neither an IP address nor a DNS name"))
+        })?)),
+    }
+}
+
+/// What [`sign_csr`] issued.
+#[derive(Debug, Clone)]
+pub struct SignedCsr {
+    /// The agency the certificate names.
+    pub agency: AgencyCode,
+    /// Where the CA wrote it (`dir/<agency>.pem`).
+    pub cert: PathBuf,
+    /// Serial, hex.
+    pub serial: String,
+}
+
+/// Issues a node certificate for a certificate signing request, with the CA in `dir`.
+///
+/// The request's signature must verify (it proves the key), and the request must name one
+/// agency: as its SAN URI `urn:lienthong:agency:<code>`, else as its subject CN. The certificate
+/// follows the node profile whatever the request asks for (usages are the CA's decision); of
+/// the request it keeps the public key, the subject O and the DNS and IP SANs.
+pub fn sign_csr(dir: &Path, csr_pem: &str, valid_days: i64) -> Result<SignedCsr, PkiError> {
+    let ca = load_ca(dir)?;
+    let request = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| PkiError::Csr(format!("unreadable or badly signed: {e}")))?;
+    let agency = requested_agency(&request.params)?;
+    let cert_path = node_cert_path(dir, &agency);
+    if cert_path.exists() {
+        return Err(PkiError::CertificateExists {
+            agency,
+            path: cert_path,
+        });
+    }
+    let name = request
+        .params
+        .distinguished_name
+        .get(&DnType::OrganizationName)
+        .and_then(dn_text);
+    let hosts: Vec<SanType> = request
+        .params
+        .subject_alt_names
+        .iter()
+        .filter(|s| matches!(s, SanType::DnsName(_) | SanType::IpAddress(_)))
+        .cloned()
+        .collect();
+    let not_before = OffsetDateTime::now_utc() - Duration::hours(1);
+    let mut params = node_params(&agency, name.as_deref(), hosts, not_before, valid_days)?;
+    let serial = random_serial();
+    let serial_hex = hex::encode(serial.to_bytes());
+    params.serial_number = Some(serial);
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, &ca.key)?;
+    let cert = CertificateSigningRequestParams {
+        params: params.clone(),
+        public_key: request.public_key,
+    }
+    .signed_by(&issuer)?;
+    record_issued(dir, &agency, &serial_hex, &params, &cert.pem())?;
+    Ok(SignedCsr {
+        agency,
         cert: cert_path,
-        key: key_path,
         serial: serial_hex,
     })
+}
+
+fn dn_text(v: &rcgen::DnValue) -> Option<String> {
+    match v {
+        rcgen::DnValue::Utf8String(s) => Some(s.clone()),
+        rcgen::DnValue::PrintableString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// The agency a request names: its SAN URI, else its subject CN.
+fn requested_agency(params: &CertificateParams) -> Result<AgencyCode, PkiError> {
+    let from_uri = params.subject_alt_names.iter().find_map(|s| match s {
+        SanType::URI(u) => u
+            .as_str()
+            .strip_prefix(AGENCY_URI_PREFIX)
+            .map(str::to_owned),
+        _ => None,
+    });
+    let code = from_uri
+        .or_else(|| {
+            params
+                .distinguished_name
+                .get(&DnType::CommonName)
+                .and_then(dn_text)
+        })
+        .ok_or_else(|| {
+            PkiError::Csr(format!(
+                "names no agency (neither a SAN URI {AGENCY_URI_PREFIX}<code> nor a subject CN)"
+            ))
+        })?;
+    Ok(AgencyCode::parse(&code)?)
 }
 
 /// Revokes every unrevoked certificate of `agency` and rewrites the CRL. Returns the serials.

@@ -294,3 +294,69 @@ fn key_must_match_certificate() {
     let err = AgencySigner::load(&a.cert, &b.key).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
 }
+
+#[test]
+fn a_certificate_signed_for_a_request_serves_the_key_that_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    pki::init(dir.path()).unwrap();
+    let node = tempfile::tempdir().unwrap();
+    let key = node.path().join("000.00.00.H53.key");
+    let csr_path = node.path().join("000.00.00.H53.csr");
+    let csr = pki::make_csr(
+        &code("000.00.00.H53"),
+        Some("UBND tỉnh Tây Ninh"),
+        KeyAlgorithm::EcdsaP256,
+        &["relay.tayninh.example.vn".into(), "10.0.0.5".into()],
+    )
+    .unwrap();
+    csr.save(&key, &csr_path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The key is never overwritten.
+    assert!(csr.save(&key, &csr_path).is_err());
+
+    let signed =
+        pki::sign_csr(dir.path(), &std::fs::read_to_string(&csr_path).unwrap(), 30).unwrap();
+    assert_eq!(signed.agency.as_str(), "000.00.00.H53");
+    let signer = AgencySigner::load(&signed.cert, &key).unwrap();
+    let mut env = envelope("000.00.00.H53");
+    signer.sign_envelope(&mut env, 1_700_000_000_000).unwrap();
+    let v = verifier(dir.path()).verify_envelope(env, now()).unwrap();
+    assert_eq!(v.signer().as_str(), "000.00.00.H53");
+    assert_eq!(pki::list(dir.path()).unwrap()[0].serial, signed.serial);
+
+    // A second request for the same agency is refused while its certificate is there.
+    let again = pki::make_csr(&code("000.00.00.H53"), None, KeyAlgorithm::EcdsaP256, &[])
+        .unwrap()
+        .csr_pem;
+    assert!(matches!(
+        pki::sign_csr(dir.path(), &again, 30),
+        Err(PkiError::CertificateExists { .. })
+    ));
+    // A request whose bytes were changed after signing is refused.
+    let bad = pki::make_csr(&code("000.00.00.H49"), None, KeyAlgorithm::EcdsaP256, &[])
+        .unwrap()
+        .csr_pem;
+    let mut lines: Vec<String> = bad.lines().map(str::to_owned).collect();
+    let mid = lines.len() / 2;
+    let changed: String = lines[mid]
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 10 {
+                if c == 'A' {
+                    'B'
+                } else {
+                    'A'
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    lines[mid] = changed;
+    let err = pki::sign_csr(dir.path(), &lines.join("\n"), 30).unwrap_err();
+    assert!(matches!(err, PkiError::Csr(_)), "{err}");
+}

@@ -29,6 +29,25 @@ pub enum PkiCommand {
         #[arg(long)]
         agency: AgencyCode,
     },
+    /// Make a node's key and a certificate signing request to send to the CA (any CA: the
+    /// request names the agency as subject CN and as SAN URI urn:lienthong:agency:CODE).
+    Csr(CsrArgs),
+    /// Issue a node certificate for a certificate signing request, with the CA in DIR (the
+    /// development CA's side of `pki csr`). Writes DIR/<CODE>.pem and, with --out, a copy.
+    SignCsr {
+        /// Directory of the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The request (PEM), as `pki csr` or `lt-relay init` wrote it.
+        #[arg(long)]
+        csr: PathBuf,
+        /// Also write the certificate here (e.g. where the node's configuration expects it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Validity in days.
+        #[arg(long, default_value_t = pki::DEFAULT_NODE_VALIDITY_DAYS)]
+        days: i64,
+    },
     /// List the certificates issued by the CA in DIR.
     List {
         /// Directory of the CA.
@@ -58,6 +77,30 @@ pub struct IssueArgs {
     /// Start of validity as days from now (negative: in the past; for testing expiry).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     start_days: i64,
+}
+
+/// Arguments of `pki csr`.
+#[derive(Debug, Args)]
+pub struct CsrArgs {
+    /// Agency code the certificate is to name, e.g. 000.00.00.H53.
+    #[arg(long)]
+    agency: AgencyCode,
+    /// Organisation name for the subject (default: the code).
+    #[arg(long)]
+    name: Option<String>,
+    /// A DNS name or IP address the node is reached at (repeat for several), so its parent or
+    /// children can check the link listener's certificate by address.
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// Use an RSA-2048 key instead of ECDSA P-256.
+    #[arg(long)]
+    rsa: bool,
+    /// Where to write the private key (mode 0600; never overwritten).
+    #[arg(long)]
+    key: PathBuf,
+    /// Where to write the request (default: the key's path with .csr).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Runs a `pki` subcommand.
@@ -99,6 +142,43 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
                     serials.join(", "),
                     pki::crl_path(&dir).display()
                 );
+            }
+        }
+        PkiCommand::Csr(a) => {
+            let algorithm = if a.rsa {
+                KeyAlgorithm::Rsa2048
+            } else {
+                KeyAlgorithm::EcdsaP256
+            };
+            let csr = pki::make_csr(&a.agency, a.name.as_deref(), algorithm, &a.hosts)?;
+            let out = a.out.unwrap_or_else(|| a.key.with_extension("csr"));
+            csr.save(&a.key, &out)?;
+            println!(
+                "made a key and a certificate signing request for {}",
+                a.agency
+            );
+            println!("  key (0600): {}", a.key.display());
+            println!("  request:    {}  (send it to the CA)", out.display());
+        }
+        PkiCommand::SignCsr {
+            dir,
+            csr,
+            out,
+            days,
+        } => {
+            let pem = std::fs::read_to_string(&csr)
+                .with_context(|| format!("reading {}", csr.display()))?;
+            let signed = pki::sign_csr(&dir, &pem, days)
+                .with_context(|| format!("signing {}", csr.display()))?;
+            println!(
+                "issued certificate for {} (serial {})",
+                signed.agency, signed.serial
+            );
+            println!("  certificate: {}", signed.cert.display());
+            if let Some(out) = out {
+                std::fs::copy(&signed.cert, &out)
+                    .with_context(|| format!("copying the certificate to {}", out.display()))?;
+                println!("  copied to:   {}", out.display());
             }
         }
         PkiCommand::List { dir } => {
