@@ -47,6 +47,7 @@ mod blobs;
 pub mod bodies;
 mod books;
 mod envelopes;
+pub mod format;
 mod inbox;
 mod queues;
 mod raw;
@@ -88,6 +89,20 @@ pub enum StoreError {
     /// The committer thread is gone (the store is shutting down).
     #[error("store is closed")]
     Closed,
+    /// The store was written by a newer release (a higher format than this build reads).
+    #[error(
+        "store at {path} has format {found}, written by a newer lienthong release; this binary \
+         reads formats up to {supported}. Run the newer release again, or restore a backup made \
+         before the upgrade (docs/operations.md, \"Upgrades\")"
+    )]
+    TooNew {
+        /// The database directory.
+        path: PathBuf,
+        /// The format found.
+        found: u32,
+        /// The highest format this build reads.
+        supported: u32,
+    },
     /// A stored value does not decode.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -287,6 +302,15 @@ impl Store {
                 path: dir.to_owned(),
                 reason: e.to_string(),
             })?;
+        let opened = format::check_and_migrate(&db, dir)?;
+        if let format::Opened::Migrated { from } = opened {
+            tracing::info!(
+                path = %dir.display(),
+                from,
+                to = format::CURRENT,
+                "store migrated to the current format"
+            );
+        }
         let blobs = dir.join("blobs");
         std::fs::create_dir_all(&blobs).map_err(|e| StoreError::Sled {
             path: blobs.clone(),
