@@ -452,8 +452,8 @@ impl NodeCsr {
 }
 
 /// Makes a key and a certificate signing request for a node of `agency`, naming it as the
-/// node certificate profile does (subject CN and SAN URI), and `hosts` (DNS names or IP
-/// addresses the node is reached at) as further SANs.
+/// node certificate profile does (subject CN and SAN URI, `localhost` and 127.0.0.1), and
+/// `hosts` (DNS names or IP addresses the node is reached at) as further SANs.
 pub fn make_csr(
     agency: &AgencyCode,
     name: Option<&str>,
@@ -461,8 +461,15 @@ pub fn make_csr(
     hosts: &[String],
 ) -> Result<NodeCsr, PkiError> {
     let key = generate_key(algorithm)?;
-    let mut sans = Vec::new();
-    for h in hosts {
+    // As `issue` does: the local API serves this certificate, and its clients reach it there.
+    let mut sans = vec![
+        SanType::DnsName("localhost".try_into()?),
+        SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
+    ];
+    for h in hosts
+        .iter()
+        .filter(|h| !matches!(h.as_str(), "localhost" | "127.0.0.1"))
+    {
         sans.push(host_san(h)?);
     }
     // A request carries the names only; validity and usages are the CA's to set.

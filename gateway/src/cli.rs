@@ -64,6 +64,10 @@ pub enum Command {
         #[arg(long, env = "LT_CONFIG")]
         config: PathBuf,
     },
+    /// Write what a new office node needs: a commented configuration (a leaf: no children), its
+    /// key and a certificate signing request for the CA, an operator API token. Asks on a
+    /// terminal for what is not given. Then: the CA signs the request, `lt-relay doctor`.
+    Init(lienthong_relay::init_cmd::InitArgs),
     /// Send a document with its attachments; prints the envelope id.
     Send(SendArgs),
     /// List received documents not yet acknowledged.
@@ -199,6 +203,16 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Serve { config } = &cli.command {
         return serve(config);
     }
+    if let Command::Init(args) = cli.command {
+        return match lienthong_relay::init_cmd::run(lienthong_relay::init_cmd::Role::Gateway, args)
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lt-gateway: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let client = match api_client(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -208,6 +222,7 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve { config } => return serve(&config),
+        Command::Init(_) => return ExitCode::SUCCESS, // handled above
         Command::Send(a) => send(&client, &cli.api, a, cli.json),
         Command::Inbox { agency, all } => inbox(&client, &cli.api, agency, all, cli.json),
         Command::Fetch {

@@ -66,6 +66,22 @@ pub enum Command {
     /// Restore a backup into a stopped node's store (refused over a store that holds data
     /// unless --force), checking its checksum, agency and attachment files.
     Restore(crate::backup_cmd::RestoreArgs),
+    /// Write what a new node needs for its tier: a commented configuration, its key and a
+    /// certificate signing request for the CA, an operator API token, with safe permissions.
+    /// Asks on a terminal for what is not given.
+    Init(crate::init_cmd::InitArgs),
+    /// Check a node's set-up, in order, and say how to fix what is wrong: configuration, files
+    /// and their modes, certificate and key, chain to the CA, expiry margins, CRL freshness,
+    /// the parent (address, TLS handshake with this certificate, clock), the store folder, the
+    /// listening ports, the broker. Exits 0 only when every check passes.
+    Doctor {
+        /// The node's configuration.
+        #[arg(long, env = "LT_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a whole local network (root, ministry, two provinces with a district and a commune
     /// each) as real processes, exchange documents and statuses, print what happened, stop.
     /// Exits 0 only if every document and receipt arrived.
@@ -109,6 +125,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => report(Err(e)),
             }
         }
+        Command::Init(a) => report(crate::init_cmd::run(crate::init_cmd::Role::Relay, a)),
+        Command::Doctor { config, json } => doctor(&config, json),
         Command::Register(a) => report(crate::books_cmd::run_register(a)),
         Command::Report(a) => report(crate::books_cmd::run_report(a)),
         Command::Track(a) => report(crate::books_cmd::run_track(a)),
@@ -151,6 +169,27 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => report(Err(e.into())),
             }
         }
+    }
+}
+
+/// `doctor`: 0 when every check passed, 64 when the configuration does not load, 1 otherwise.
+pub fn doctor(config: &std::path::Path, json: bool) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(Err(e.into())),
+    };
+    let checks = rt.block_on(crate::doctor_cmd::run_checks(config));
+    let config_failed = checks
+        .first()
+        .is_some_and(|c| c.outcome == crate::doctor_cmd::Outcome::Fail);
+    match crate::doctor_cmd::print(&checks, json) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) if config_failed => ExitCode::from(EXIT_CONFIG),
+        Ok(false) => ExitCode::from(1),
+        Err(e) => report(Err(e)),
     }
 }
 

@@ -21,8 +21,8 @@ use lienthong_proto::v1::relay_link_client::RelayLinkClient;
 use lienthong_proto::v1::relay_link_server::RelayLink;
 use lienthong_proto::v1::{
     link_frame::Frame, AttachmentChunk, ChunkRequest, Claim, Envelope, EnvelopeHeader, FrameBatch,
-    Heartbeat, Hello, HopAck, HopAcks, HopRefusal, LinkFrame, Moved, ReceiptFrame, RefusalCode,
-    TransportState,
+    Heartbeat, Hello, HopAck, HopAcks, HopRefusal, LinkFrame, Moved, ProbeRequest, ProbeResponse,
+    ReceiptFrame, RefusalCode, TransportState,
 };
 use prost::Message;
 use tokio::sync::{mpsc, Semaphore};
@@ -1123,16 +1123,7 @@ impl RelayLink for LinkService {
         &self,
         req: Request<Streaming<LinkFrame>>,
     ) -> Result<Response<FrameStream>, Status> {
-        let certs = req
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|i| i.peer_certs());
-        let remote = req
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|i| i.get_ref().remote_addr())
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let (certs, remote) = peer_of(&req);
         let child = self
             .node
             .admit_child(certs.as_deref().map(|c| c.as_slice()), &remote)
@@ -1198,6 +1189,36 @@ impl RelayLink for LinkService {
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn probe(&self, req: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
+        let (certs, remote) = peer_of(&req);
+        let child = self
+            .node
+            .admit_child(certs.as_deref().map(|c| c.as_slice()), &remote)
+            .map_err(OpenError::Peer)?;
+        info!(peer = %child, remote = %remote, "probe answered");
+        Ok(Response::new(ProbeResponse {
+            time_unix_ms: self.node.clock.now_unix_ms(),
+            agency: self.node.agency().to_string(),
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            child: child.to_string(),
+        }))
+    }
+}
+
+/// The certificates a caller presented in its TLS handshake, and its address.
+fn peer_of<T>(
+    req: &Request<T>,
+) -> (
+    Option<Arc<Vec<rustls_pki_types::CertificateDer<'static>>>>,
+    String,
+) {
+    let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+    let remote = info
+        .and_then(|i| i.get_ref().remote_addr())
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    (info.and_then(|i| i.peer_certs()), remote)
 }
 
 /// Ends a link as soon as a new CRL makes the certificate its peer presented untrusted (a
@@ -1386,6 +1407,77 @@ async fn open_link_seen(
     first: LinkFrame,
     seen: PeerChain,
 ) -> Result<(mpsc::Sender<LinkFrame>, Streaming<LinkFrame>), LinkError> {
+    let mut client = connect(address, cfg, heartbeat, seen).await?;
+    let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
+    tx.send(first)
+        .await
+        .map_err(|_| LinkError::Transport("closed".into()))?;
+    let resp = client
+        .open(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| LinkError::Transport(format!("{}: {}", s.code(), s.message())))?;
+    Ok((tx, resp.into_inner()))
+}
+
+/// What a parent answered to [`probe_parent`].
+#[derive(Debug, Clone)]
+pub struct ProbeAnswer {
+    /// The parent's answer.
+    pub response: ProbeResponse,
+    /// This machine's clock halfway through the round trip, unix ms.
+    pub local_mid_unix_ms: i64,
+    /// The round trip, TLS handshake excluded.
+    pub round_trip: Duration,
+    /// The certificates the parent presented.
+    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+/// Connects to a parent as a link would (same TLS configuration and identity) and asks for its
+/// clock and its view of this node, without opening a session. `None`: the parent took the
+/// TLS handshake but its release does not answer probes.
+pub async fn probe_parent(
+    address: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> Result<Option<ProbeAnswer>, LinkError> {
+    let seen = PeerChain::default();
+    let mut client = connect(address, cfg, Duration::from_secs(10), seen.clone()).await?;
+    let started = std::time::Instant::now();
+    let before = now_unix_ms();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.probe(ProbeRequest::default()),
+    )
+    .await
+    .map_err(|_| LinkError::Transport("no answer within 10 s".into()))?;
+    let response = match response {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(None),
+        Err(s) => {
+            return Err(LinkError::Transport(format!(
+                "{}: {}",
+                s.code(),
+                s.message()
+            )))
+        }
+    };
+    let round_trip = started.elapsed();
+    let chain = std::mem::take(&mut *lock(&seen));
+    Ok(Some(ProbeAnswer {
+        response,
+        local_mid_unix_ms: before + i64::try_from(round_trip.as_millis() / 2).unwrap_or(0),
+        round_trip,
+        chain,
+    }))
+}
+
+/// A link client on a new mutual-TLS connection to `address`, keeping the certificates the
+/// peer presented in `seen`.
+async fn connect(
+    address: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    heartbeat: Duration,
+    seen: PeerChain,
+) -> Result<RelayLinkClient<tonic::transport::Channel>, LinkError> {
     let target = address.to_owned();
     let host = target
         .rsplit_once(':')
@@ -1419,18 +1511,9 @@ async fn open_link_seen(
         .connect_with_connector(connector)
         .await
         .map_err(|e| LinkError::Transport(format!("connect: {}", source_chain(&e))))?;
-    let mut client = RelayLinkClient::new(channel)
+    Ok(RelayLinkClient::new(channel)
         .max_decoding_message_size(MAX_FRAME_BYTES)
-        .max_encoding_message_size(MAX_FRAME_BYTES);
-    let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
-    tx.send(first)
-        .await
-        .map_err(|_| LinkError::Transport("closed".into()))?;
-    let resp = client
-        .open(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .map_err(|s| LinkError::Transport(format!("{}: {}", s.code(), s.message())))?;
-    Ok((tx, resp.into_inner()))
+        .max_encoding_message_size(MAX_FRAME_BYTES))
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
