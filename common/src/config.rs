@@ -63,6 +63,9 @@ pub struct RawConfig {
     /// `[limits]`: rate and byte limits against abuse.
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[log]`
+    #[serde(default)]
+    pub log: RawLog,
     /// `[[api_client]]`: who may use the local API (none: anyone who reaches it, which is only
     /// allowed on a loopback address).
     #[serde(default)]
@@ -105,8 +108,16 @@ pub struct RawLimits {
     pub link_mib_per_minute: Option<u32>,
 }
 
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// The log filter (`tracing` directives), when `LT_LOG` is not set; applied again on reload.
+    pub level: Option<String>,
+}
+
 /// Resolved `[limits]` (0: no limit).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// Requests per minute per API client.
     pub api_requests_per_minute: u32,
@@ -591,8 +602,10 @@ pub struct NodeConfig {
     pub backup: Option<BackupSettings>,
     /// Clients of the local API (empty: no authentication, loopback only).
     pub api_clients: Vec<ApiClientConfig>,
-    /// Rate and byte limits.
+    /// Rate and byte limits, as configured at start (a reload puts new ones in the node).
     pub limits: Limits,
+    /// `[log] level`, when set.
+    pub log_level: Option<String>,
 }
 
 impl NodeConfig {
@@ -1000,6 +1013,13 @@ impl NodeConfig {
             }
             None
         };
+        let log_level = match raw.log.level {
+            None => None,
+            Some(l) => {
+                crate::telemetry::parse_level(&l).map_err(|e| err("log.level", e.to_string()))?;
+                Some(l)
+            }
+        };
         let limits = Limits {
             api_requests_per_minute: raw.limits.api_requests_per_minute.unwrap_or(0),
             api_mib_per_minute: raw.limits.api_mib_per_minute.unwrap_or(0),
@@ -1111,6 +1131,7 @@ impl NodeConfig {
             api_open,
             api_tls,
             limits,
+            log_level,
             parent,
             tls,
             children,

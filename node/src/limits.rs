@@ -49,6 +49,22 @@ impl Bucket {
         Duration::from_secs_f64(missing * 60.0 / self.per_minute as f64)
     }
 
+    /// Changes the rate (a reload). The tokens held stay, up to one minute's worth of the new
+    /// rate; a bucket that was unlimited starts full.
+    pub fn set_rate(&mut self, per_minute: u64, now: Instant) {
+        if per_minute == self.per_minute {
+            return;
+        }
+        let was_unlimited = !self.limited();
+        self.refill(now);
+        self.per_minute = per_minute;
+        self.tokens = if was_unlimited {
+            per_minute as f64
+        } else {
+            self.tokens.min(per_minute as f64)
+        };
+    }
+
     /// Takes `n` tokens if they are there; otherwise takes nothing and says how long until
     /// they will be. `n` larger than the whole bucket waits for a full bucket and then goes
     /// (see [`Bucket::debit`] for amounts that may exceed the bucket).

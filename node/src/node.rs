@@ -132,6 +132,10 @@ pub struct Node {
     pub crl_generation: tokio::sync::watch::Sender<u64>,
     /// Signalled when something is queued for the local DMS on RabbitMQ.
     pub amqp_wake: Notify,
+    /// Counts reloads (SIGHUP): the CRL loops read their files and URLs again at once.
+    pub reloads: tokio::sync::watch::Sender<u64>,
+    /// Limits in force: the configuration's at start, replaced by a reload.
+    limits: RwLock<Arc<LimitsInForce>>,
     /// The RabbitMQ connection state, for `/healthz` (meaningful only with `[amqp]`).
     pub amqp_state: crate::broker_state::BrokerState,
     /// Where security events go for the webhook; set once by the relay when `[security] webhook_url` is set.
@@ -203,6 +207,28 @@ pub fn response_for(env: &Envelope) -> ReceiptResponseFor {
     }
 }
 
+/// The rate limits a node applies, replaced as a whole by a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsInForce {
+    /// `[limits]`: for addresses (without API clients) and child links.
+    pub node: lienthong_common::config::Limits,
+    /// Per API client by name: requests and MiB per minute (its own, else `[limits]`'s).
+    pub clients: HashMap<String, (u32, u32)>,
+}
+
+impl LimitsInForce {
+    fn of(config: &NodeConfig) -> Self {
+        Self {
+            node: config.limits,
+            clients: config
+                .api_clients
+                .iter()
+                .map(|c| (c.name.clone(), (c.requests_per_minute, c.mib_per_minute)))
+                .collect(),
+        }
+    }
+}
+
 impl Node {
     /// Builds a node: loads the trust store and signing keys, opens the store, restores the
     /// routes children announced before a restart.
@@ -271,6 +297,8 @@ impl Node {
             serves_changed: Notify::new(),
             amqp_wake: Notify::new(),
             crl_generation: tokio::sync::watch::Sender::new(0),
+            reloads: tokio::sync::watch::Sender::new(0),
+            limits: RwLock::new(Arc::new(LimitsInForce::of(&config))),
             amqp_state: crate::broker_state::BrokerState::default(),
             webhook: std::sync::OnceLock::new(),
             claim_seq: std::sync::atomic::AtomicI64::new(0),
@@ -278,6 +306,26 @@ impl Node {
             last_linked: Mutex::new(HashMap::new()),
             config,
         }))
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Arc<LimitsInForce> {
+        self.limits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts the limits of `config` in force (a reload); true when they differ from the old.
+    pub fn set_limits(&self, config: &NodeConfig) -> bool {
+        let new = LimitsInForce::of(config);
+        let mut held = self
+            .limits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = **held != new;
+        *held = Arc::new(new);
+        changed
     }
 
     /// This node's agency.

@@ -114,13 +114,29 @@ pub const CRL_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// peers it revokes; one that cannot be used is a `crl_refused` event and the old one stays.
 pub async fn watch_crl(node: Arc<Node>, shutdown: CancellationToken) {
     let mut refused_stamp = String::new();
+    let mut reloads = node.reloads.subscribe();
     loop {
-        tokio::select! {
+        let on_reload = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(CRL_CHECK_EVERY) => {}
-        }
+            _ = tokio::time::sleep(CRL_CHECK_EVERY) => false,
+            // A reload (SIGHUP) reads the files at once; a refusal is said again.
+            Ok(()) = reloads.changed() => {
+                refused_stamp.clear();
+                true
+            }
+        };
         let trust = node.verifier.trust().clone();
-        match tokio::task::spawn_blocking(move || trust.reload_crl()).await {
+        let outcome = tokio::task::spawn_blocking(move || trust.reload_crl()).await;
+        if on_reload {
+            let said = match &outcome {
+                Ok(Ok(CrlReload::Unchanged)) => "unchanged".to_owned(),
+                Ok(Ok(CrlReload::Replaced { revoked })) => format!("replaced ({revoked} revoked)"),
+                Ok(Err(e)) => format!("refused: {e}"),
+                Err(e) => format!("not read: {e}"),
+            };
+            info!(outcome = %said, "CRL files read again on reload");
+        }
+        match outcome {
             Ok(Ok(CrlReload::Unchanged)) => {}
             Ok(Ok(CrlReload::Replaced { revoked })) => {
                 refused_stamp.clear();

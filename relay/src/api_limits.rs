@@ -64,7 +64,7 @@ impl ApiLimits {
         if peers.len() > PRUNE_ABOVE {
             peers.retain(|_, p| now.saturating_duration_since(lock(p).seen) < EVENT_EVERY * 2);
         }
-        peers
+        let peer = peers
             .entry(key.to_owned())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Peer {
@@ -74,7 +74,14 @@ impl ApiLimits {
                     seen: now,
                 }))
             })
-            .clone()
+            .clone();
+        {
+            // Limits changed by a reload apply to peers already seen as well.
+            let mut p = lock(&peer);
+            p.requests.set_rate(per_minute, now);
+            p.bytes.set_rate(bytes_per_minute, now);
+        }
+        peer
     }
 }
 
@@ -94,12 +101,21 @@ pub(crate) async fn limit(
     let node = &limits.node;
     let caller = req.extensions().get::<Caller>().and_then(|c| c.0.clone());
     let (key, who, per_minute, mib) = match &caller {
-        Some(c) => (
-            format!("client {}", c.name),
-            c.name.clone(),
-            c.requests_per_minute,
-            c.mib_per_minute,
-        ),
+        Some(c) => {
+            // The limits of a reload, for a client the configuration still has.
+            let (per_minute, mib) = node
+                .limits()
+                .clients
+                .get(&c.name)
+                .copied()
+                .unwrap_or((c.requests_per_minute, c.mib_per_minute));
+            (
+                format!("client {}", c.name),
+                c.name.clone(),
+                per_minute,
+                mib,
+            )
+        }
         // With clients configured, a request without one is on an open monitoring route.
         None if !node.config.api_clients.is_empty() => return next.run(req).await,
         None => {
@@ -108,11 +124,12 @@ pub(crate) async fn limit(
                 .get::<Connection>()
                 .map(|c| c.peer.ip().to_string())
                 .unwrap_or_default();
+            let limits = node.limits().node;
             (
                 format!("address {ip}"),
                 ip,
-                node.config.limits.api_requests_per_minute,
-                node.config.limits.api_mib_per_minute,
+                limits.api_requests_per_minute,
+                limits.api_mib_per_minute,
             )
         }
     };

@@ -74,10 +74,13 @@ pub(crate) async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     // The last problem said per URL, so that a lasting one is said once.
     let mut said: HashMap<String, String> = HashMap::new();
     let mut wait = Duration::from_secs(1);
+    let mut reloads = node.reloads.subscribe();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            // A reload (SIGHUP) fetches at once.
+            Ok(()) = reloads.changed() => {}
         }
         wait = node.config.tls.crl_fetch_every;
         for url in &urls {

@@ -175,7 +175,7 @@ impl Session {
         let idle = heartbeat * 3;
         let mut burst =
             crate::security::BurstCounter::new(node.config.security.burst_items_per_minute);
-        let mut limit = peer_is_child.then(|| LinkLimit::new(&node.config.limits));
+        let mut limit = peer_is_child.then(|| LinkLimit::new(&node.limits().node));
         let result = loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
@@ -1558,6 +1558,18 @@ impl LinkLimit {
     /// child is past a limit (then also logged, counted, and an event at most once a minute).
     fn charge(&mut self, s: &Session, items: usize, f: &LinkFrame) -> Option<Duration> {
         let now = Instant::now();
+        let limits = s.node.limits().node;
+        if (limits.link_items_per_minute, limits.link_mib_per_minute)
+            != (self.items_per_minute, self.mib_per_minute)
+        {
+            // A reload changed them: the link goes on at the new rates.
+            self.items
+                .set_rate(u64::from(limits.link_items_per_minute), now);
+            self.bytes
+                .set_rate(u64::from(limits.link_mib_per_minute) << 20, now);
+            self.items_per_minute = limits.link_items_per_minute;
+            self.mib_per_minute = limits.link_mib_per_minute;
+        }
         let by_items = self.items.debit(items as u64, now);
         let by_bytes = if self.bytes.limited() {
             self.bytes.debit(f.encoded_len() as u64, now)

@@ -83,6 +83,7 @@ impl Running {
 
 /// Opens the node and binds its listeners. Errors here happen before any traffic.
 pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
+    apply_log_level(&config);
     let identity = Identity::load(&config.tls.cert, &config.tls.key)
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let node =
@@ -247,31 +248,77 @@ async fn serve_links(
     }
 }
 
-/// Runs a node until SIGTERM or SIGINT, then drains.
+/// Runs a node until SIGTERM or SIGINT, then drains. SIGHUP reloads ([`reload`]).
 pub async fn run(config: NodeConfig) -> Result<(), ServeError> {
     let running = start(config).await?;
     let stop = running.shutdown.clone();
-    wait_for_signal().await;
+    wait_for_signal(&running.node).await;
     info!("stopping: no new work; finishing in-flight items");
     stop.cancel();
     running.drained().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal(node: &Node) {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => info!("SIGTERM received"),
-                _ = int.recv() => info!("SIGINT received"),
+                _ = term.recv() => return info!("SIGTERM received"),
+                _ = int.recv() => return info!("SIGINT received"),
+                _ = hup.recv() => reload(node),
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Applies `[log] level` unless `LT_LOG` is set; says why when it cannot.
+fn apply_log_level(config: &NodeConfig) -> Option<String> {
+    let level = config.log_level.as_deref()?;
+    match lienthong_common::telemetry::apply_level(level) {
+        Ok(()) => Some(level.to_owned()),
+        Err(e) => {
+            warn!(cause = %e, "[log] level not applied");
+            None
+        }
+    }
+}
+
+/// SIGHUP: reads the configuration file again and puts in force what changes without dropping
+/// a link or a connection: `[log] level`, `[limits]` and the API clients' limits; the CRL files
+/// are read, and the CRL URLs fetched, at once. Other changed keys wait for a restart. A file
+/// that no longer loads changes nothing.
+pub fn reload(node: &Node) {
+    let path = &node.config.path;
+    info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    let config = match NodeConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(cause = %e, "reload refused: the configuration does not load; nothing changed");
+            return;
+        }
+    };
+    if config.agency != node.config.agency {
+        warn!(
+            running = %node.config.agency,
+            file = %config.agency,
+            "reload refused: node.agency changed; a node's agency changes only with a restart"
+        );
+        return;
+    }
+    let log_level = apply_log_level(&config);
+    let limits_changed = node.set_limits(&config);
+    node.reloads.send_modify(|n| *n += 1);
+    info!(
+        log_level = log_level.as_deref().unwrap_or("unchanged"),
+        limits_changed,
+        "configuration reloaded: log level and limits in force, CRLs read again; other changes take effect at the next restart"
+    );
 }

@@ -11,24 +11,10 @@ use std::time::Duration;
 
 use lienthong_common::pki;
 use lienthong_harness::{Network, NodeSpec};
-use support::{link_up, relay_exe, security_events, start, wait_for};
+use support::{link_up, relay_exe, revoke, security_events, start, wait_for};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
-
-/// `lt-relay pki revoke` of `agency` in the network's PKI folder, and nothing else.
-fn revoke(net: &Network, agency: &str) {
-    let out = std::process::Command::new(relay_exe())
-        .args(["pki", "revoke", "--agency", agency, "--dir"])
-        .arg(net.pki_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn events_of(net: &Network, at: &str, class: &str) -> Vec<serde_json::Value> {
     security_events(net, at)

@@ -209,3 +209,17 @@ pub(crate) fn link_up(net: &Network, at: &str, peer: &str) -> bool {
         l.starts_with("lienthong_link_up{") && l.contains(peer) && l.trim_end().ends_with(" 1")
     })
 }
+
+/// `lt-relay pki revoke` of `agency` in the network's PKI folder, and nothing else.
+pub(crate) fn revoke(net: &Network, agency: &str) {
+    let out = std::process::Command::new(relay_exe())
+        .args(["pki", "revoke", "--agency", agency, "--dir"])
+        .arg(net.pki_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
