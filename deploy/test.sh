@@ -1,12 +1,34 @@
 #!/usr/bin/env bash
 # Everything the tests need, then every test: README's test command, and what .ci/run runs.
 #
+# - The tools the tests drive (openssl, systemd-analyze, dpkg-deb, binutils, adduser): installed
+#   from Debian's packages when missing (as root).
 # - RabbitMQ (deploy/rabbitmq.sh): installed from Debian's packages when missing, started when
 #   not running, with its TLS listener; a machine already set up is only checked. Installing and
 #   starting need root; as another user, an already running broker is enough.
 # - Then `cargo test --workspace`; extra arguments go to it (`bash deploy/test.sh -- --nocapture`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The command-line tools the tests drive, from Debian's packages, when missing: openssl (a real
+# CA hierarchy), systemd-analyze (the packages' units), dpkg-deb and binutils (building the
+# packages), adduser (their account).
+missing=()
+for pair in openssl:openssl systemd-analyze:systemd dpkg-deb:dpkg strip:binutils \
+  objdump:binutils adduser:adduser tar:tar; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    echo "test: installing ${missing[*]} (Debian packages)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "test: missing tools from the Debian packages ${missing[*]}; the tests that use them" >&2
+    echo "      will say they were skipped (run this script as root to install them)" >&2
+  fi
+fi
 
 if [ "$(id -u)" -eq 0 ]; then
   bash deploy/rabbitmq.sh
