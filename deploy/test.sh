@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests need, then every test: README's test command, and what .ci/run runs.
 #
-# - The tools the tests drive (openssl, systemd-analyze, dpkg-deb, binutils, adduser): installed
-#   from Debian's packages when missing (as root).
+# - The tools the tests drive (openssl, systemd-analyze, dpkg-deb, binutils, adduser, chromium,
+#   chromium-driver): installed from Debian's packages when missing (as root).
 # - RabbitMQ (deploy/rabbitmq.sh): installed from Debian's packages when missing, started when
 #   not running, with its TLS listener; a machine already set up is only checked. Installing and
 #   starting need root; as another user, an already running broker is enough.
@@ -12,10 +12,10 @@ cd "$(dirname "$0")/.."
 
 # The command-line tools the tests drive, from Debian's packages, when missing: openssl (a real
 # CA hierarchy), systemd-analyze (the packages' units), dpkg-deb and binutils (building the
-# packages), adduser (their account).
+# packages), adduser (their account), chromium and chromedriver (the console in a browser).
 missing=()
 for pair in openssl:openssl systemd-analyze:systemd dpkg-deb:dpkg strip:binutils \
-  objdump:binutils adduser:adduser tar:tar; do
+  objdump:binutils adduser:adduser tar:tar chromium:chromium chromedriver:chromium-driver; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

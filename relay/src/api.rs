@@ -53,15 +53,7 @@ pub(crate) async fn healthz(
         .keys()
         .map(|c| c.to_string())
         .collect();
-    let link_up = |n: &AgencyCode| {
-        node.metrics
-            .link_up
-            .get_or_create(&crate::metrics::NeighbourLabel {
-                neighbour: n.to_string(),
-            })
-            .get()
-            == 1
-    };
+    let link_up = |n: &AgencyCode| link_up(&node, n);
     let parent = routes
         .parent()
         .map(|p| serde_json::json!({ "agency": p.to_string(), "up": link_up(p) }));
@@ -507,4 +499,15 @@ pub(crate) async fn track(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TrackView>> {
     Ok(Json(track_view(&node.store, &id, &node.clock)?))
+}
+
+/// Whether this node's link to the neighbour `n` is up now.
+pub(crate) fn link_up(node: &Node, n: &AgencyCode) -> bool {
+    node.metrics
+        .link_up
+        .get_or_create(&crate::metrics::NeighbourLabel {
+            neighbour: n.to_string(),
+        })
+        .get()
+        == 1
 }

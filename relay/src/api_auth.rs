@@ -96,6 +96,14 @@ fn scope_of(method: &Method, path: &str, open: ApiOpen) -> Option<ApiScope> {
     if p == "/metrics" {
         return (!open.metrics).then_some(ApiScope::Monitor);
     }
+    // The console logs its users in itself (a session cookie), with the same clients.
+    if p == "/console" || p.starts_with("/console/") {
+        return None;
+    }
+    // Asked for by every browser on its own; answered 404 without a refusal to record.
+    if p == "/favicon.ico" {
+        return None;
+    }
     let post = method == Method::POST;
     Some(match p {
         "/v1/attachments" | "/v1/documents" if post => ApiScope::Submit,

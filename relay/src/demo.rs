@@ -20,7 +20,8 @@ pub struct DemoArgs {
     /// temporary directory, removed at the end unless --keep.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Keep the working directory (to read the node logs afterwards).
+    /// Keep the network running after the exchange, until Ctrl-C, to open the root's console
+    /// (its address is printed), and keep the working directory (to read the node logs).
     #[arg(long)]
     pub keep: bool,
     /// Seconds to wait for deliveries and receipts before giving up.
@@ -56,6 +57,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         net.wait_linked(Duration::from_secs(args.timeout))?;
         println!("all links up");
         let outcome = exchange(&net, Duration::from_secs(args.timeout));
+        let root = code("000.00.00.G22")?;
+        let console = net
+            .nodes
+            .get(&root)
+            .map(|n| format!("http://{}/console", n.api))
+            .unwrap_or_default();
+        if args.keep {
+            println!("\nconsole of the root: {console}");
+            println!("  (no log-in: the demo's APIs have no clients and listen on loopback only)");
+            println!("the network runs until Ctrl-C");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(tokio::signal::ctrl_c())?;
+        } else {
+            println!("\nrun with --keep to keep the network running and open the root's console");
+        }
         net.stop_all();
         outcome
     })();

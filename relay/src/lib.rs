@@ -37,6 +37,7 @@ pub mod backup_cmd;
 pub mod books_api;
 pub mod books_cmd;
 pub mod cli;
+pub mod console;
 mod crl_fetch;
 pub mod demo;
 pub mod doctor_cmd;

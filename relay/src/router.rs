@@ -49,6 +49,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/security/report", get(books_api::security_report))
         .route("/v1/security/events", get(books_api::security_events))
         .route("/v1/security/push", post(books_api::security_push))
+        .nest_service("/console", crate::console::router(node.clone()))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(
             crate::api_limits::ApiLimits::new(node.clone()),

@@ -1,0 +1,766 @@
+//! The operator console at `/console` on the API listener: server-rendered HTML (maud), no
+//! script and nothing fetched from elsewhere, Vietnamese first with English as a switch.
+//!
+//! Log-in: an `[[api_client]]` token with the `operate` scope (may act: a backup now) or the
+//! `monitor` scope (read-only), given once in a form; the browser then holds a session cookie
+//! (HttpOnly, SameSite=Strict, Secure over HTTPS) that names a session kept in memory for
+//! [`SESSION_TTL`]. A node without API clients (its API on loopback only) has an open console,
+//! as its API is open. Every refusal is logged and recorded as an `api_auth` security event.
+//!
+//! Pages: the network below this node (`/console`), the security events (`/console/security`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::config::{ApiClientConfig, ApiScope};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::monitor::{NodeEvent, NodeStatus};
+use crate::node::Node;
+use crate::security_events::EventClass;
+
+/// How long a console session lasts without being used.
+pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+const COOKIE: &str = "lt_console";
+const LANG_COOKIE: &str = "lt_lang";
+const STYLE: &str = include_str!("console.css");
+
+/// The console's state: the node and the sessions.
+#[derive(Clone)]
+struct Console {
+    node: Arc<Node>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+}
+
+#[derive(Clone)]
+struct Session {
+    client: Option<Arc<ApiClientConfig>>,
+    last_used: Instant,
+}
+
+impl Session {
+    fn name(&self) -> &str {
+        self.client.as_ref().map_or("", |c| c.name.as_str())
+    }
+
+    fn may_operate(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_none_or(|c| c.scopes.contains(&ApiScope::Operate))
+    }
+}
+
+/// The console's routes, to be nested at `/console`.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/", get(network))
+        .route("/security", get(security))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/backup", post(backup))
+        .route("/style.css", get(style))
+        .with_state(Console {
+            node,
+            sessions: Arc::default(),
+        })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// ---- language ----------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    Vi,
+    En,
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn lang_of(headers: &HeaderMap, asked: Option<&str>) -> Lang {
+    match asked.or_else(|| cookie(headers, LANG_COOKIE)) {
+        Some("en") => Lang::En,
+        _ => Lang::Vi,
+    }
+}
+
+/// The text of `key` in `lang`: Vietnamese first.
+fn t(lang: Lang, key: &str) -> &'static str {
+    let (vi, en) = match key {
+        "title" => ("Bảng điều khiển liên thông", "Interchange console"),
+        "network" => ("Mạng lưới", "Network"),
+        "security" => ("An toàn thông tin", "Security"),
+        "login" => ("Đăng nhập", "Log in"),
+        "logout" => ("Đăng xuất", "Log out"),
+        "token" => ("Mã truy cập (token)", "Access token"),
+        "bad_token" => (
+            "Mã truy cập không đúng hoặc không có quyền xem bảng điều khiển.",
+            "The token is not known, or may not use the console.",
+        ),
+        "need_login" => ("Cần đăng nhập.", "Please log in."),
+        "node" => ("Nút", "Node"),
+        "name" => ("Tên", "Name"),
+        "state" => ("Trạng thái", "State"),
+        "link" => ("Kết nối", "Link"),
+        "up" => ("đang kết nối", "up"),
+        "down" => ("mất kết nối", "down"),
+        "last_seen" => ("Báo cáo gần nhất", "Last attestation"),
+        "version" => ("Phiên bản", "Version"),
+        "backlog" => ("Hàng đợi", "Backlog"),
+        "cert" => ("Chứng thư (ngày)", "Certificate (days)"),
+        "ca" => ("CA (ngày)", "CA (days)"),
+        "crl" => ("CRL (ngày)", "CRL (days)"),
+        "level" => ("Cấp độ tự đánh giá", "Self-assessed level"),
+        "events24" => ("Sự kiện 24 giờ", "Events, 24 h"),
+        "search" => ("Tìm theo mã hoặc tên", "Search by code or name"),
+        "find" => ("Tìm", "Find"),
+        "ok" => ("bình thường", "ok"),
+        "warning" => ("cảnh báo", "warning"),
+        "failing" => ("lỗi", "failing"),
+        "time" => ("Thời gian", "Time"),
+        "class" => ("Loại", "Class"),
+        "peer" => ("Bên kia", "Peer"),
+        "agency" => ("Cơ quan", "Agency"),
+        "reason" => ("Lý do", "Reason"),
+        "all" => ("tất cả", "all"),
+        "filter" => ("Lọc", "Filter"),
+        "backup" => ("Sao lưu ngay", "Back up now"),
+        "backup_done" => ("Đã sao lưu", "Backup written"),
+        "forbidden" => (
+            "Tài khoản này chỉ được xem, không được thao tác.",
+            "This client may look but not act.",
+        ),
+        "no_events" => ("Không có sự kiện.", "No events."),
+        "seconds_ago" => ("giây trước", "s ago"),
+        "never" => ("chưa có", "never"),
+        "this_node" => ("nút này", "this node"),
+        _ => ("?", "?"),
+    };
+    match lang {
+        Lang::Vi => vi,
+        Lang::En => en,
+    }
+}
+
+// ---- sessions ----------------------------------------------------------------------------
+
+impl Console {
+    /// The session of a request: the cookie's, or an open one when the API has no clients.
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        if self.node.config.api_clients.is_empty() {
+            return Some(Session {
+                client: None,
+                last_used: Instant::now(),
+            });
+        }
+        let id = cookie(headers, COOKIE)?;
+        let mut sessions = lock(&self.sessions);
+        let now = Instant::now();
+        sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_TTL);
+        let s = sessions.get_mut(id)?;
+        s.last_used = now;
+        Some(s.clone())
+    }
+
+    fn refuse(&self, who: &str, reason: String) {
+        warn!(client = %who, cause = %reason, "console refused");
+        self.node
+            .security_event(EventClass::ApiAuth, who, "", &reason);
+    }
+
+    fn secure(&self) -> &'static str {
+        if self.node.config.api_tls.is_some() {
+            "; Secure"
+        } else {
+            ""
+        }
+    }
+}
+
+fn new_session_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    // An id from the system's random source; without one, no session (the log-in fails).
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        return String::new();
+    }
+    hex::encode(b)
+}
+
+// ---- layout ------------------------------------------------------------------------------
+
+fn page(c: &Console, lang: Lang, session: Option<&Session>, body: Markup) -> Markup {
+    let node = &c.node;
+    html! {
+        (DOCTYPE)
+        html lang=(if lang == Lang::Vi { "vi" } else { "en" }) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (t(lang, "title")) " · " (node.agency()) }
+                link rel="stylesheet" href="/console/style.css";
+            }
+            body {
+                header {
+                    strong { (t(lang, "title")) }
+                    span.node { (node.config.name) " (" (node.agency()) ")" }
+                    @if let Some(s) = session {
+                        nav {
+                            a href="/console" { (t(lang, "network")) }
+                            a href="/console/security" { (t(lang, "security")) }
+                        }
+                        @if !s.name().is_empty() {
+                            form.inline method="post" action="/console/logout" {
+                                span.who { (s.name()) }
+                                button type="submit" { (t(lang, "logout")) }
+                            }
+                        }
+                    }
+                    span.lang {
+                        a href="?lang=vi" { "Tiếng Việt" } " · " a href="?lang=en" { "English" }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A response for `markup`, setting the language cookie when it was asked for.
+fn respond(status: StatusCode, lang_asked: Option<&str>, markup: Markup) -> Response {
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response();
+    if let Some(l @ ("vi" | "en")) = lang_asked {
+        if let Ok(v) = format!("{LANG_COOKIE}={l}; Path=/console; SameSite=Strict").parse() {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+// ---- log-in ------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+async fn login_page(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    respond(
+        StatusCode::OK,
+        q.lang.as_deref(),
+        login_form(&c, lang, None),
+    )
+}
+
+fn login_form(c: &Console, lang: Lang, error: Option<&str>) -> Markup {
+    page(
+        c,
+        lang,
+        None,
+        html! {
+            h1 { (t(lang, "login")) }
+            @if let Some(e) = error { p.error { (e) } }
+            form.login method="post" action="/console/login" {
+                label for="token" { (t(lang, "token")) }
+                input #token type="password" name="token" autocomplete="off" required;
+                button #login type="submit" { (t(lang, "login")) }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(c): State<Console>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    let lang = lang_of(&headers, None);
+    let digest = ring::digest::digest(&ring::digest::SHA256, f.token.trim().as_bytes());
+    let client = c.node.config.api_clients.iter().find(|cl| {
+        cl.token_sha256
+            .is_some_and(|h| h.as_slice() == digest.as_ref())
+    });
+    let allowed = client.filter(|cl| {
+        cl.scopes.contains(&ApiScope::Operate) || cl.scopes.contains(&ApiScope::Monitor)
+    });
+    let Some(client) = allowed else {
+        let who = client.map_or("", |cl| cl.name.as_str());
+        c.refuse(
+            who,
+            match client {
+                Some(cl) => format!(
+                    "console log-in: API client {} has neither the operate nor the monitor scope",
+                    cl.name
+                ),
+                None => "console log-in: the token is not known to this node".to_owned(),
+            },
+        );
+        return respond(
+            StatusCode::UNAUTHORIZED,
+            None,
+            login_form(&c, lang, Some(t(lang, "bad_token"))),
+        );
+    };
+    let id = new_session_id();
+    if id.is_empty() {
+        return respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            login_form(&c, lang, Some("random source unavailable")),
+        );
+    }
+    info!(client = %client.name, "console log-in");
+    lock(&c.sessions).insert(
+        id.clone(),
+        Session {
+            client: Some(Arc::new(client.clone())),
+            last_used: Instant::now(),
+        },
+    );
+    let mut resp = Redirect::to("/console").into_response();
+    if let Ok(v) = format!(
+        "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict{}",
+        c.secure()
+    )
+    .parse()
+    {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn logout(State(c): State<Console>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, COOKIE) {
+        lock(&c.sessions).remove(id);
+    }
+    let mut resp = Redirect::to("/console/login").into_response();
+    if let Ok(v) = format!("{COOKIE}=; Path=/console; Max-Age=0").parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// The session, or the log-in page to answer with.
+fn require(c: &Console, headers: &HeaderMap, lang: Lang) -> Result<Session, Box<Response>> {
+    c.session(headers).ok_or_else(|| {
+        Box::new(respond(
+            StatusCode::UNAUTHORIZED,
+            None,
+            login_form(c, lang, Some(t(lang, "need_login"))),
+        ))
+    })
+}
+
+// ---- network -----------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct NetworkQuery {
+    lang: Option<String>,
+    q: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Health {
+    Ok,
+    Warning,
+    Failing,
+}
+
+impl Health {
+    fn class(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Warning => "warning",
+            Health::Failing => "failing",
+        }
+    }
+    fn icon(self) -> &'static str {
+        match self {
+            Health::Ok => "●",
+            Health::Warning => "▲",
+            Health::Failing => "✖",
+        }
+    }
+}
+
+/// One row of the tree.
+struct Row {
+    status: NodeStatus,
+    /// For this node's own children: whether their link is up now.
+    link_up: Option<bool>,
+    events_24h: u64,
+    health: Health,
+}
+
+fn health_of(
+    node: &Node,
+    s: &NodeStatus,
+    link_up: Option<bool>,
+    events_24h: u64,
+    now: i64,
+) -> Health {
+    let stale_ms = i64::try_from(node.config.security.report_interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(3);
+    let margin = i64::from(node.config.security.expiry_warning_days);
+    let expired =
+        s.certificate_days_left < 0 || s.ca_days_left < 0 || s.crl_days_left.is_some_and(|d| d < 0);
+    if link_up == Some(false)
+        || expired
+        || (s.last_seen_unix_ms > 0 && now - s.last_seen_unix_ms > stale_ms)
+    {
+        return Health::Failing;
+    }
+    let short = s.certificate_days_left < margin || s.ca_days_left < margin;
+    let unmet = s.assessment_total > 0 && s.assessment_met < s.assessment_total;
+    if short || unmet || events_24h > 0 {
+        Health::Warning
+    } else {
+        Health::Ok
+    }
+}
+
+async fn network(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<NetworkQuery>,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    let session = match require(&c, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let node = c.node.clone();
+    let data = tokio::task::spawn_blocking(move || {
+        let report = crate::monitor::report(&node)?;
+        let since = lienthong_common::now_unix_ms() - 24 * 3600 * 1000;
+        let events = crate::monitor::subtree_events(&node.books(), node.agency(), since)?;
+        Ok::<_, crate::monitor::MonitorError>((report, events))
+    })
+    .await;
+    let (report, events) = match data {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
+        Err(e) => return error_page(&c, lang, &session, e.to_string()),
+    };
+    let mut per_node: HashMap<&str, u64> = HashMap::new();
+    for e in &events {
+        *per_node.entry(e.node.as_str()).or_default() += 1;
+    }
+    let now = lienthong_common::now_unix_ms();
+    let children_up: HashMap<String, bool> = c
+        .node
+        .routes()
+        .announcements()
+        .keys()
+        .map(|child| (child.to_string(), crate::api::link_up(&c.node, child)))
+        .collect();
+    let needle =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
+    let rows: Vec<Row> = report
+        .into_iter()
+        .filter(|s| {
+            needle
+                .as_ref()
+                .is_none_or(|n| s.node.to_lowercase().contains(n.as_str()))
+        })
+        .map(|s| {
+            let link_up = children_up.get(&s.node).copied();
+            let events_24h = per_node.get(s.node.as_str()).copied().unwrap_or(0);
+            let health = health_of(&c.node, &s, link_up, events_24h, now);
+            Row {
+                status: s,
+                link_up,
+                events_24h,
+                health,
+            }
+        })
+        .collect();
+    let body = network_body(&c, lang, &rows, q.q.as_deref().unwrap_or(""), now, &session);
+    respond(
+        StatusCode::OK,
+        q.lang.as_deref(),
+        page(&c, lang, Some(&session), body),
+    )
+}
+
+/// The rows grouped under their level-1 body (ministry or province), so a root with thousands of
+/// nodes shows one line per province until it is opened.
+fn groups(own: &AgencyCode, rows: &[Row]) -> BTreeMap<String, Vec<usize>> {
+    let mut g: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let key = AgencyCode::parse(&r.status.node)
+            .ok()
+            .map(|code| {
+                let mut top = code.clone();
+                while let Some(p) = top.administrative_parent() {
+                    if &p == own {
+                        break;
+                    }
+                    top = p;
+                }
+                top.to_string()
+            })
+            .unwrap_or_else(|| r.status.node.clone());
+        g.entry(key).or_default().push(i);
+    }
+    g
+}
+
+fn network_body(
+    c: &Console,
+    lang: Lang,
+    rows: &[Row],
+    q: &str,
+    now: i64,
+    session: &Session,
+) -> Markup {
+    let own = c.node.agency();
+    let grouped = groups(own, rows);
+    html! {
+        h1 { (t(lang, "network")) }
+        form.search method="get" action="/console" {
+            input #q type="search" name="q" value=(q) placeholder=(t(lang, "search"));
+            button type="submit" { (t(lang, "find")) }
+        }
+        @if session.may_operate() {
+            form.inline method="post" action="/console/backup" {
+                button #backup type="submit" { (t(lang, "backup")) }
+            }
+        }
+        table.nodes {
+            thead { tr {
+                th { (t(lang, "state")) } th { (t(lang, "node")) } th { (t(lang, "link")) }
+                th { (t(lang, "last_seen")) } th { (t(lang, "version")) } th { (t(lang, "backlog")) }
+                th { (t(lang, "cert")) } th { (t(lang, "ca")) } th { (t(lang, "crl")) }
+                th { (t(lang, "level")) } th { (t(lang, "events24")) }
+            } }
+            @for (group, members) in &grouped {
+                @let worst = members.iter().map(|i| rows[*i].health).max().unwrap_or(Health::Ok);
+                @if members.len() > 1 {
+                    tbody.group {
+                        tr.group { td.(worst.class()) colspan="11" {
+                            details open[members.len() <= 50 || !q.is_empty()] {
+                                summary { (worst.icon()) " " (group) " — " (members.len()) }
+                            }
+                        } }
+                    }
+                }
+                tbody {
+                    @for i in members { (row(lang, &rows[*i], own, now)) }
+                }
+            }
+        }
+    }
+}
+
+fn row(lang: Lang, r: &Row, own: &AgencyCode, now: i64) -> Markup {
+    let s = &r.status;
+    let backlog: u64 = s.queue_depths.values().sum();
+    let link = match r.link_up {
+        Some(true) => t(lang, "up"),
+        Some(false) => t(lang, "down"),
+        None if s.node == own.as_str() => t(lang, "this_node"),
+        None => "",
+    };
+    html! {
+        tr.(r.health.class()) data-node=(s.node) {
+            td.(r.health.class()) title=(t(lang, r.health.class())) { (r.health.icon()) " " (t(lang, r.health.class())) }
+            td { code { (s.node) } }
+            td.link { (link) }
+            td { @if s.last_seen_unix_ms > 0 { ((now - s.last_seen_unix_ms) / 1000) " " (t(lang, "seconds_ago")) } @else { (t(lang, "never")) } }
+            td { (s.version) }
+            td.num { (backlog) }
+            td.num { (s.certificate_days_left) }
+            td.num { (s.ca_days_left) }
+            td.num { @if let Some(d) = s.crl_days_left { (d) } @else { "—" } }
+            td { @if s.assessment_total > 0 { "L" (s.assessed_level) " " (s.assessment_met) "/" (s.assessment_total) } @else { "—" } }
+            td.num { (r.events_24h) }
+        }
+    }
+}
+
+fn error_page(c: &Console, lang: Lang, session: &Session, e: String) -> Response {
+    respond(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        page(c, lang, Some(session), html! { p.error { (e) } }),
+    )
+}
+
+// ---- security ----------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct SecurityQuery {
+    lang: Option<String>,
+    class: Option<String>,
+    node: Option<String>,
+    hours: Option<i64>,
+}
+
+async fn security(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<SecurityQuery>,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    let session = match require(&c, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 366);
+    let node = c.node.clone();
+    let since = lienthong_common::now_unix_ms() - hours * 3600 * 1000;
+    let data = tokio::task::spawn_blocking(move || {
+        crate::monitor::subtree_events(&node.books(), node.agency(), since)
+    })
+    .await;
+    let mut events: Vec<NodeEvent> = match data {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
+        Err(e) => return error_page(&c, lang, &session, e.to_string()),
+    };
+    let classes: Vec<String> = {
+        let mut v: Vec<String> = events.iter().map(|e| e.class.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let class = q.class.as_deref().filter(|s| !s.is_empty());
+    let node_filter = q.node.as_deref().filter(|s| !s.is_empty());
+    events
+        .retain(|e| class.is_none_or(|k| e.class == k) && node_filter.is_none_or(|n| e.node == n));
+    events.sort_by_key(|e| std::cmp::Reverse(e.at_unix_ms));
+    let body = html! {
+        h1 { (t(lang, "security")) }
+        form.search method="get" action="/console/security" {
+            select name="class" {
+                option value="" { (t(lang, "all")) }
+                @for k in &classes { option value=(k) selected[class == Some(k.as_str())] { (k) } }
+            }
+            input type="text" name="node" value=(node_filter.unwrap_or("")) placeholder=(t(lang, "node"));
+            input type="number" name="hours" value=(hours) min="1";
+            button type="submit" { (t(lang, "filter")) }
+        }
+        @if events.is_empty() {
+            p { (t(lang, "no_events")) }
+        } @else {
+            table.events {
+                thead { tr {
+                    th { (t(lang, "time")) } th { (t(lang, "node")) } th { (t(lang, "class")) }
+                    th { (t(lang, "peer")) } th { (t(lang, "agency")) } th { (t(lang, "reason")) }
+                } }
+                tbody {
+                    @for e in events.iter().take(1000) {
+                        tr data-class=(e.class) {
+                            td { (time_text(e.at_unix_ms)) }
+                            td { code { (e.node) } }
+                            td { (e.class) }
+                            td { (e.peer) }
+                            td { (e.agency) }
+                            td { (e.reason) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        q.lang.as_deref(),
+        page(&c, lang, Some(&session), body),
+    )
+}
+
+/// Vietnam time (UTC+7), to the second.
+fn time_text(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_ms / 1000)
+        .map(|t| t.to_offset(time::UtcOffset::from_hms(7, 0, 0).unwrap_or(time::UtcOffset::UTC)))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_default()
+}
+
+// ---- actions -----------------------------------------------------------------------------
+
+async fn backup(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let lang = lang_of(&headers, None);
+    let session = match require(&c, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !session.may_operate() {
+        c.refuse(
+            session.name(),
+            format!(
+                "console backup: API client {} lacks the scope \"operate\"",
+                session.name()
+            ),
+        );
+        return respond(
+            StatusCode::FORBIDDEN,
+            None,
+            page(
+                &c,
+                lang,
+                Some(&session),
+                html! { p.error #forbidden { (t(lang, "forbidden")) } },
+            ),
+        );
+    }
+    let outcome = crate::upkeep::api_backup(State(c.node.clone()), axum::body::Bytes::new()).await;
+    let body = match outcome {
+        Ok(axum::Json(o)) => html! {
+            p.done #backup-done { (t(lang, "backup_done")) ": " code { (o.written.file.display()) } }
+        },
+        Err(e) => html! { p.error { (format!("{e:?}")) } },
+    };
+    respond(StatusCode::OK, None, page(&c, lang, Some(&session), body))
+}

@@ -1,0 +1,476 @@
+//! The operator console in a real browser: headless Chromium driven over WebDriver by Debian's
+//! chromedriver, against a root and a province set up with `lt-relay init` (HTTPS API, API
+//! clients with tokens). It checks: the log-in refuses a wrong token; the network page lists
+//! the province, and shows it down once its process is killed; a refused link (a node that is
+//! not a child of the root) appears under security; an operator backs up from the page; a
+//! read-only client sees no backup button and is refused when it posts one. A screenshot of each
+//! page goes to the test's output folder and must not be blank.
+//!
+//! Needs /usr/bin/chromium and /usr/bin/chromedriver (README's test command installs them):
+//! without them it prints that it was skipped, and fails when `CI=true`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lienthong_harness::free_addr;
+use serde_json::{json, Value};
+use support::{relay_exe, sha256_hex, wait_for};
+
+const ROOT: &str = "000.00.00.G22";
+const PROVINCE: &str = "000.00.00.H53";
+/// A commune of another province: not a child of the root, so its link is refused.
+const STRAY: &str = "000.21.31.H49";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Processes started by the test, killed when it ends however it ends.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A WebDriver session of headless Chromium.
+struct Browser {
+    agent: ureq::Agent,
+    base: String,
+    _driver: Procs,
+}
+
+impl Browser {
+    fn start(profile: &Path) -> Self {
+        let port = free_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let root = format!("http://127.0.0.1:{port}");
+        wait_for(Duration::from_secs(30), "chromedriver", || {
+            agent
+                .get(&format!("{root}/status"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        });
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         "--window-size=1400,900",
+                         format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let mut resp = agent
+            .post(&format!("{root}/session"))
+            .send_json(&caps)
+            .unwrap();
+        let v: Value = resp.body_mut().read_json().unwrap();
+        let id = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_owned();
+        Self {
+            agent,
+            base: format!("{root}/session/{id}"),
+            _driver: Procs(vec![driver]),
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let mut resp = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call().unwrap(),
+            ("DELETE", _) => self.agent.delete(&url).call().unwrap(),
+            (_, b) => self
+                .agent
+                .post(&url)
+                .send_json(b.unwrap_or_else(|| json!({})))
+                .unwrap(),
+        };
+        let v: Value = resp.body_mut().read_json().unwrap();
+        v["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    fn has(&self, css: &str) -> bool {
+        let v = self.call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_array().is_some_and(|a| !a.is_empty())
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.element(css);
+        self.call("POST", &format!("/element/{e}/click"), None);
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.call("GET", &format!("/cookie/{name}"), None)["value"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    fn delete_cookies(&self) {
+        self.call("DELETE", "/cookie", None);
+    }
+
+    /// Saves a screenshot of the page as `dir/name.png` and checks it is not blank.
+    fn screenshot(&self, dir: &Path, name: &str) -> PathBuf {
+        let b64 = self.call("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().unwrap());
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, &png).unwrap();
+        assert_not_blank(&png, &path);
+        if let Some(docs) = std::env::var_os("LT_CONSOLE_SCREENSHOTS") {
+            std::fs::copy(&path, Path::new(&docs).join(format!("{name}.png"))).unwrap();
+        }
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.agent.delete(&self.base).call();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// A page screenshot is not blank: it has text and colours, not one flat fill.
+fn assert_not_blank(png: &[u8], path: &Path) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let bytes = &buf[..info.buffer_size()];
+    let px = info.color_type.samples();
+    let mut colours = std::collections::HashMap::<&[u8], usize>::new();
+    for p in bytes.chunks(px) {
+        *colours.entry(p).or_default() += 1;
+    }
+    let total = bytes.len() / px;
+    let commonest = colours.values().copied().max().unwrap_or(0);
+    assert!(
+        colours.len() > 16 && commonest * 100 / total < 98,
+        "{} looks blank: {} colours, the commonest on {}% of the pixels",
+        path.display(),
+        colours.len(),
+        commonest * 100 / total
+    );
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(relay_exe()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "lt-relay {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `lt-relay init` of a node in `work/folder`, its request signed by the CA in `work/ca`.
+fn node(work: &Path, folder: &str, extra: &[&str]) -> (PathBuf, String, String) {
+    let dir = work.join(folder);
+    let api = free_addr().unwrap().to_string();
+    let link = free_addr().unwrap().to_string();
+    let s = |p: PathBuf| p.to_str().unwrap().to_owned();
+    let mut args: Vec<String> = [
+        "init",
+        "--dir",
+        &s(dir.clone()),
+        "--data-dir",
+        &s(dir.join("data")),
+        "--backup-dir",
+        &s(dir.join("backup")),
+        "--ca",
+        &s(work.join("ca/ca.pem")),
+        "--crl",
+        &s(work.join("ca/ca.crl")),
+        "--api",
+        &api,
+        "--listen",
+        &link,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&argv);
+    let agency = extra[extra.iter().position(|a| *a == "--agency").unwrap() + 1];
+    let pki = dir.join("pki");
+    run(&[
+        "pki",
+        "sign-csr",
+        "--dir",
+        &s(work.join("ca")),
+        "--csr",
+        &s(pki.join(format!("{agency}.csr"))),
+        "--out",
+        &s(pki.join(format!("{agency}.pem"))),
+    ]);
+    (dir.join("node.toml"), api, link)
+}
+
+fn serve(config: &Path, log: PathBuf) -> Child {
+    Command::new(relay_exe())
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_console_in_a_browser() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing: README's test command installs them"
+        );
+        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} missing (apt-get install chromium chromium-driver)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    run(&["pki", "init", "--dir", w.join("ca").to_str().unwrap()]);
+
+    let (root_cfg, root_api, root_link) = node(
+        w,
+        "root",
+        &[
+            "--tier",
+            "root",
+            "--agency",
+            ROOT,
+            "--name",
+            "Văn phòng Chính phủ",
+        ],
+    );
+    // A read-only client beside the operator that init wrote.
+    let viewer_token = "xem-chi-doc-0123456789abcdef";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&root_cfg)
+        .unwrap()
+        .write_all(
+            format!(
+                "\n[[api_client]]\nname = \"viewer\"\ntoken_sha256 = \"{}\"\nscopes = [\"monitor\", \"books\"]\n",
+                sha256_hex(viewer_token)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let operator_token = std::fs::read_to_string(w.join("root/node.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let endpoint = format!("https://{root_link}");
+    let (province_cfg, _, _) = node(
+        w,
+        "province",
+        &[
+            "--tier",
+            "province",
+            "--agency",
+            PROVINCE,
+            "--name",
+            "UBND tỉnh Tây Ninh",
+            "--parent-endpoint",
+            &endpoint,
+            "--parent-agency",
+            ROOT,
+        ],
+    );
+    let (stray_cfg, _, _) = node(
+        w,
+        "stray",
+        &[
+            "--tier",
+            "commune",
+            "--agency",
+            STRAY,
+            "--name",
+            "UBND xã lạc đường",
+            "--parent-endpoint",
+            &endpoint,
+            "--parent-agency",
+            ROOT,
+        ],
+    );
+    let mut procs = Procs(vec![serve(&root_cfg, w.join("root.log"))]);
+    procs.0.push(serve(&province_cfg, w.join("province.log")));
+    procs.0.push(serve(&stray_cfg, w.join("stray.log")));
+
+    let browser = Browser::start(&w.join("chromium-profile"));
+    let console = format!("https://{root_api}/console");
+
+    // Log-in: a wrong token is refused, with the reason on the page.
+    browser.goto(&console);
+    assert!(browser.has("input#token"), "{}", browser.source());
+    browser.type_into("#token", "not-a-token");
+    browser.click("#login");
+    let page = browser.source();
+    assert!(page.contains("Mã truy cập không đúng"), "{page}");
+    assert!(!browser.has("table.nodes"));
+    browser.screenshot(&shots, "login");
+
+    // The operator: the network, the province up.
+    browser.type_into("#token", &operator_token);
+    browser.click("#login");
+    wait_for(
+        Duration::from_secs(60),
+        "the province linked, on the page",
+        || {
+            browser.goto(&console);
+            let page = browser.source();
+            (page.contains(PROVINCE) && page.contains("đang kết nối")).then_some(())
+        },
+    );
+    browser.screenshot(&shots, "network");
+
+    // The security page lists the stray node's refused link.
+    wait_for(
+        Duration::from_secs(60),
+        "the refused link under security",
+        || {
+            browser.goto(&format!("{console}/security"));
+            let page = browser.source();
+            page.contains("not_a_child").then_some(())
+        },
+    );
+    assert!(browser.source().contains(STRAY));
+    browser.screenshot(&shots, "security");
+
+    // English as a switch.
+    browser.goto(&format!("{console}/security?lang=en"));
+    assert!(browser.source().contains("Security"));
+    browser.goto(&format!("{console}?lang=vi"));
+
+    // The operator backs up from the page.
+    browser.click("#backup");
+    let page = browser.source();
+    assert!(page.contains("Đã sao lưu"), "{page}");
+    assert!(std::fs::read_dir(w.join("root/backup")).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".ltbak")));
+
+    // The province killed: its row shows the link down.
+    procs.0[1].kill().unwrap();
+    procs.0[1].wait().unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "the province down, on the page",
+        || {
+            browser.goto(&console);
+            let page = browser.source();
+            let row = page
+                .split("<tr")
+                .find(|r| r.contains(&format!("data-node=\"{PROVINCE}\"")))?
+                .to_owned();
+            (row.contains("mất kết nối") && row.contains("failing")).then_some(())
+        },
+    );
+    browser.screenshot(&shots, "network-down");
+
+    // A read-only client: no backup button, and a posted backup is refused.
+    browser.delete_cookies();
+    browser.goto(&console);
+    browser.type_into("#token", viewer_token);
+    browser.click("#login");
+    browser.goto(&console);
+    assert!(browser.source().contains(PROVINCE));
+    assert!(
+        !browser.has("#backup"),
+        "a read-only client sees no backup button"
+    );
+    let session = browser.cookie("lt_console").expect("a session cookie");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+                    ureq::tls::Certificate::from_pem(&std::fs::read(w.join("ca/ca.pem")).unwrap())
+                        .unwrap()
+                        .to_owned(),
+                ]))
+                .build(),
+        )
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{console}/backup"))
+        .header("Cookie", &format!("lt_console={session}"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    println!("screenshots in {}", shots.display());
+}
