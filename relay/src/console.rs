@@ -7,7 +7,8 @@
 //! [`SESSION_TTL`]. A node without API clients (its API on loopback only) has an open console,
 //! as its API is open. Every refusal is logged and recorded as an `api_auth` security event.
 //!
-//! Pages: the network below this node (`/console`), the security events (`/console/security`).
+//! Pages: the network below this node (`/console`), the security events (`/console/security`),
+//! a document's track by its id (`/console/documents`), the registers (`/console/register`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,8 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/", get(network))
         .route("/security", get(security))
+        .route("/documents", get(documents))
+        .route("/register", get(register_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/backup", post(backup))
@@ -154,6 +157,29 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "seconds_ago" => ("giây trước", "s ago"),
         "never" => ("chưa có", "never"),
         "this_node" => ("nút này", "this node"),
+        "documents" => ("Văn bản", "Documents"),
+        "envelope" => ("Mã gói tin", "Envelope id"),
+        "register" => ("Sổ văn bản", "Registers"),
+        "doc_search" => ("Mã văn bản hoặc mã gói tin", "Document id or envelope id"),
+        "not_found" => (
+            "Không tìm thấy văn bản này trên nút.",
+            "No such document on this node.",
+        ),
+        "subject" => ("Trích yếu", "Subject"),
+        "from" => ("Nơi gửi", "From"),
+        "due" => ("Hạn xử lý", "Due"),
+        "recipient" => ("Nơi nhận", "Recipient"),
+        "status" => ("Trạng thái xử lý", "Status"),
+        "hops" => ("Các chặng", "Hops"),
+        "history" => ("Diễn biến", "History"),
+        "incoming" => ("Sổ văn bản đến", "Incoming register"),
+        "outgoing" => ("Sổ văn bản đi", "Outgoing register"),
+        "number" => ("Số", "No."),
+        "date" => ("Ngày", "Date"),
+        "code" => ("Số, ký hiệu", "Number, notation"),
+        "year" => ("Năm", "Year"),
+        "show" => ("Xem", "Show"),
+        "overdue" => ("quá hạn", "overdue"),
         _ => ("?", "?"),
     };
     match lang {
@@ -228,6 +254,8 @@ fn page(c: &Console, lang: Lang, session: Option<&Session>, body: Markup) -> Mar
                         nav {
                             a href="/console" { (t(lang, "network")) }
                             a href="/console/security" { (t(lang, "security")) }
+                            a href="/console/documents" { (t(lang, "documents")) }
+                            a href="/console/register" { (t(lang, "register")) }
                         }
                         @if !s.name().is_empty() {
                             form.inline method="post" action="/console/logout" {
@@ -763,4 +791,193 @@ async fn backup(State(c): State<Console>, headers: HeaderMap) -> Response {
         Err(e) => html! { p.error { (format!("{e:?}")) } },
     };
     respond(StatusCode::OK, None, page(&c, lang, Some(&session), body))
+}
+
+// ---- documents ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct DocumentsQuery {
+    lang: Option<String>,
+    id: Option<String>,
+}
+
+/// The name of a status code (QCVN 102 / EDXML.md).
+fn status_name(lang: Lang, code: i32) -> String {
+    let (vi, en) = match code {
+        1 => ("đã đến", "arrived"),
+        2 => ("từ chối", "rejected"),
+        3 => ("đã tiếp nhận", "accepted"),
+        4 => ("đã phân công", "assigned"),
+        5 => ("đang xử lý", "processing"),
+        6 => ("hoàn thành", "done"),
+        13 => ("đề nghị thu hồi", "recall requested"),
+        15 => ("đồng ý thu hồi", "recall agreed"),
+        16 => ("từ chối thu hồi", "recall refused"),
+        0 => ("chưa có", "none yet"),
+        _ => ("?", "?"),
+    };
+    format!("{code:02} {}", if lang == Lang::Vi { vi } else { en })
+}
+
+async fn documents(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<DocumentsQuery>,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    let session = match require(&c, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let id = q.id.as_deref().map(str::trim).unwrap_or("").to_owned();
+    let view = if id.is_empty() {
+        None
+    } else {
+        let node = c.node.clone();
+        let wanted = id.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let env = crate::register::find_envelope(&node.store, &node.local_agencies(), &wanted)
+                .map_err(|e| e.to_string())?;
+            match env {
+                None => Ok(None),
+                Some(env) => crate::api::track_view(&node.store, &env, &node.clock)
+                    .map(Some)
+                    .map_err(|e| format!("{e:?}")),
+            }
+        })
+        .await;
+        match found {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => return error_page(&c, lang, &session, e),
+            Err(e) => return error_page(&c, lang, &session, e.to_string()),
+        }
+    };
+    let body = html! {
+        h1 { (t(lang, "documents")) }
+        form.search method="get" action="/console/documents" {
+            input #doc-id type="search" name="id" value=(id) size="48" placeholder=(t(lang, "doc_search"));
+            button #doc-find type="submit" { (t(lang, "find")) }
+        }
+        @match (&view, id.is_empty()) {
+            (_, true) => {}
+            (None, false) => { p.error #not-found { (t(lang, "not_found")) } }
+            (Some(None), false) => { p.error #not-found { (t(lang, "not_found")) } }
+            (Some(Some(v)), false) => {
+                table.doc {
+                    tr { th { (t(lang, "code")) } td #doc-found { (v.document_id) } }
+                    tr { th { (t(lang, "envelope")) } td { code { (v.envelope_id) } } }
+                    tr { th { (t(lang, "subject")) } td { (v.subject) } }
+                    tr { th { (t(lang, "from")) } td { (v.from) } }
+                    tr { th { (t(lang, "due")) } td { (v.due_date) } }
+                }
+                h2 { (t(lang, "recipient")) }
+                @for r in &v.recipients {
+                    section.recipient {
+                        h3 { code { (r.recipient) } " — " (status_name(lang, r.status))
+                            @if r.overdue { " " span.overdue { (t(lang, "overdue")) } } }
+                        ol.timeline {
+                            @for hop in &r.trace {
+                                li { (t(lang, "hops")) ": " code { (hop.agency) } " "
+                                    (time_text(hop.received_unix_ms))
+                                    @if hop.forwarded_unix_ms > 0 { " → " (time_text(hop.forwarded_unix_ms)) } }
+                            }
+                            @for (status, at) in &r.history {
+                                li.status { (time_text(*at)) " " (status_name(lang, *status)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        q.lang.as_deref(),
+        page(&c, lang, Some(&session), body),
+    )
+}
+
+// ---- registers ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct RegisterQuery {
+    lang: Option<String>,
+    agency: Option<String>,
+    year: Option<i32>,
+    direction: Option<String>,
+}
+
+async fn register_page(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<RegisterQuery>,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    let session = match require(&c, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let agencies = c.node.local_agencies();
+    let agency = q
+        .agency
+        .as_deref()
+        .and_then(|a| agencies.iter().find(|x| x.as_str() == a))
+        .unwrap_or(c.node.agency())
+        .clone();
+    let direction = match q.direction.as_deref() {
+        Some("out") => crate::register::Direction::Out,
+        _ => crate::register::Direction::In,
+    };
+    let year = q
+        .year
+        .unwrap_or_else(|| crate::books_api::today(&c.node.clock).0);
+    let name = c.node.agency_name(&agency).unwrap_or_default();
+    let node = c.node.clone();
+    let (a, n) = (agency.clone(), name.clone());
+    let book = tokio::task::spawn_blocking(move || {
+        crate::register::read(&node.store, direction, a.as_str(), &n, year, None, None)
+    })
+    .await;
+    let book = match book {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
+        Err(e) => return error_page(&c, lang, &session, e.to_string()),
+    };
+    let out = direction == crate::register::Direction::Out;
+    let body = html! {
+        h1 { (t(lang, if out { "outgoing" } else { "incoming" })) " — " (name) " (" (agency) "), " (year) }
+        form.search method="get" action="/console/register" {
+            select name="agency" {
+                @for a in &agencies { option value=(a) selected[*a == agency] { (a) } }
+            }
+            select name="direction" {
+                option value="in" selected[!out] { (t(lang, "incoming")) }
+                option value="out" selected[out] { (t(lang, "outgoing")) }
+            }
+            input type="number" name="year" value=(year);
+            button type="submit" { (t(lang, "show")) }
+        }
+        table.register {
+            thead { tr {
+                th { (t(lang, "number")) } th { (t(lang, "date")) } th { (t(lang, "code")) }
+                th { (t(lang, "subject")) } th { (if out { t(lang, "recipient") } else { t(lang, "from") }) }
+            } }
+            tbody {
+                @for r in &book.rows {
+                    tr data-envelope=(r.entry.envelope_id) {
+                        td.num { (r.entry.number) }
+                        td { (r.entry.date) }
+                        td { a href={ "/console/documents?id=" (r.entry.envelope_id) } { (r.entry.code) } }
+                        td { (r.entry.subject) }
+                        td { @if out { (r.entry.recipients.join(", ")) } @else { (r.entry.from_name) " (" (r.entry.from) ")" } }
+                    }
+                }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        q.lang.as_deref(),
+        page(&c, lang, Some(&session), body),
+    )
 }

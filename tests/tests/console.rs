@@ -1,7 +1,8 @@
 //! The operator console in a real browser: headless Chromium driven over WebDriver by Debian's
 //! chromedriver, against a root and a province set up with `lt-relay init` (HTTPS API, API
 //! clients with tokens). It checks: the log-in refuses a wrong token; the network page lists
-//! the province, and shows it down once its process is killed; a refused link (a node that is
+//! the province, and shows it down once its process is killed; a document the province sends
+//! is found by its id, with its track, and is in the root's incoming register; a refused link (a node that is
 //! not a child of the root) appears under security; an operator backs up from the page; a
 //! read-only client sees no backup button and is refused when it posts one. A screenshot of each
 //! page goes to the test's output folder and must not be blank.
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use lienthong_harness::free_addr;
 use serde_json::{json, Value};
-use support::{relay_exe, sha256_hex, wait_for};
+use support::{gateway_exe, relay_exe, sha256_hex, wait_for};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
@@ -331,7 +332,7 @@ fn the_console_in_a_browser() {
         .trim()
         .to_owned();
     let endpoint = format!("https://{root_link}");
-    let (province_cfg, _, _) = node(
+    let (province_cfg, province_api, _) = node(
         w,
         "province",
         &[
@@ -347,6 +348,20 @@ fn the_console_in_a_browser() {
             ROOT,
         ],
     );
+    // The province's document-management software: a client that may send.
+    let dms_token = "dms-tay-ninh-0123456789abcdef";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&province_cfg)
+        .unwrap()
+        .write_all(
+            format!(
+                "\n[[api_client]]\nname = \"dms\"\ntoken_sha256 = \"{}\"\nscopes = [\"submit\", \"inbox\", \"status\", \"books\"]\n",
+                sha256_hex(dms_token)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
     let (stray_cfg, _, _) = node(
         w,
         "stray",
@@ -375,8 +390,12 @@ fn the_console_in_a_browser() {
     assert!(browser.has("input#token"), "{}", browser.source());
     browser.type_into("#token", "not-a-token");
     browser.click("#login");
-    let page = browser.source();
-    assert!(page.contains("Mã truy cập không đúng"), "{page}");
+    wait_for(Duration::from_secs(30), "the refused log-in's page", || {
+        browser
+            .source()
+            .contains("Mã truy cập không đúng")
+            .then_some(())
+    });
     assert!(!browser.has("table.nodes"));
     browser.screenshot(&shots, "login");
 
@@ -393,6 +412,55 @@ fn the_console_in_a_browser() {
         },
     );
     browser.screenshot(&shots, "network");
+
+    // A document the province sends to the root (with lt-gateway, as its DMS would) is found by
+    // its envelope id, with its track, and is in the root's incoming register.
+    let sent = Command::new(gateway_exe())
+        .args(["--api", &format!("https://{province_api}"), "--api-ca"])
+        .arg(w.join("ca/ca.pem"))
+        .args([
+            "--token",
+            dms_token,
+            "send",
+            "--to",
+            ROOT,
+            "--number",
+            "12",
+            "--notation",
+        ])
+        .args([
+            "UBND-VP",
+            "--subject",
+            "Báo cáo tình hình liên thông văn bản",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let envelope = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
+    wait_for(Duration::from_secs(60), "the document at the root", || {
+        browser.goto(&format!("{console}/documents?id={envelope}"));
+        browser.has("#doc-found").then_some(())
+    });
+    let page = browser.source();
+    assert!(page.contains("12/UBND-VP"), "{page}");
+    assert!(
+        page.contains("Báo cáo tình hình liên thông văn bản"),
+        "{page}"
+    );
+    browser.screenshot(&shots, "document");
+    browser.goto(&format!("{console}/documents?id=no-such-document"));
+    assert!(browser.has("#not-found"));
+    browser.goto(&format!("{console}/register?agency={ROOT}&direction=in"));
+    assert!(
+        browser.has(&format!("tr[data-envelope=\"{envelope}\"]")),
+        "{}",
+        browser.source()
+    );
+    browser.screenshot(&shots, "register");
 
     // The security page lists the stray node's refused link.
     wait_for(
@@ -414,8 +482,9 @@ fn the_console_in_a_browser() {
 
     // The operator backs up from the page.
     browser.click("#backup");
-    let page = browser.source();
-    assert!(page.contains("Đã sao lưu"), "{page}");
+    wait_for(Duration::from_secs(30), "the backup's answer page", || {
+        browser.has("#backup-done").then_some(())
+    });
     assert!(std::fs::read_dir(w.join("root/backup")).unwrap().any(|e| e
         .unwrap()
         .file_name()
@@ -445,6 +514,12 @@ fn the_console_in_a_browser() {
     browser.goto(&console);
     browser.type_into("#token", viewer_token);
     browser.click("#login");
+    wait_for(Duration::from_secs(30), "the viewer's log-in", || {
+        browser
+            .source()
+            .contains("<span class=\"who\">viewer</span>")
+            .then_some(())
+    });
     browser.goto(&console);
     assert!(browser.source().contains(PROVINCE));
     assert!(
