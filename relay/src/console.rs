@@ -158,6 +158,15 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "never" => ("chưa có", "never"),
         "this_node" => ("nút này", "this node"),
         "documents" => ("Văn bản", "Documents"),
+        "audit" => ("Nhật ký kiểm toán", "Audit log"),
+        "audit_ok" => ("Chuỗi băm nguyên vẹn", "Hash chain intact"),
+        "audit_broken" => ("CHUỖI BĂM BỊ PHÁ VỠ", "HASH CHAIN BROKEN"),
+        "expiring" => (
+            "Chứng thư, CA, CRL sắp hết hạn (ngày cảnh báo)",
+            "Certificates, CAs, CRLs expiring (warning days)",
+        ),
+        "none_expiring" => ("Không có.", "None."),
+        "events" => ("Sự kiện", "Events"),
         "envelope" => ("Mã gói tin", "Envelope id"),
         "register" => ("Sổ văn bản", "Registers"),
         "doc_search" => ("Mã văn bản hoặc mã gói tin", "Document id or envelope id"),
@@ -678,14 +687,31 @@ async fn security(
     let node = c.node.clone();
     let since = lienthong_common::now_unix_ms() - hours * 3600 * 1000;
     let data = tokio::task::spawn_blocking(move || {
-        crate::monitor::subtree_events(&node.books(), node.agency(), since)
+        let events = crate::monitor::subtree_events(&node.books(), node.agency(), since)?;
+        let report = crate::monitor::report(&node)?;
+        let audit = match lienthong_common::audit::verify(&node.store) {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(broken)) => Err(broken.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok::<_, crate::monitor::MonitorError>((events, report, audit))
     })
     .await;
-    let mut events: Vec<NodeEvent> = match data {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
-        Err(e) => return error_page(&c, lang, &session, e.to_string()),
-    };
+    let (mut events, report, audit): (Vec<NodeEvent>, Vec<NodeStatus>, Result<u64, String>) =
+        match data {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
+            Err(e) => return error_page(&c, lang, &session, e.to_string()),
+        };
+    let margin = i64::from(c.node.config.security.expiry_warning_days);
+    let expiring: Vec<&NodeStatus> = report
+        .iter()
+        .filter(|s| {
+            s.certificate_days_left < margin
+                || s.ca_days_left < margin
+                || s.crl_days_left.is_some_and(|d| d < 2)
+        })
+        .collect();
     let classes: Vec<String> = {
         let mut v: Vec<String> = events.iter().map(|e| e.class.clone()).collect();
         v.sort();
@@ -699,6 +725,28 @@ async fn security(
     events.sort_by_key(|e| std::cmp::Reverse(e.at_unix_ms));
     let body = html! {
         h1 { (t(lang, "security")) }
+        section.posture {
+            h2 { (t(lang, "audit")) }
+            @match &audit {
+                Ok(n) => p.done #audit-ok { (t(lang, "audit_ok")) " (" (n) ")" },
+                Err(e) => p.error #audit-broken { (t(lang, "audit_broken")) ": " (e) },
+            }
+            h2 { (t(lang, "expiring")) " (" (margin) ")" }
+            @if expiring.is_empty() {
+                p #expiring-none { (t(lang, "none_expiring")) }
+            } @else {
+                table.expiring {
+                    thead { tr { th { (t(lang, "node")) } th { (t(lang, "cert")) } th { (t(lang, "ca")) } th { (t(lang, "crl")) } } }
+                    tbody {
+                        @for s in &expiring {
+                            tr { td { code { (s.node) } } td.num { (s.certificate_days_left) } td.num { (s.ca_days_left) }
+                                 td.num { @if let Some(d) = s.crl_days_left { (d) } @else { "—" } } }
+                        }
+                    }
+                }
+            }
+            h2 { (t(lang, "events")) }
+        }
         form.search method="get" action="/console/security" {
             select name="class" {
                 option value="" { (t(lang, "all")) }

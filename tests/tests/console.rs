@@ -473,6 +473,7 @@ fn the_console_in_a_browser() {
         },
     );
     assert!(browser.source().contains(STRAY));
+    assert!(browser.has("#audit-ok"), "the audit chain's state is shown");
     browser.screenshot(&shots, "security");
 
     // English as a switch.
