@@ -603,26 +603,21 @@ fn network_body(
                 button #backup type="submit" { (t(lang, "backup")) }
             }
         }
-        table.nodes {
-            thead { tr {
-                th { (t(lang, "state")) } th { (t(lang, "node")) } th { (t(lang, "link")) }
-                th { (t(lang, "last_seen")) } th { (t(lang, "version")) } th { (t(lang, "backlog")) }
-                th { (t(lang, "cert")) } th { (t(lang, "ca")) } th { (t(lang, "crl")) }
-                th { (t(lang, "level")) } th { (t(lang, "events24")) }
-            } }
-            @for (group, members) in &grouped {
-                @let worst = members.iter().map(|i| rows[*i].health).max().unwrap_or(Health::Ok);
-                @if members.len() > 1 {
-                    tbody.group {
-                        tr.group { td.(worst.class()) colspan="11" {
-                            details open[members.len() <= 50 || !q.is_empty()] {
-                                summary { (worst.icon()) " " (group) " — " (members.len()) }
-                            }
-                        } }
+        @for (group, members) in &grouped {
+            @let worst = members.iter().map(|i| rows[*i].health).max().unwrap_or(Health::Ok);
+            // A group opens when it is small or searched for, or when something in it fails.
+            details.group open[members.len() <= 50 || !q.is_empty() || worst == Health::Failing] {
+                summary.(worst.class()) { (worst.icon()) " " (group) " — " (members.len()) }
+                table.nodes {
+                    thead { tr {
+                        th { (t(lang, "state")) } th { (t(lang, "node")) } th { (t(lang, "link")) }
+                        th { (t(lang, "last_seen")) } th { (t(lang, "version")) } th { (t(lang, "backlog")) }
+                        th { (t(lang, "cert")) } th { (t(lang, "ca")) } th { (t(lang, "crl")) }
+                        th { (t(lang, "level")) } th { (t(lang, "events24")) }
+                    } }
+                    tbody {
+                        @for i in members { (row(lang, &rows[*i], own, now)) }
                     }
-                }
-                tbody {
-                    @for i in members { (row(lang, &rows[*i], own, now)) }
                 }
             }
         }
