@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use lienthong_harness::free_addr;
 use serde_json::{json, Value};
-use support::{gateway_exe, relay_exe, sha256_hex, wait_for};
+use support::{gateway_exe, relay_exe, sha256_hex, wait_for, Procs};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
@@ -29,18 +29,6 @@ const PROVINCE: &str = "000.00.00.H53";
 const STRAY: &str = "000.21.31.H49";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// Processes started by the test, killed when it ends however it ends.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A WebDriver session of headless Chromium.
 struct Browser {

@@ -14,23 +14,11 @@ use std::time::Duration;
 
 use lienthong_common::config::NodeConfig;
 use lienthong_harness::free_addr;
-use support::{gateway_exe, relay_exe, wait_for};
+use support::{gateway_exe, relay_exe, wait_for, Procs};
 
 const ROOT: &str = "000.00.00.G22";
 const PROVINCE: &str = "000.00.00.H53";
 const OFFICE: &str = "000.00.31.H53";
-
-/// Nodes started by the test, killed when it ends however it ends.
-struct Nodes(Vec<Child>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -235,7 +223,7 @@ fn init_then_a_signed_request_then_doctor_then_the_node_links() {
     let ahead = lienthong_common::now_unix_ms() + 5 * 60 * 1000;
     std::fs::write(&clock_file, ahead.to_string()).unwrap();
     let clock_env = [("LT_CLOCK_FILE", clock_file.to_str().unwrap())];
-    let mut nodes = Nodes(vec![serve(
+    let mut nodes = Procs(vec![serve(
         &relay,
         &root_config,
         work.path().join("root.log"),

@@ -12,21 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use lienthong_harness::free_addr;
-use support::{relay_exe, wait_for};
+use support::{relay_exe, wait_for, Procs};
 
 const FIXTURE: &str = "fixtures/store-v0.1.0.tar.gz";
-
-/// Relays started by the test, killed when it ends however it ends.
-struct Relays(Vec<Child>);
-
-impl Drop for Relays {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(relay_exe()).args(args).output().unwrap()
@@ -161,7 +149,7 @@ fn a_store_written_by_release_0_1_0_is_migrated_and_keeps_everything() {
         ),
     )
     .unwrap();
-    let mut relays = Relays(Vec::new());
+    let mut relays = Procs(Vec::new());
     relays
         .0
         .push(serve(&root_config, &work.path().join("root.log")));

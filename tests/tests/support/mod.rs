@@ -223,3 +223,15 @@ pub(crate) fn revoke(net: &Network, agency: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Processes a test started by hand, killed when it ends however it ends.
+pub(crate) struct Procs(pub(crate) Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
