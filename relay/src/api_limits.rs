@@ -116,8 +116,13 @@ pub(crate) async fn limit(
                 mib,
             )
         }
-        // With clients configured, a request without one is on an open monitoring route.
-        None if !node.config.api_clients.is_empty() => return next.run(req).await,
+        // With clients configured, a request without one is on an open monitoring route, or on
+        // the console (its log-in included), which is limited per address like an open API.
+        None if !node.config.api_clients.is_empty()
+            && !req.uri().path().starts_with("/console") =>
+        {
+            return next.run(req).await
+        }
         None => {
             let ip = req
                 .extensions()

@@ -124,6 +124,14 @@ fn an_api_client_past_its_limits_is_answered_429_with_retry_after() {
             .any(|l| l.contains("reason=\"api_rate_limit\"") && l.trim_end().ends_with(" 2")),
         "{metrics}"
     );
+
+    // The console, its log-in page included, is limited per address as an open API is.
+    let statuses: Vec<u16> = (0..25)
+        .map(|_| raw_request(addr, "GET", "/console/login", "", b"").0)
+        .collect();
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!((20..=21).contains(&passed), "{statuses:?}");
 }
 
 #[test]
