@@ -167,6 +167,18 @@ fn init_then_a_signed_request_then_doctor_then_the_node_links() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(check(&report, "chain")["outcome"], "ok");
     assert_eq!(check(&report, "parent")["outcome"], "skip");
+    // What init wrote meets the level it configured.
+    let assessed = ok(
+        &relay,
+        &[
+            "assess",
+            "--level",
+            "3",
+            "--config",
+            root_config.to_str().unwrap(),
+        ],
+    );
+    assert!(assessed.contains("requirements met: PASS"), "{assessed}");
 
     // The province, under the root.
     let province_api = free_addr().unwrap().to_string();
