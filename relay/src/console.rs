@@ -167,6 +167,7 @@ fn t(lang: Lang, key: &str) -> &'static str {
         ),
         "none_expiring" => ("Không có.", "None."),
         "events" => ("Sự kiện", "Events"),
+        "unmet" => ("chưa đạt", "not met"),
         "envelope" => ("Mã gói tin", "Envelope id"),
         "register" => ("Sổ văn bản", "Registers"),
         "doc_search" => ("Mã văn bản hoặc mã gói tin", "Document id or envelope id"),
@@ -644,7 +645,13 @@ fn row(lang: Lang, r: &Row, own: &AgencyCode, now: i64) -> Markup {
             td.num { (s.certificate_days_left) }
             td.num { (s.ca_days_left) }
             td.num { @if let Some(d) = s.crl_days_left { (d) } @else { "—" } }
-            td { @if s.assessment_total > 0 { "L" (s.assessed_level) " " (s.assessment_met) "/" (s.assessment_total) } @else { "—" } }
+            td.level {
+                @if s.assessment_total > 0 { "L" (s.assessed_level) " " (s.assessment_met) "/" (s.assessment_total) } @else { "—" }
+                // The requirements not met, by id (docs/security-levels.md).
+                @if !s.assessment_not_met.is_empty() {
+                    br; small.unmet { (t(lang, "unmet")) ": " (s.assessment_not_met.join(", ")) }
+                }
+            }
             td.num { (r.events_24h) }
         }
     }

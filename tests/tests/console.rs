@@ -366,6 +366,12 @@ fn the_console_in_a_browser() {
             ROOT,
         ],
     );
+    // The province's key readable by others: its attestation says key_permissions is not met.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = w.join(format!("province/pki/{PROVINCE}.key"));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let mut procs = Procs(vec![serve(&root_cfg, w.join("root.log"))]);
     procs.0.push(serve(&province_cfg, w.join("province.log")));
     procs.0.push(serve(&stray_cfg, w.join("stray.log")));
@@ -398,6 +404,16 @@ fn the_console_in_a_browser() {
             let page = browser.source();
             (page.contains(PROVINCE) && page.contains("đang kết nối")).then_some(())
         },
+    );
+    let page = browser.source();
+    let row = page
+        .split("<tr")
+        .find(|r| r.contains(&format!("data-node=\"{PROVINCE}\"")))
+        .unwrap();
+    assert!(row.contains("chưa đạt: key_permissions"), "{row}");
+    assert!(
+        row.contains("warning"),
+        "an unmet requirement is a warning: {row}"
     );
     browser.screenshot(&shots, "network");
 
