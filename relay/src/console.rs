@@ -67,6 +67,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/security", get(security))
         .route("/documents", get(documents))
         .route("/register", get(register_page))
+        .route("/register.csv", get(register_csv))
+        .route("/register.html", get(register_print))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/backup", post(backup))
@@ -168,6 +170,7 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "none_expiring" => ("Không có.", "None."),
         "events" => ("Sự kiện", "Events"),
         "unmet" => ("chưa đạt", "not met"),
+        "print" => ("Bản in sổ", "Printable book"),
         "envelope" => ("Mã gói tin", "Envelope id"),
         "register" => ("Sổ văn bản", "Registers"),
         "doc_search" => ("Mã văn bản hoặc mã gói tin", "Document id or envelope id"),
@@ -788,22 +791,9 @@ async fn security(
     )
 }
 
-/// Vietnam time (UTC+7), to the second.
+/// Vietnam time (UTC+7), to the second, as the CLI prints it.
 fn time_text(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix_ms / 1000)
-        .map(|t| t.to_offset(time::UtcOffset::from_hms(7, 0, 0).unwrap_or(time::UtcOffset::UTC)))
-        .map(|t| {
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        })
-        .unwrap_or_default()
+    crate::books_cmd::time_text(unix_ms)
 }
 
 // ---- actions -----------------------------------------------------------------------------
@@ -957,16 +947,17 @@ struct RegisterQuery {
     direction: Option<String>,
 }
 
-async fn register_page(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Query(q): Query<RegisterQuery>,
-) -> Response {
-    let lang = lang_of(&headers, q.lang.as_deref());
-    let session = match require(&c, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+/// The book a register query asks for: an agency this node serves (default its own), a
+/// direction (default incoming) and a year (default this one).
+struct BookChoice {
+    agencies: Vec<AgencyCode>,
+    agency: AgencyCode,
+    direction: crate::register::Direction,
+    year: i32,
+    name: String,
+}
+
+fn book_choice(c: &Console, q: &RegisterQuery) -> BookChoice {
     let agencies = c.node.local_agencies();
     let agency = q
         .agency
@@ -982,18 +973,114 @@ async fn register_page(
         .year
         .unwrap_or_else(|| crate::books_api::today(&c.node.clock).0);
     let name = c.node.agency_name(&agency).unwrap_or_default();
+    BookChoice {
+        agencies,
+        agency,
+        direction,
+        year,
+        name,
+    }
+}
+
+async fn read_book(c: &Console, b: &BookChoice) -> Result<crate::register::Register, String> {
     let node = c.node.clone();
-    let (a, n) = (agency.clone(), name.clone());
-    let book = tokio::task::spawn_blocking(move || {
+    let (a, n, direction, year) = (b.agency.clone(), b.name.clone(), b.direction, b.year);
+    tokio::task::spawn_blocking(move || {
         crate::register::read(&node.store, direction, a.as_str(), &n, year, None, None)
     })
-    .await;
-    let book = match book {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
-        Err(e) => return error_page(&c, lang, &session, e.to_string()),
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// The book as CSV (`attachment`) or as the printable official page, as `lt-relay register`
+/// writes them.
+async fn register_download(
+    c: Console,
+    headers: HeaderMap,
+    q: RegisterQuery,
+    format: crate::books_cmd::Format,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    let session = match require(&c, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
     };
+    let choice = book_choice(&c, &q);
+    let rendered = read_book(&c, &choice).await.and_then(|book| {
+        crate::books_cmd::render_register(&book, format).map_err(|e| e.to_string())
+    });
+    let text = match rendered {
+        Ok(t) => t,
+        Err(e) => return error_page(&c, lang, &session, e),
+    };
+    let dir = if choice.direction == crate::register::Direction::Out {
+        "out"
+    } else {
+        "in"
+    };
+    match format {
+        crate::books_cmd::Format::Csv => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"register-{}-{dir}-{}.csv\"",
+                        choice.agency, choice.year
+                    ),
+                ),
+            ],
+            text,
+        )
+            .into_response(),
+        _ => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], text).into_response(),
+    }
+}
+
+async fn register_csv(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<RegisterQuery>,
+) -> Response {
+    register_download(c, headers, q, crate::books_cmd::Format::Csv).await
+}
+
+async fn register_print(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<RegisterQuery>,
+) -> Response {
+    register_download(c, headers, q, crate::books_cmd::Format::Html).await
+}
+
+async fn register_page(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<RegisterQuery>,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    let session = match require(&c, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let choice = book_choice(&c, &q);
+    let book = match read_book(&c, &choice).await {
+        Ok(b) => b,
+        Err(e) => return error_page(&c, lang, &session, e),
+    };
+    let BookChoice {
+        agencies,
+        agency,
+        direction,
+        year,
+        name,
+    } = choice;
     let out = direction == crate::register::Direction::Out;
+    let query = format!(
+        "agency={agency}&direction={}&year={year}",
+        if out { "out" } else { "in" }
+    );
     let body = html! {
         h1 { (t(lang, if out { "outgoing" } else { "incoming" })) " — " (name) " (" (agency) "), " (year) }
         form.search method="get" action="/console/register" {
@@ -1006,6 +1093,10 @@ async fn register_page(
             }
             input type="number" name="year" value=(year);
             button type="submit" { (t(lang, "show")) }
+        }
+        p.downloads {
+            a #register-csv href={ "/console/register.csv?" (query) } { "CSV" } " · "
+            a #register-print href={ "/console/register.html?" (query) } { (t(lang, "print")) }
         }
         table.register {
             thead { tr {

@@ -465,6 +465,17 @@ fn the_console_in_a_browser() {
         browser.source()
     );
     browser.screenshot(&shots, "register");
+    // The printable book, opened from its link.
+    browser.click("#register-print");
+    wait_for(Duration::from_secs(30), "the printable book", || {
+        browser
+            .source()
+            .contains("SỔ ĐĂNG KÝ VĂN BẢN ĐẾN")
+            .then_some(())
+    });
+    assert!(browser
+        .source()
+        .contains("Báo cáo tình hình liên thông văn bản"));
 
     // The security page lists the stray node's refused link.
     wait_for(
@@ -552,5 +563,24 @@ fn the_console_in_a_browser() {
         .send_empty()
         .unwrap();
     assert_eq!(resp.status(), 403);
+    // A read-only client may download the register as CSV.
+    let mut resp = agent
+        .get(&format!(
+            "{console}/register.csv?agency={ROOT}&direction=in"
+        ))
+        .header("Cookie", &format!("lt_console={session}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(".csv")));
+    let csv = resp.body_mut().read_to_string().unwrap();
+    assert!(
+        csv.contains(&envelope) || csv.contains("12/UBND-VP"),
+        "{csv}"
+    );
     println!("screenshots in {}", shots.display());
 }
