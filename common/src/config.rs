@@ -420,6 +420,20 @@ pub struct TlsPaths {
     pub allow_tls12: bool,
 }
 
+impl TlsPaths {
+    /// The trust store these settings describe: the CA bundle, the CRL files, where
+    /// certificates name their agency, and the CRL staleness limit.
+    pub fn trust_store(&self) -> Result<crate::trust::TrustStore, crate::trust::TrustError> {
+        crate::trust::TrustStore::load_with(
+            &self.ca,
+            self.crls.clone(),
+            self.agency_in.clone(),
+            self.crl_stale_after
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        )
+    }
+}
+
 /// What an API client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ApiScope {

@@ -151,7 +151,7 @@ pub fn crl_dates(path: &Path) -> Result<(i64, Option<i64>), String> {
 }
 
 /// Every key file of the node: its own and its `[[local]]` agencies', with their certificates.
-fn key_pairs(cfg: &NodeConfig) -> Vec<(String, PathBuf, PathBuf)> {
+pub fn key_pairs(cfg: &NodeConfig) -> Vec<(String, PathBuf, PathBuf)> {
     let mut v = vec![(
         cfg.agency.to_string(),
         cfg.tls.cert.clone(),
@@ -198,14 +198,16 @@ fn check_keys(cfg: &NodeConfig, level: u8) -> (bool, String) {
     (ok, found.join("; "))
 }
 
+/// A file's permission bits.
 #[cfg(unix)]
-fn mode_of(p: &Path) -> std::io::Result<u32> {
+pub fn mode_of(p: &Path) -> std::io::Result<u32> {
     use std::os::unix::fs::PermissionsExt;
     Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
 }
 
+/// A file's permission bits (no such bits here: taken as private).
 #[cfg(not(unix))]
-fn mode_of(_: &Path) -> std::io::Result<u32> {
+pub fn mode_of(_: &Path) -> std::io::Result<u32> {
     Ok(0o600)
 }
 

@@ -14,7 +14,6 @@ use lienthong_common::config::NodeConfig;
 use lienthong_common::envelope::{self, EnvelopeError};
 use lienthong_common::signing::{AgencySigner, Verified, Verifier, VerifyError};
 use lienthong_common::store::{Offer, QueueItem, QueuedEntry, Store, StoreError};
-use lienthong_common::trust::TrustStore;
 use lienthong_proto::v1::{
     receipt_frame, Envelope, Organization, ReceiptFrame, ReceiptResponseFor, RefusalCode,
     StatusCode, StatusReceipt, TraceEntry, TransportEvent, TransportState,
@@ -233,16 +232,10 @@ impl Node {
     /// Builds a node: loads the trust store and signing keys, opens the store, restores the
     /// routes children announced before a restart.
     pub fn open(config: NodeConfig, clock: Clock) -> Result<Arc<Self>, StartError> {
-        let trust = TrustStore::load_with(
-            &config.tls.ca,
-            config.tls.crls.clone(),
-            config.tls.agency_in.clone(),
-            config
-                .tls
-                .crl_stale_after
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-        )
-        .map_err(|e| StartError::Trust(e.to_string()))?;
+        let trust = config
+            .tls
+            .trust_store()
+            .map_err(|e| StartError::Trust(e.to_string()))?;
         let mut signers = BTreeMap::new();
         let mut names = BTreeMap::new();
         let own = AgencySigner::load_with(&config.tls.cert, &config.tls.key, &config.tls.agency_in)

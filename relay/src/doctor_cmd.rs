@@ -145,11 +145,6 @@ fn named_files(cfg: &NodeConfig) -> Vec<(String, PathBuf, bool)> {
     v
 }
 
-fn mode_of(p: &Path) -> std::io::Result<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    Ok(std::fs::metadata(p)?.permissions().mode() & 0o7777)
-}
-
 fn check_files(config: &Path, cfg: &NodeConfig) -> Check {
     let mut problems = Vec::new();
     let mut fixes = Vec::new();
@@ -164,7 +159,7 @@ fn check_files(config: &Path, cfg: &NodeConfig) -> Check {
                 ));
             }
             Ok(_) => {
-                let mode = mode_of(path).unwrap_or(0);
+                let mode = lienthong_node::assess::mode_of(path).unwrap_or(0);
                 if *private && mode & 0o077 != 0 {
                     problems.push(format!(
                         "{what} {} is mode {mode:04o}: readable by others than its owner",
@@ -181,7 +176,7 @@ fn check_files(config: &Path, cfg: &NodeConfig) -> Check {
             }
         }
     }
-    let mode = mode_of(config).unwrap_or(0);
+    let mode = lienthong_node::assess::mode_of(config).unwrap_or(0);
     if mode & 0o007 != 0 {
         problems.push(format!(
             "{} is mode {mode:04o}: others may read it (it names the keys and may hold the broker's password)",
@@ -203,18 +198,8 @@ fn check_files(config: &Path, cfg: &NodeConfig) -> Check {
 }
 
 fn check_certificate(cfg: &NodeConfig) -> Check {
-    let mut pairs = vec![(
-        cfg.agency.clone(),
-        cfg.tls.cert.clone(),
-        cfg.tls.key.clone(),
-    )];
-    pairs.extend(
-        cfg.local
-            .iter()
-            .map(|l| (l.agency.clone(), l.cert.clone(), l.key.clone())),
-    );
     let mut found = Vec::new();
-    for (agency, cert, key) in pairs {
+    for (agency, cert, key) in lienthong_node::assess::key_pairs(cfg) {
         match AgencySigner::load_with(&cert, &key, &cfg.tls.agency_in) {
             Err(e) => {
                 return fail(
@@ -223,7 +208,7 @@ fn check_certificate(cfg: &NodeConfig) -> Check {
                     "use the certificate the CA issued for this key's request (a new key needs a new request: lt-relay pki csr)",
                 )
             }
-            Ok(s) if s.agency() != &agency => {
+            Ok(s) if s.agency().as_str() != agency => {
                 return fail(
                     "certificate",
                     format!(
@@ -241,16 +226,10 @@ fn check_certificate(cfg: &NodeConfig) -> Check {
 }
 
 fn load_trust(cfg: &NodeConfig) -> Result<Arc<TrustStore>, String> {
-    TrustStore::load_with(
-        &cfg.tls.ca,
-        cfg.tls.crls.clone(),
-        cfg.tls.agency_in.clone(),
-        cfg.tls
-            .crl_stale_after
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-    )
-    .map(Arc::new)
-    .map_err(|e| e.to_string())
+    cfg.tls
+        .trust_store()
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 fn check_chain(cfg: &NodeConfig, trust: &Result<Arc<TrustStore>, String>) -> Check {

@@ -175,7 +175,7 @@ impl Session {
         let idle = heartbeat * 3;
         let mut burst =
             crate::security::BurstCounter::new(node.config.security.burst_items_per_minute);
-        let mut limit = peer_is_child.then(|| LinkLimit::new(&node.limits().node));
+        let mut limit = peer_is_child.then(|| LinkLimit::new(&node));
         let result = loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
@@ -1534,12 +1534,18 @@ struct LinkLimit {
     items_per_minute: u32,
     mib_per_minute: u32,
     events: lienthong_node::limits::EventGate,
+    /// Tells when a reload may have changed the limits, so they are read only then.
+    reloads: tokio::sync::watch::Receiver<u64>,
 }
 
 impl LinkLimit {
-    fn new(limits: &lienthong_common::config::Limits) -> Self {
+    fn new(node: &Node) -> Self {
         let now = Instant::now();
+        // Subscribed before reading, so a reload between the two is not missed.
+        let reloads = node.reloads.subscribe();
+        let limits = &node.limits().node;
         Self {
+            reloads,
             items: lienthong_node::limits::Bucket::new(
                 u64::from(limits.link_items_per_minute),
                 now,
@@ -1558,11 +1564,10 @@ impl LinkLimit {
     /// child is past a limit (then also logged, counted, and an event at most once a minute).
     fn charge(&mut self, s: &Session, items: usize, f: &LinkFrame) -> Option<Duration> {
         let now = Instant::now();
-        let limits = s.node.limits().node;
-        if (limits.link_items_per_minute, limits.link_mib_per_minute)
-            != (self.items_per_minute, self.mib_per_minute)
-        {
-            // A reload changed them: the link goes on at the new rates.
+        if self.reloads.has_changed().unwrap_or(false) {
+            self.reloads.mark_unchanged();
+            let limits = s.node.limits().node;
+            // A reload may have changed them: the link goes on at the rates in force.
             self.items
                 .set_rate(u64::from(limits.link_items_per_minute), now);
             self.bytes
