@@ -197,6 +197,7 @@ pub async fn submit_envelope(
     )?;
     let persisted = node.store.commit().await?;
     node.metrics.submitted.inc();
+    node.metrics.traffic.document_in(crate::traffic::LOCAL);
     info!(envelope = %id, document = %doc, recipients = recips.len(), outgoing_number = number, "document accepted from local side");
     Ok((id, doc, persisted))
 }

@@ -32,4 +32,5 @@ pub mod report;
 pub mod route;
 pub mod security;
 pub mod security_events;
+pub mod traffic;
 pub mod upward;

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub dropped: Family<ReasonLabel, Counter>,
     /// Local API connections closed for slowness, by what was late (`headers`, `body`).
     pub api_timeouts: Family<ReasonLabel, Counter>,
+    /// The current minute's traffic, for the console's charts ([`crate::traffic`]).
+    pub traffic: crate::traffic::Traffic,
 }
 
 impl Default for Metrics {
@@ -152,11 +154,13 @@ impl Metrics {
             webhook_failed,
             dropped,
             api_timeouts,
+            traffic: crate::traffic::Traffic::default(),
         }
     }
 
     /// Counts a refusal.
     pub fn refuse(&self, reason: &str) {
+        self.traffic.refused(reason);
         self.refused
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),

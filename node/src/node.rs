@@ -609,6 +609,7 @@ impl Node {
                 env.from.as_ref().map_or("", |f| f.code.as_str()),
             )? {
                 self.metrics.delivered.inc();
+                self.metrics.traffic.document_out(crate::traffic::LOCAL);
                 info!(envelope = %env.id, recipient = %r, document = %env.document_id, "delivered to local inbox");
             }
             // Every time, not only when new: numbering is idempotent, and a redelivery after a

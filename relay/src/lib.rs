@@ -22,7 +22,7 @@
 
 pub use lienthong_node::{
     assess, broker_state, gate, intake, metrics, monitor, node, offline, register, report, route,
-    security, security_events, upward,
+    security, security_events, traffic, upward,
 };
 
 pub mod amqp;

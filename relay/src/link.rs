@@ -782,6 +782,7 @@ impl Session {
         let copy = refusal_copy(&env);
         match self.node.accept(env, &recipients, Some(&self.peer)) {
             Ok(_) => {
+                self.node.metrics.traffic.document_in(self.peer.as_str());
                 // Committed and acked off the receive loop, so many items share one flush.
                 self.ack_after_commit(id);
                 Ok(())
@@ -953,11 +954,11 @@ impl Session {
                         neighbour: self.peer.to_string(),
                     })
                     .inc();
-                self.node
-                    .metrics
-                    .hop_ack_seconds
-                    .observe(f.sent_at.elapsed().as_secs_f64());
+                let waited = f.sent_at.elapsed().as_secs_f64();
+                self.node.metrics.hop_ack_seconds.observe(waited);
+                self.node.metrics.traffic.acked(waited);
                 if let QueueItem::Envelope { id, recipients, .. } = &f.item {
+                    self.node.metrics.traffic.document_out(self.peer.as_str());
                     debug!(envelope = %id, next_hop = %self.peer, "forwarded");
                     let about = About {
                         envelope_id: id,

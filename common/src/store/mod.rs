@@ -9,7 +9,7 @@
 //!
 //! # Keyspace (one sled tree, prefixed keys, atomic multi-key updates by transaction)
 //! Each keyspace has its own module and methods: `envelopes`, `queues`, `inbox`, `receipts`,
-//! `books`, `upward`, `audit_log`, `blobs`; `raw` is key-level access for backups and tests.
+//! `books`, `upward`, `traffic`, `audit_log`, `blobs`; `raw` is key-level access for backups and tests.
 //! - `e/<envelope id>`: the envelope (protobuf), as a pointer to its body (below)
 //! - `d/<envelope id>`: SHA-256 of its signed content (dedup and replay detection)
 //! - `q/<neighbour>\0<class><seq>`: per-neighbour outbound queue; class 0 leaves first
@@ -22,6 +22,7 @@
 //!   (`S/<agency>\0<day>`: its generation time)
 //! - `t/<node>`: the latest attestation of a node (`T/<node>`: its generation time);
 //!   `v/<node>\0<seq>`: the security events it reported
+//! - `w/<minute>`: the node's traffic in that minute, for the console's charts (a day is kept)
 //!
 //! Envelopes and receipt frames are written once, to append-only segment files beside the
 //! database (`bodies/`, see [`bodies`]); their records hold a pointer (segment, offset, length,
@@ -52,6 +53,7 @@ mod inbox;
 mod queues;
 mod raw;
 mod receipts;
+mod traffic;
 mod upward;
 
 pub use audit_log::audit_key;
