@@ -143,6 +143,15 @@ impl Browser {
         self.call("POST", &format!("/element/{e}/click"), None);
     }
 
+    /// Runs `script` in the page and returns its value.
+    fn execute(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
     fn source(&self) -> String {
         self.call("GET", "/source", None)
             .as_str()
@@ -419,32 +428,24 @@ fn the_console_in_a_browser() {
 
     // A document the province sends to the root (with lt-gateway, as its DMS would) is found by
     // its envelope id, with its track, and is in the root's incoming register.
-    let sent = Command::new(gateway_exe())
-        .args(["--api", &format!("https://{province_api}"), "--api-ca"])
-        .arg(w.join("ca/ca.pem"))
-        .args([
-            "--token",
-            dms_token,
-            "send",
-            "--to",
-            ROOT,
-            "--number",
-            "12",
-            "--notation",
-        ])
-        .args([
-            "UBND-VP",
-            "--subject",
-            "Báo cáo tình hình liên thông văn bản",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let envelope = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
+    let send = |number: &str, subject: &str| -> String {
+        let sent = Command::new(gateway_exe())
+            .args(["--api", &format!("https://{province_api}"), "--api-ca"])
+            .arg(w.join("ca/ca.pem"))
+            .args([
+                "--token", dms_token, "send", "--to", ROOT, "--number", number,
+            ])
+            .args(["--notation", "UBND-VP", "--subject", subject])
+            .output()
+            .unwrap();
+        assert!(
+            sent.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+        String::from_utf8_lossy(&sent.stdout).trim().to_owned()
+    };
+    let envelope = send("12", "Báo cáo tình hình liên thông văn bản");
     wait_for(Duration::from_secs(60), "the document at the root", || {
         browser.goto(&format!("{console}/documents?id={envelope}"));
         browser.has("#doc-found").then_some(())
@@ -476,6 +477,47 @@ fn the_console_in_a_browser() {
     assert!(browser
         .source()
         .contains("Báo cáo tình hình liên thông văn bản"));
+
+    // Traffic: the document came in over the province's link, charted per minute; the charts
+    // part refreshes itself, without reloading the page, when more comes.
+    let received_from_province = |browser: &Browser| -> u64 {
+        browser
+            .execute(&format!(
+                "const c = document.querySelector('#traffic-links tr[data-link=\"{PROVINCE}\"] td.in');\
+                 return c ? Number(c.textContent) : 0;"
+            ))
+            .as_u64()
+            .unwrap_or(0)
+    };
+    browser.goto(&format!("{console}/traffic?every=2"));
+    assert!(
+        received_from_province(&browser) >= 1,
+        "{}",
+        browser.source()
+    );
+    for chart in ["in", "out", "depth", "latency", "refused"] {
+        assert!(browser.has(&format!("#chart-{chart} svg")), "chart {chart}");
+    }
+    assert!(
+        browser.source().contains("stroke-width=\"2\""),
+        "a line is drawn: {}",
+        browser.source()
+    );
+    browser.screenshot(&shots, "traffic");
+    let before = received_from_province(&browser);
+    browser.execute("window.ltNotReloaded = true; return null;");
+    send("13", "Công văn thứ hai");
+    wait_for(
+        Duration::from_secs(60),
+        "the traffic charts refreshed with the second document",
+        || (received_from_province(&browser) > before).then_some(()),
+    );
+    assert_eq!(
+        browser.execute("return window.ltNotReloaded === true;"),
+        Value::Bool(true),
+        "refreshed in place, not by reloading the page"
+    );
+    assert!(browser.has("#traffic-charts[data-refreshed]"));
 
     // The security page lists the stray node's refused link.
     wait_for(
