@@ -172,7 +172,15 @@ pub struct Timing {
     pub median_secs: Option<u32>,
     /// 90th percentile seconds.
     pub p90_secs: Option<u32>,
+    /// How many took at most each of [`TIMING_BOUNDS_SECS`] (and more than the last, at the
+    /// end): the distribution, for charts.
+    #[serde(default)]
+    pub classes: Vec<u64>,
 }
+
+/// Upper bounds of the classes of [`Timing::classes`]: a minute, 10 minutes, an hour, 4 hours,
+/// a day, 3 days, a week.
+pub const TIMING_BOUNDS_SECS: [u32; 7] = [60, 600, 3_600, 14_400, 86_400, 259_200, 604_800];
 
 /// The value at percentile `p` (0 < p ≤ 100) of sorted `v`, nearest rank.
 pub fn nearest_rank(v: &[u32], p: u32) -> Option<u32> {
@@ -185,10 +193,21 @@ pub fn nearest_rank(v: &[u32], p: u32) -> Option<u32> {
 
 fn timing(mut v: Vec<u32>) -> Timing {
     v.sort_unstable();
+    let mut classes = vec![0; TIMING_BOUNDS_SECS.len() + 1];
+    for secs in &v {
+        let i = TIMING_BOUNDS_SECS
+            .iter()
+            .position(|b| secs <= b)
+            .unwrap_or(TIMING_BOUNDS_SECS.len());
+        if let Some(n) = classes.get_mut(i) {
+            *n += 1;
+        }
+    }
     Timing {
         count: v.len() as u64,
         median_secs: nearest_rank(&v, 50),
         p90_secs: nearest_rank(&v, 90),
+        classes,
     }
 }
 
@@ -463,6 +482,16 @@ mod tests {
         let v: Vec<u32> = (1..=20).collect();
         assert_eq!(nearest_rank(&v, 90), Some(18));
         assert_eq!(nearest_rank(&v, 100), Some(20));
+    }
+
+    #[test]
+    fn timing_counts_each_duration_in_its_class() {
+        // 30 s and 60 s: within a minute; 61 s: within 10 minutes; 2 hours; 30 days: beyond.
+        let t = timing(vec![7_200, 30, 61, 2_592_000, 60]);
+        assert_eq!(t.count, 5);
+        assert_eq!(t.classes, vec![2, 1, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(t.classes.iter().sum::<u64>(), t.count);
+        assert_eq!(timing(Vec::new()).classes, vec![0; 8]);
     }
 
     #[test]

@@ -612,7 +612,7 @@ fn timing_text(t: &crate::report::Timing) -> String {
     }
 }
 
-fn duration_text(secs: u32) -> String {
+pub(crate) fn duration_text(secs: u32) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if d > 0 {
         format!("{d}d {h}h {m}m")

@@ -519,6 +519,19 @@ fn the_console_in_a_browser() {
     );
     assert!(browser.has("#traffic-charts[data-refreshed]"));
 
+    // The statistics report: the root received both documents this month, with its charts.
+    browser.goto(&format!("{console}/report?agency={ROOT}"));
+    let received = browser
+        .execute("return Number(document.querySelector('#received').textContent);")
+        .as_u64();
+    assert_eq!(received, Some(2), "{}", browser.source());
+    for chart in ["timeliness", "to-01", "to-03", "to-06", "rejections"] {
+        assert!(browser.has(&format!("#chart-{chart} svg")), "chart {chart}");
+    }
+    browser.screenshot(&shots, "report");
+    browser.goto(&format!("{console}/report?agency=not-a-code"));
+    assert!(browser.has("#report-error"), "{}", browser.source());
+
     // The security page lists the stray node's refused link.
     wait_for(
         Duration::from_secs(60),

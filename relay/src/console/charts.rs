@@ -107,7 +107,6 @@ pub(super) fn time_chart(
 }
 
 /// A bar chart: one bar per (label, value).
-#[allow(dead_code)] // the statistics page draws these
 pub(super) fn bar_chart(id: &str, title: &str, y_desc: &str, bars: &[(String, f64)]) -> Markup {
     let top = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max);
     let y_max = if top <= 0.0 { 1.0 } else { top * 1.1 };
@@ -138,7 +137,13 @@ pub(super) fn bar_chart(id: &str, title: &str, y_desc: &str, bars: &[(String, f6
                 }
             })
             .y_labels(5)
-            .y_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| {
+                if y_max < 10.0 {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.0}")
+                }
+            })
             .y_desc(plain(y_desc))
             .label_style(("sans-serif", 11))
             .draw()

@@ -33,6 +33,7 @@ use crate::node::Node;
 use crate::security_events::EventClass;
 
 mod charts;
+mod report;
 mod traffic;
 
 /// How long a console session lasts without being used.
@@ -82,6 +83,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/logout", post(logout))
         .route("/backup", post(backup))
         .route("/traffic", get(traffic::traffic))
+        .route("/report", get(report::report))
         .route("/style.css", get(style))
         .route("/console.js", get(script))
         .with_state(Console {
@@ -227,6 +229,45 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "none_refused" => ("Không có từ chối.", "Nothing refused."),
         "count" => ("Số lượng", "Count"),
         "local" => ("cơ quan tại nút", "local agencies"),
+        "report" => ("Báo cáo thống kê", "Statistics report"),
+        "subtree" => ("gồm cả các đơn vị trực thuộc", "with the agencies below"),
+        "and_below" => ("và các đơn vị trực thuộc", "and the agencies below"),
+        "agencies" => ("cơ quan", "agencies"),
+        "sent" => ("Văn bản đã gửi", "Documents sent"),
+        "received" => ("Văn bản đã nhận", "Documents received"),
+        "with_paper" => (
+            "Kèm bản giấy (gửi / nhận)",
+            "With a paper copy (sent / received)",
+        ),
+        "amendments" => (
+            "Thu hồi, cập nhật, thay thế (gửi / nhận)",
+            "Revoking, updating, replacing (sent / received)",
+        ),
+        "to_01" => (
+            "Thời gian đến khi nhận được (01): trung vị / p90",
+            "Time to arrived (01): median / p90",
+        ),
+        "to_03" => (
+            "Thời gian đến khi tiếp nhận (03): trung vị / p90",
+            "Time to accepted (03): median / p90",
+        ),
+        "to_06" => (
+            "Thời gian đến khi hoàn thành (06): trung vị / p90",
+            "Time to done (06): median / p90",
+        ),
+        "timeliness" => (
+            "Xử lý đúng hạn, trễ hạn, quá hạn",
+            "Handled on time, late, overdue",
+        ),
+        "on_time" => ("đúng hạn", "on time"),
+        "late" => ("trễ hạn", "late"),
+        "documents_n" => ("văn bản", "documents"),
+        "rejections" => ("Từ chối theo lý do (02)", "Rejections by reason (02)"),
+        "by_status" => ("Theo trạng thái mới nhất", "By latest status"),
+        "top" => (
+            "Gửi đến nhiều nhất, nhận nhiều nhất",
+            "Top senders, top recipients",
+        ),
         _ => ("?", "?"),
     };
     match lang {
@@ -304,6 +345,7 @@ fn page(c: &Console, lang: Lang, session: Option<&Session>, body: Markup) -> Mar
                             a href="/console/security" { (t(lang, "security")) }
                             a href="/console/documents" { (t(lang, "documents")) }
                             a href="/console/register" { (t(lang, "register")) }
+                            a href="/console/report" { (t(lang, "report")) }
                         }
                         @if !s.name().is_empty() {
                             form.inline method="post" action="/console/logout" {
