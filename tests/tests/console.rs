@@ -318,7 +318,7 @@ fn the_console_in_a_browser() {
         .unwrap()
         .write_all(
             format!(
-                "\n[[api_client]]\nname = \"viewer\"\ntoken_sha256 = \"{}\"\nscopes = [\"monitor\", \"books\"]\n",
+                "\n[[api_client]]\nname = \"viewer\"\ntoken_sha256 = \"{}\"\nscopes = [\"monitor\", \"books\", \"inbox\"]\n",
                 sha256_hex(viewer_token)
             )
             .as_bytes(),
@@ -428,6 +428,8 @@ fn the_console_in_a_browser() {
 
     // A document the province sends to the root (with lt-gateway, as its DMS would) is found by
     // its envelope id, with its track, and is in the root's incoming register.
+    let attachment = w.join("bao-cao.pdf");
+    std::fs::write(&attachment, b"%PDF-1.4\n% Bao cao tinh hinh\n%%EOF\n").unwrap();
     let send = |number: &str, subject: &str| -> String {
         let sent = Command::new(gateway_exe())
             .args(["--api", &format!("https://{province_api}"), "--api-ca"])
@@ -435,7 +437,8 @@ fn the_console_in_a_browser() {
             .args([
                 "--token", dms_token, "send", "--to", ROOT, "--number", number,
             ])
-            .args(["--notation", "UBND-VP", "--subject", subject])
+            .args(["--notation", "UBND-VP", "--subject", subject, "--file"])
+            .arg(&attachment)
             .output()
             .unwrap();
         assert!(
@@ -456,6 +459,12 @@ fn the_console_in_a_browser() {
         page.contains("Báo cáo tình hình liên thông văn bản"),
         "{page}"
     );
+    // The operator (no inbox scope) sees the track but may not download the contents.
+    assert!(browser.has("#no-downloads"), "{}", browser.source());
+    assert!(!browser.has("#download-json"));
+    browser.goto(&format!("{console}/documents/{envelope}/envelope.json"));
+    assert!(browser.has("#forbidden"), "{}", browser.source());
+    browser.goto(&format!("{console}/documents?id={envelope}"));
     browser.screenshot(&shots, "document");
     browser.goto(&format!("{console}/documents?id=no-such-document"));
     assert!(browser.has("#not-found"));
@@ -618,6 +627,45 @@ fn the_console_in_a_browser() {
         .send_empty()
         .unwrap();
     assert_eq!(resp.status(), 403);
+    // A client with the inbox scope downloads the envelope, the edXML package and the
+    // attachment, byte for byte.
+    let mut resp = agent
+        .get(&format!("{console}/documents/{envelope}/envelope.json"))
+        .header("Cookie", &format!("lt_console={session}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let env: Value = resp.body_mut().read_json().unwrap();
+    assert_eq!(env["id"], Value::String(envelope.clone()), "{env}");
+    let mut resp = agent
+        .get(&format!("{console}/documents/{envelope}/package.edxml"))
+        .header("Cookie", &format!("lt_console={session}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+        .contains("Báo cáo tình hình liên thông văn bản"));
+    browser.goto(&format!("{console}/documents?id={envelope}"));
+    let link = browser
+        .execute("return document.querySelector('#downloads a.attachment').getAttribute('href');");
+    let mut resp = agent
+        .get(&format!("https://{root_api}{}", link.as_str().unwrap()))
+        .header("Cookie", &format!("lt_console={session}"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("bao-cao.pdf")));
+    assert_eq!(
+        resp.body_mut().read_to_vec().unwrap(),
+        std::fs::read(&attachment).unwrap()
+    );
     // A read-only client may download the register as CSV.
     let mut resp = agent
         .get(&format!(

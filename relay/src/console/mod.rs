@@ -33,6 +33,7 @@ use crate::node::Node;
 use crate::security_events::EventClass;
 
 mod charts;
+mod downloads;
 mod report;
 mod traffic;
 
@@ -84,6 +85,15 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/backup", post(backup))
         .route("/traffic", get(traffic::traffic))
         .route("/report", get(report::report))
+        .route(
+            "/documents/{id}/envelope.json",
+            get(downloads::envelope_json),
+        )
+        .route("/documents/{id}/package.edxml", get(downloads::package))
+        .route(
+            "/documents/{id}/attachments/{sha256}",
+            get(downloads::attachment),
+        )
         .route("/style.css", get(style))
         .route("/console.js", get(script))
         .with_state(Console {
@@ -229,6 +239,13 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "none_refused" => ("Không có từ chối.", "Nothing refused."),
         "count" => ("Số lượng", "Count"),
         "local" => ("cơ quan tại nút", "local agencies"),
+        "download" => ("Tải về", "Download"),
+        "envelope_json" => ("gói tin (JSON)", "envelope (JSON)"),
+        "package_edxml" => ("gói edXML", "edXML package"),
+        "no_download" => (
+            "Tài khoản này không được đọc nội dung văn bản (cần quyền inbox).",
+            "This client may not read documents' contents (it needs the inbox scope).",
+        ),
         "report" => ("Báo cáo thống kê", "Statistics report"),
         "subtree" => ("gồm cả các đơn vị trực thuộc", "with the agencies below"),
         "and_below" => ("và các đơn vị trực thuộc", "and the agencies below"),
@@ -969,9 +986,14 @@ async fn documents(
                 .map_err(|e| e.to_string())?;
             match env {
                 None => Ok(None),
-                Some(env) => crate::api::track_view(&node.store, &env, &node.clock)
-                    .map(Some)
-                    .map_err(|e| format!("{e:?}")),
+                Some(env) => {
+                    let attachments = crate::api::document_of(&node, &env)
+                        .map(|e| e.attachments)
+                        .unwrap_or_default();
+                    crate::api::track_view(&node.store, &env, &node.clock)
+                        .map(|v| Some((v, attachments)))
+                        .map_err(|e| format!("{e:?}"))
+                }
             }
         })
         .await;
@@ -991,13 +1013,28 @@ async fn documents(
             (_, true) => {}
             (None, false) => { p.error #not-found { (t(lang, "not_found")) } }
             (Some(None), false) => { p.error #not-found { (t(lang, "not_found")) } }
-            (Some(Some(v)), false) => {
+            (Some(Some((v, attachments))), false) => {
                 table.doc {
                     tr { th { (t(lang, "code")) } td #doc-found { (v.document_id) } }
                     tr { th { (t(lang, "envelope")) } td { code { (v.envelope_id) } } }
                     tr { th { (t(lang, "subject")) } td { (v.subject) } }
                     tr { th { (t(lang, "from")) } td { (v.from) } }
                     tr { th { (t(lang, "due")) } td { (v.due_date) } }
+                    @if session.may_read_documents() {
+                        tr { th { (t(lang, "download")) } td #downloads {
+                            a #download-json href=(format!("/console/documents/{}/envelope.json", v.envelope_id)) { (t(lang, "envelope_json")) }
+                            " · "
+                            a #download-edxml href=(format!("/console/documents/{}/package.edxml", v.envelope_id)) { (t(lang, "package_edxml")) }
+                            @for a in attachments {
+                                " · "
+                                a.attachment href=(format!("/console/documents/{}/attachments/{}", v.envelope_id, hex::encode(&a.sha256))) {
+                                    (a.name) " (" (a.size) " B)"
+                                }
+                            }
+                        } }
+                    } @else {
+                        tr { th { (t(lang, "download")) } td #no-downloads { (t(lang, "no_download")) } }
+                    }
                 }
                 h2 { (t(lang, "recipient")) }
                 @for r in &v.recipients {
