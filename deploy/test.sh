@@ -3,6 +3,7 @@
 #
 # - The tools the tests drive (openssl, systemd-analyze, dpkg-deb, binutils, adduser, chromium,
 #   chromium-driver): installed from Debian's packages when missing (as root).
+# - pyHanko (a venv in /opt/lienthong-test) and poppler's pdfsig, for the PDF signature test.
 # - RabbitMQ (deploy/rabbitmq.sh): installed from Debian's packages when missing, started when
 #   not running, with its TLS listener; a machine already set up is only checked. Installing and
 #   starting need root; as another user, an already running broker is enough.
@@ -27,6 +28,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "test: missing tools from the Debian packages ${missing[*]}; the tests that use them" >&2
     echo "      will say they were skipped (run this script as root to install them)" >&2
+  fi
+fi
+
+# A real PDF signer and a second verifier for tests/tests/pdf_signatures.rs: pyHanko (pinned,
+# from PyPI) in its own venv at a fixed place, and poppler's pdfsig; installed when missing (as
+# root), else that test says it was skipped.
+pyhanko_venv=/opt/lienthong-test/venv
+pyhanko_version=0.38.0
+if [ "$(id -u)" -eq 0 ]; then
+  if ! command -v pdfsig >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "test: installing poppler-utils python3-venv (Debian packages)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends poppler-utils python3-venv
+  fi
+  if ! "$pyhanko_venv/bin/python" -c 'import sys, importlib.metadata as m
+sys.exit(m.version("pyHanko") != sys.argv[1])' "$pyhanko_version" 2>/dev/null; then
+    echo "test: installing pyHanko $pyhanko_version into $pyhanko_venv (PyPI)" >&2
+    /usr/bin/python3 -m venv "$pyhanko_venv"
+    "$pyhanko_venv/bin/pip" install -q "pyHanko==$pyhanko_version"
   fi
 fi
 

@@ -30,6 +30,9 @@ pub enum Command {
     /// edXML (QCVN 102:2016) packages: check them, convert to and from the JSON model.
     #[command(subcommand)]
     Edxml(crate::edxml_cmd::EdxmlCommand),
+    /// PDF files: check the signatures inside them against trust anchors.
+    #[command(subcommand)]
+    Pdf(crate::pdf_cmd::PdfCommand),
     /// Verify or export the node's hash-chained audit log.
     #[command(subcommand)]
     Audit(crate::audit_cmd::AuditCommand),
@@ -136,6 +139,14 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => report(Err(e)),
+        },
+        Command::Pdf(cmd) => match crate::pdf_cmd::run(cmd) {
+            Ok(crate::pdf_cmd::Outcome::AllValid) => ExitCode::SUCCESS,
+            Ok(crate::pdf_cmd::Outcome::NotAllValid) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("lt-relay: error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
         },
         Command::Demo(args) => match crate::demo::run(args) {
             Ok(true) => ExitCode::SUCCESS,

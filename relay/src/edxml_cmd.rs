@@ -11,10 +11,19 @@ use lienthong_edxml::{self as edxml, Imported};
 pub enum EdxmlCommand {
     /// Import each FILE and print, per file, `OK` with the document id and business type or the
     /// status code, or every problem found (element, line, reason). Fails if any file fails.
+    /// With --ca, also checks the signatures inside the PDF attachments (as `lt-relay pdf
+    /// check` does) and fails if one is not valid.
     Check {
         /// edXML packages to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Trust anchors (PEM) for the signatures inside PDF attachments; without it, they are
+        /// not checked.
+        #[arg(long = "ca")]
+        ca: Vec<PathBuf>,
+        /// CRLs (DER or PEM) for those signatures; only with --ca.
+        #[arg(long = "crl", requires = "ca")]
+        crl: Vec<PathBuf>,
     },
     /// Import FILE and print the imported model as JSON.
     ToJson {
@@ -31,7 +40,15 @@ pub enum EdxmlCommand {
 /// Runs an `edxml` subcommand. `Ok(false)` means a checked file was refused (exit non-zero).
 pub fn run(cmd: EdxmlCommand) -> anyhow::Result<bool> {
     match cmd {
-        EdxmlCommand::Check { files } => {
+        EdxmlCommand::Check { files, ca, crl } => {
+            let anchors = if ca.is_empty() {
+                None
+            } else {
+                Some(
+                    crate::pdf_cmd::anchors(&ca, &crl)
+                        .context("the --ca anchors or --crl lists")?,
+                )
+            };
             let mut all_ok = true;
             for file in files {
                 let shown = file.display();
@@ -55,6 +72,9 @@ pub fn run(cmd: EdxmlCommand) -> anyhow::Result<bool> {
                             "{shown}: OK {} business type {kind}",
                             d.envelope.document_id
                         );
+                        if let Some(anchors) = &anchors {
+                            all_ok &= check_pdf_attachments(&shown.to_string(), &d, anchors);
+                        }
                     }
                     Ok(Imported::Status(s)) => {
                         println!("{shown}: OK status {:02}", s.receipt.status);
@@ -84,4 +104,45 @@ pub fn run(cmd: EdxmlCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// Prints the signatures inside each PDF attachment of `d`; `false` when one is not valid.
+fn check_pdf_attachments(
+    shown: &str,
+    d: &edxml::ImportedDocument,
+    anchors: &lienthong_evidence::chain::Anchors,
+) -> bool {
+    let mut all_valid = true;
+    for (manifest, bytes) in &d.attachments {
+        let is_pdf = manifest
+            .content_type
+            .eq_ignore_ascii_case("application/pdf")
+            || manifest.name.to_ascii_lowercase().ends_with(".pdf")
+            || bytes.starts_with(b"%PDF-");
+        if !is_pdf {
+            continue;
+        }
+        let name = &manifest.name;
+        match lienthong_evidence::pdf::check_pdf(bytes, anchors) {
+            Ok(signatures) if signatures.is_empty() => {
+                println!("{shown}: attachment {name}: no signature");
+            }
+            Ok(signatures) => {
+                let total = signatures.len();
+                let mut out = String::new();
+                for (i, s) in signatures.iter().enumerate() {
+                    all_valid &= s.verdict.is_valid();
+                    let header =
+                        format!("{shown}: attachment {name}: signature {} of {total}", i + 1);
+                    crate::pdf_cmd::text_signature(&mut out, &header, s);
+                }
+                print!("{out}");
+            }
+            Err(e) => {
+                println!("{shown}: attachment {name}: FAIL {e}");
+                all_valid = false;
+            }
+        }
+    }
+    all_valid
 }

@@ -13,8 +13,8 @@
 //! - [`upkeep`]: audit retention and scheduled backups of a running node, `POST /v1/backup`.
 //! - [`webhook`]: security events posted as JSON to a collector.
 //! - [`cli`]: the command line and its dispatch; [`pki_cmd`], [`audit_cmd`], [`backup_cmd`],
-//!   [`books_cmd`], [`assess_cmd`], [`edxml_cmd`]: its commands; [`node_source`]: commands
-//!   reading a node through its API or its store.
+//!   [`books_cmd`], [`assess_cmd`], [`edxml_cmd`], [`pdf_cmd`]: its commands; [`node_source`]:
+//!   commands reading a node through its API or its store.
 //! - [`demo`]: `lt-relay demo`, on the process harness (`lienthong-harness`).
 //!
 //! The core's modules are re-exported here under their former paths
@@ -46,6 +46,7 @@ pub mod edxml_cmd;
 pub mod init_cmd;
 pub mod link;
 pub mod node_source;
+pub mod pdf_cmd;
 pub mod pki_cmd;
 pub mod router;
 pub mod serve;

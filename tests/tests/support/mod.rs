@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use lienthong_common::agency::AgencyCode;
 use lienthong_harness::{Network, NodeSpec};
 
+pub(crate) mod tsa;
+
 /// The `lt-relay` binary built by this `cargo test` run (the relay package's own integration
 /// tests make cargo build it).
 pub(crate) fn relay_exe() -> PathBuf {
