@@ -6,7 +6,8 @@
 //! where `DOMAIN` is `b"lienthong.v1.envelope\0"` (or `receipt`, `summary`, `attestation` in
 //! place of `envelope`) and `H` is the
 //! protobuf encoding (prost, fields in number order) of the message with its `signature` cleared
-//! and, for envelopes, its `trace` cleared (each hop appends to the trace). The attachment
+//! and, for envelopes, its `trace` (each hop appends to it) and `time_stamp` (added after
+//! signing, over the signature) cleared. The attachment
 //! manifest, with each attachment's SHA-256, is part of `H`, so the attachment bytes are covered.
 //!
 //! # Verification
@@ -330,6 +331,7 @@ pub fn envelope_signing_message(env: &Envelope, algorithm: &str, signing_unix_ms
     let mut cleared = env.clone();
     cleared.signature = None;
     cleared.trace.clear();
+    cleared.time_stamp = None;
     message(
         ENVELOPE_DOMAIN,
         algorithm,
