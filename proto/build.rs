@@ -27,6 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Signature.value",
         "AttachmentChunk.data",
         "SubmitAttachment.data",
+        "TimeStamp.token",
+        "HashStep.sibling",
     ] {
         builder = builder.field_attribute(
             format!(".lienthong.v1.{field}"),

@@ -60,6 +60,9 @@ pub struct RawConfig {
     pub security: RawSecurity,
     /// `[backup]`: periodic backups of the store (absent: none).
     pub backup: Option<RawBackup>,
+    /// `[timestamp]`: RFC 3161 time-stamps on documents sent from here, and the trust anchors
+    /// the stamps of others are checked against (absent: none).
+    pub timestamp: Option<RawTimestamp>,
     /// `[limits]`: rate and byte limits against abuse.
     #[serde(default)]
     pub limits: RawLimits,
@@ -179,6 +182,50 @@ pub struct RawBackup {
     pub interval_hours: Option<u32>,
     /// Backups kept (older ones are removed).
     pub keep: Option<u32>,
+}
+
+/// `[timestamp]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimestamp {
+    /// The TSA's URL (`http://` or `https://`); absent: this node stamps nothing, and only
+    /// checks the stamps of documents passing through.
+    pub url: Option<String>,
+    /// PEM files of the TSA's trust anchors (its CA).
+    pub ca: Option<Vec<PathBuf>>,
+    /// Documents wait for their stamp (true), or leave without one after `max_wait_secs`.
+    pub required: Option<bool>,
+    /// The TSA policy to ask for (an OID), if any.
+    pub policy: Option<String>,
+    /// Most documents stamped by one request.
+    pub batch_max: Option<usize>,
+    /// How long the first document of a batch waits for others (milliseconds).
+    pub batch_wait_ms: Option<u64>,
+    /// Time-out of one request to the TSA (seconds).
+    pub timeout_secs: Option<u64>,
+    /// When not `required`: how long a document waits for a stamp before leaving without one.
+    pub max_wait_secs: Option<u64>,
+}
+
+/// Resolved `[timestamp]`.
+#[derive(Debug, Clone)]
+pub struct TimestampSettings {
+    /// The TSA to ask (absent: only check others' stamps).
+    pub url: Option<String>,
+    /// The TSA trust anchors (PEM files).
+    pub ca: Vec<PathBuf>,
+    /// Nothing leaves without a stamp.
+    pub required: bool,
+    /// Policy OID asked for.
+    pub policy: Option<String>,
+    /// Most documents per request.
+    pub batch_max: usize,
+    /// Batching window.
+    pub batch_wait: Duration,
+    /// Request time-out.
+    pub timeout: Duration,
+    /// When not required: the longest a document waits for its stamp.
+    pub max_wait: Duration,
 }
 
 /// Resolved `[backup]`.
@@ -614,6 +661,8 @@ pub struct NodeConfig {
     pub security: SecuritySettings,
     /// Backups, if configured.
     pub backup: Option<BackupSettings>,
+    /// Time-stamps, if configured.
+    pub timestamp: Option<TimestampSettings>,
     /// Clients of the local API (empty: no authentication, loopback only).
     pub api_clients: Vec<ApiClientConfig>,
     /// Rate and byte limits, as configured at start (a reload puts new ones in the node).
@@ -916,6 +965,63 @@ impl NodeConfig {
                 })
             }
         };
+        let timestamp = match raw.timestamp {
+            None => None,
+            Some(t) => {
+                let ca: Vec<PathBuf> = t.ca.unwrap_or_default().into_iter().map(abs).collect();
+                if ca.is_empty() {
+                    return Err(err(
+                        "timestamp.ca",
+                        "required when [timestamp] is present: every stamp is checked against the TSA's CA"
+                            .into(),
+                    ));
+                }
+                let url = t.url.filter(|u| !u.trim().is_empty());
+                if let Some(u) = &url {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return Err(err(
+                            "timestamp.url",
+                            format!("{u} is not an http:// or https:// URL"),
+                        ));
+                    }
+                }
+                let required = t.required.unwrap_or(url.is_some());
+                if required && url.is_none() {
+                    return Err(err(
+                        "timestamp.required",
+                        "true needs timestamp.url: where would the stamps come from?".into(),
+                    ));
+                }
+                if let Some(p) = &t.policy {
+                    let dotted = p.split('.').count() >= 2
+                        && p.split('.')
+                            .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()));
+                    if !dotted {
+                        return Err(err(
+                            "timestamp.policy",
+                            format!("{p} is not an OID (digits and dots)"),
+                        ));
+                    }
+                }
+                let batch_max = t.batch_max.unwrap_or(500);
+                if !(1..=100_000).contains(&batch_max) {
+                    return Err(err(
+                        "timestamp.batch_max",
+                        format!("{batch_max} is outside 1..=100000"),
+                    ));
+                }
+                Some(TimestampSettings {
+                    url,
+                    ca,
+                    required,
+                    policy: t.policy,
+                    batch_max,
+                    batch_wait: Duration::from_millis(t.batch_wait_ms.unwrap_or(200)),
+                    timeout: Duration::from_secs(t.timeout_secs.unwrap_or(10).max(1)),
+                    max_wait: Duration::from_secs(t.max_wait_secs.unwrap_or(300)),
+                })
+            }
+        };
         let summary_days = raw.reports.summary_days.unwrap_or(62);
         if !(1..=3660).contains(&summary_days) {
             return Err(err(
@@ -1135,6 +1241,7 @@ impl NodeConfig {
             reports,
             security,
             backup,
+            timestamp,
             path: path.to_owned(),
             agency,
             name,

@@ -157,7 +157,9 @@ impl Node {
                 ),
             ));
         }
-        Ok(self.verifier.verify_envelope(env, UnixTime::now())?)
+        let verified = self.verifier.verify_envelope(env, UnixTime::now())?;
+        crate::stamp::check(self, &verified)?;
+        Ok(verified)
     }
 
     /// Checks a receipt frame that arrived from `peer`: signature for status receipts, and for

@@ -172,6 +172,8 @@ pub async fn submit_envelope(
             .verify_envelope(env, UnixTime::now())
             .map_err(|e| IntakeError::internal(format!("own signature does not verify: {e}")))?
     };
+    // A stamp given with the document (a DMS that stamps itself) is checked like at any hop.
+    crate::stamp::check(node, &verified).map_err(|r| IntakeError::refused(r.reason.clone()))?;
     let recipients: Vec<AgencyCode> = verified
         .to
         .iter()

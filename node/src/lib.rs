@@ -32,5 +32,6 @@ pub mod report;
 pub mod route;
 pub mod security;
 pub mod security_events;
+pub mod stamp;
 pub mod traffic;
 pub mod upward;

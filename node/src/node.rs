@@ -117,6 +117,11 @@ pub struct Node {
     pub metrics: Metrics,
     /// The business clock (arrival dates, status and trace times, due dates, audit times).
     pub clock: Clock,
+    /// The TSA's trust anchors (`[timestamp] ca`): envelopes' time-stamps are checked against
+    /// them; without them, stamps pass unchecked.
+    pub tsa_anchors: Option<lienthong_evidence::chain::Anchors>,
+    /// Woken when a document waits for its time-stamp (`crate::stamp`).
+    pub stamp_wake: Notify,
     signers: BTreeMap<AgencyCode, Arc<AgencySigner>>,
     names: BTreeMap<AgencyCode, String>,
     /// Read on every routing decision, written when a child announces: RwLock, never held
@@ -268,6 +273,13 @@ impl Node {
             path: config.data_dir.clone(),
             reason: e.to_string(),
         })?;
+        let tsa_anchors = match &config.timestamp {
+            Some(t) => Some(
+                lienthong_evidence::chain::Anchors::from_pem_files(&t.ca)
+                    .map_err(|e| StartError::Trust(format!("timestamp.ca: {e}")))?,
+            ),
+            None => None,
+        };
         let store = Store::open(&config.data_dir.join("store"))?;
         let mut routes = RouteTable::new(
             config.agency.clone(),
@@ -280,6 +292,8 @@ impl Node {
         restore_announcements(&store, &mut routes)?;
         Ok(Arc::new(Self {
             verifier: Verifier::new(Arc::new(trust)),
+            tsa_anchors,
+            stamp_wake: Notify::new(),
             store,
             metrics: Metrics::new(),
             clock,
@@ -575,10 +589,23 @@ impl Node {
         });
         // The signing message's digest, from the verification: not built a second time.
         let content = *env.signed_sha256();
+        // A document sent from here waits for its time-stamp in a holding queue per next hop
+        // (`crate::stamp`), when this node stamps.
+        let hold = via.is_none() && env.time_stamp.is_none() && self.stamps();
         let queue_for: Vec<(String, Vec<String>)> = by_hop
             .iter()
-            .map(|(n, r)| (n.to_string(), r.clone()))
+            .map(|(n, r)| {
+                let q = if hold {
+                    crate::stamp::holding_queue(n.as_str())
+                } else {
+                    n.to_string()
+                };
+                (q, r.clone())
+            })
             .collect();
+        if hold && !queue_for.is_empty() {
+            self.stamp_wake.notify_one();
+        }
         let offer = self.store.offer_envelope(&env, &content, &queue_for)?;
         if offer == Offer::Duplicate && returned {
             self.store.queue_again(&env, &queue_for)?;

@@ -56,11 +56,14 @@ pub enum EventClass {
     ApiRateLimit,
     /// A child link passed its item or byte limit (its items wait).
     LinkRateLimit,
+    /// The time-stamping authority could not be reached or its answer was refused (the
+    /// documents to be stamped wait); recorded once per outage.
+    TsaUnreachable,
 }
 
 impl EventClass {
     /// Every class, once (refusals by every code).
-    pub const ALL: [EventClass; 28] = [
+    pub const ALL: [EventClass; 29] = [
         Self::TlsHandshake,
         Self::TlsTimeout,
         Self::BadCertificate,
@@ -89,6 +92,7 @@ impl EventClass {
         Self::ApiAuth,
         Self::ApiRateLimit,
         Self::LinkRateLimit,
+        Self::TsaUnreachable,
     ];
 
     /// Its name, as recorded and counted.
@@ -114,6 +118,7 @@ impl EventClass {
             Self::ApiAuth => "api_auth",
             Self::ApiRateLimit => "api_rate_limit",
             Self::LinkRateLimit => "link_rate_limit",
+            Self::TsaUnreachable => "tsa_unreachable",
         }
     }
 

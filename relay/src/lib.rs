@@ -12,6 +12,7 @@
 //! - `crl_fetch`: CRLs fetched over HTTP from URLs and distribution points.
 //! - [`upkeep`]: audit retention and scheduled backups of a running node, `POST /v1/backup`.
 //! - [`webhook`]: security events posted as JSON to a collector.
+//! - [`stamper`]: RFC 3161 time-stamps for the documents sent from here, batched per request.
 //! - [`cli`]: the command line and its dispatch; [`pki_cmd`], [`audit_cmd`], [`backup_cmd`],
 //!   [`books_cmd`], [`assess_cmd`], [`edxml_cmd`], [`pdf_cmd`]: its commands; [`node_source`]:
 //!   commands reading a node through its API or its store.
@@ -22,7 +23,7 @@
 
 pub use lienthong_node::{
     assess, broker_state, gate, intake, metrics, monitor, node, offline, register, report, route,
-    security, security_events, traffic, upward,
+    security, security_events, stamp, traffic, upward,
 };
 
 pub mod amqp;
@@ -50,5 +51,6 @@ pub mod pdf_cmd;
 pub mod pki_cmd;
 pub mod router;
 pub mod serve;
+pub mod stamper;
 pub mod upkeep;
 pub mod webhook;

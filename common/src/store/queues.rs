@@ -195,12 +195,22 @@ impl Store {
                 return Ok(moved);
             }
             for e in batch {
-                let class = e.key.get(prefix_len).copied().unwrap_or(0);
-                self.enqueue(to, class, &e.item)?;
-                self.dequeue(&e.key)?;
+                self.move_entry(&e, prefix_len, to)?;
                 moved += 1;
             }
         }
+    }
+
+    /// Moves one entry of `from`'s queue to the end of `to`'s, in its class (written to `to`
+    /// before it leaves `from`, as [`Store::requeue`] does).
+    pub fn move_queued(&self, entry: &QueuedEntry, from: &str, to: &str) -> Result<(), StoreError> {
+        self.move_entry(entry, queue_prefix(from).len(), to)
+    }
+
+    fn move_entry(&self, e: &QueuedEntry, prefix_len: usize, to: &str) -> Result<(), StoreError> {
+        let class = e.key.get(prefix_len).copied().unwrap_or(0);
+        self.enqueue(to, class, &e.item)?;
+        self.dequeue(&e.key)
     }
 
     /// Removes a queue entry (after the neighbour acknowledged or refused it).

@@ -224,7 +224,12 @@ pub(crate) struct TsaServer {
 impl TsaServer {
     /// Starts answering with the TSA section `section` of `pki`.
     pub(crate) fn start(pki: &TsaPki, section: Section) -> TsaServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at(pki, section, "127.0.0.1:0")
+    }
+
+    /// The same on a given address (a TSA that comes back where it was).
+    pub(crate) fn start_at(pki: &TsaPki, section: Section, addr: &str) -> TsaServer {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicUsize::new(0));
@@ -253,6 +258,11 @@ impl TsaServer {
             served,
             thread: Some(thread),
         }
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The URL to post queries to.
