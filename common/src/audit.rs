@@ -193,6 +193,25 @@ pub fn append(
     })
 }
 
+/// Kind of the records that hold an RFC 3161 time-stamp of the chain's head (class
+/// [`HEAD_STAMP_CLASS`]): written into the chain itself, so they are covered by it.
+pub const TIMESTAMP_KIND: &str = "timestamp";
+/// Class of those records; the reason is `seq <n> hash <hex> token <hex DER>`.
+pub const HEAD_STAMP_CLASS: &str = "audit_head";
+
+/// The last record appended: its sequence number and hash (0 and [`GENESIS`] for an empty
+/// log).
+pub fn head(store: &Store) -> Result<(u64, String), StoreError> {
+    Ok(match store.get_meta(LAST_META)? {
+        Some(v) => {
+            let text = String::from_utf8_lossy(&v).into_owned();
+            let (s, h) = text.split_once(' ').unwrap_or(("0", GENESIS));
+            (s.parse().unwrap_or(0), h.to_owned())
+        }
+        None => (0, GENESIS.to_owned()),
+    })
+}
+
 /// The record that follows the last one appended, and its stored form. Call holding the
 /// audit lock, and write both the record and `audit/last` in one batch.
 fn next_record(
@@ -204,14 +223,7 @@ fn next_record(
     agency: &str,
     reason: &str,
 ) -> Result<(AuditRecord, Vec<u8>), StoreError> {
-    let (last_seq, last_hash) = match store.get_meta(LAST_META)? {
-        Some(v) => {
-            let text = String::from_utf8_lossy(&v).into_owned();
-            let (s, h) = text.split_once(' ').unwrap_or(("0", GENESIS));
-            (s.parse().unwrap_or(0), h.to_owned())
-        }
-        None => (0, GENESIS.to_owned()),
-    };
+    let (last_seq, last_hash) = head(store)?;
     let mut rec = AuditRecord {
         seq: last_seq + 1,
         at_unix_ms,

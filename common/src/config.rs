@@ -205,6 +205,8 @@ pub struct RawTimestamp {
     pub timeout_secs: Option<u64>,
     /// When not `required`: how long a document waits for a stamp before leaving without one.
     pub max_wait_secs: Option<u64>,
+    /// Seconds between time-stamps of the audit log's head (0: none).
+    pub audit_interval_secs: Option<u64>,
 }
 
 /// Resolved `[timestamp]`.
@@ -226,6 +228,8 @@ pub struct TimestampSettings {
     pub timeout: Duration,
     /// When not required: the longest a document waits for its stamp.
     pub max_wait: Duration,
+    /// Between two time-stamps of the audit log's head (zero: none).
+    pub audit_interval: Duration,
 }
 
 /// Resolved `[backup]`.
@@ -1019,6 +1023,7 @@ impl NodeConfig {
                     batch_wait: Duration::from_millis(t.batch_wait_ms.unwrap_or(200)),
                     timeout: Duration::from_secs(t.timeout_secs.unwrap_or(10).max(1)),
                     max_wait: Duration::from_secs(t.max_wait_secs.unwrap_or(300)),
+                    audit_interval: Duration::from_secs(t.audit_interval_secs.unwrap_or(3600)),
                 })
             }
         };

@@ -160,6 +160,7 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     tracker.spawn(crate::monitor::monitor_loop(node.clone(), shutdown.clone()));
     tracker.spawn(crate::traffic::traffic_loop(node.clone(), shutdown.clone()));
     tracker.spawn(crate::stamper::run(node.clone(), shutdown.clone()));
+    tracker.spawn(crate::stamper::audit_loop(node.clone(), shutdown.clone()));
     if node.config.parent.is_some() {
         tracker.spawn(link::parent_loop(node.clone(), identity, shutdown.clone()));
     }

@@ -209,3 +209,91 @@ fn release_overdue(node: &Node, max_wait: Duration) -> Result<usize, String> {
     }
     Ok(released)
 }
+
+/// Meta key: the audit record up to which the chain's head was last stamped.
+const AUDIT_STAMPED_META: &str = "timestamp/audit-seq";
+
+/// Every `[timestamp] audit_interval_secs`, when records were added since the last time:
+/// stamps the audit log's head (the hash of its last record) and appends the token to the log
+/// as a record of kind `timestamp`, class `audit_head`, so that the chain up to that record is
+/// shown to have existed at the TSA's time. Failures are logged and tried at the next round.
+pub async fn audit_loop(node: Arc<Node>, shutdown: CancellationToken) {
+    let (Some(cfg), Some(anchors)) = (node.config.timestamp.clone(), node.tsa_anchors.clone())
+    else {
+        return;
+    };
+    let Some(url) = cfg.url.clone() else {
+        return;
+    };
+    if cfg.audit_interval.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(cfg.audit_interval) => {}
+        }
+        let (n, u, c, a) = (node.clone(), url.clone(), cfg.clone(), anchors.clone());
+        match tokio::task::spawn_blocking(move || stamp_audit_head(&n, &u, &c, &a)).await {
+            Ok(Ok(Some(seq))) => {
+                if let Err(e) = node.store.commit().await {
+                    warn!(cause = %e, "cannot make the audit head's stamp durable");
+                } else {
+                    info!(seq, tsa = %url, "audit log head time-stamped");
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                warn!(tsa = %url, cause = %e, "audit log head not time-stamped; tried again later")
+            }
+            Err(e) => warn!(cause = %e, "audit stamping task failed"),
+        }
+    }
+}
+
+/// Stamps the audit head if records came since the last stamp; returns the stamp record's
+/// sequence number.
+fn stamp_audit_head(
+    node: &Node,
+    url: &str,
+    cfg: &TimestampSettings,
+    anchors: &Anchors,
+) -> Result<Option<u64>, String> {
+    use lienthong_common::audit;
+    let (seq, hash) = audit::head(&node.store).map_err(|e| e.to_string())?;
+    let stamped_to = node
+        .store
+        .get_meta(AUDIT_STAMPED_META)
+        .map_err(|e| e.to_string())?
+        .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
+        .unwrap_or(0);
+    if seq == 0 || seq <= stamped_to {
+        return Ok(None);
+    }
+    let leaf = hex::decode(&hash)
+        .ok()
+        .and_then(|b| lienthong_evidence::batch::Digest::from_slice(&b))
+        .ok_or_else(|| format!("audit record {seq}: its hash {hash} is not 32 bytes of hex"))?;
+    let request = BatchRequest::new(&[leaf], None).map_err(|e| e.to_string())?;
+    let reply = post_query(url, request.der(), cfg.timeout).map_err(|e| e.to_string())?;
+    let stamped = request
+        .accept(&reply, anchors)
+        .map_err(|e| format!("the TSA's answer was refused: {e}"))?;
+    let record = audit::append(
+        &node.store,
+        node.clock.now_unix_ms(),
+        audit::TIMESTAMP_KIND,
+        audit::HEAD_STAMP_CLASS,
+        url,
+        "",
+        &format!(
+            "seq {seq} hash {hash} token {}",
+            hex::encode(stamped.token())
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    node.store
+        .put_meta(AUDIT_STAMPED_META, record.seq.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(Some(record.seq))
+}

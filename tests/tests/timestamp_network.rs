@@ -43,7 +43,7 @@ fn network(dir: &Path, tsa_url: &str, province_ca: &Path, root_ca: &Path) -> Net
         &net,
         PROVINCE,
         &format!(
-            "\n[timestamp]\nurl = \"{tsa_url}\"\nca = [{:?}]\nrequired = true\nbatch_wait_ms = 300\ntimeout_secs = 5\n",
+            "\n[timestamp]\nurl = \"{tsa_url}\"\nca = [{:?}]\nrequired = true\nbatch_wait_ms = 300\ntimeout_secs = 5\naudit_interval_secs = 2\n",
             province_ca.display().to_string()
         ),
     );
@@ -201,6 +201,70 @@ fn documents_are_stamped_in_batches_checked_at_the_root_and_wait_while_the_tsa_i
     let doc: Value = root.get_json(&format!("/v1/documents/{waiting}")).unwrap();
     assert!(doc.get("time_stamp").is_some_and(|t| !t.is_null()), "{doc}");
     assert!(tsa.served() >= 1);
+
+    // The audit log's head is stamped too, in a record of the log itself: the token is over
+    // the hash of the record it names, and openssl accepts it.
+    let province_config = net.nodes[&code(PROVINCE)].config.clone();
+    let (stamp_record, records) = wait_for(
+        Duration::from_secs(60),
+        "an audit_head record at the province",
+        || {
+            let out = Command::new(relay_exe())
+                .args(["audit", "export", "--config"])
+                .arg(&province_config)
+                .output()
+                .unwrap();
+            let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let found = records.iter().find(|r| r["class"] == "audit_head")?.clone();
+            Some((found, records))
+        },
+    );
+    assert_eq!(stamp_record["kind"], "timestamp");
+    let reason = stamp_record["reason"].as_str().unwrap().to_owned();
+    let words: Vec<&str> = reason.split(' ').collect();
+    assert_eq!(
+        (words[0], words[2], words[4]),
+        ("seq", "hash", "token"),
+        "{reason}"
+    );
+    let stamped = records
+        .iter()
+        .find(|r| r["seq"].to_string() == words[1])
+        .unwrap();
+    assert_eq!(
+        stamped["hash"], words[3],
+        "the stamp names the record's own hash"
+    );
+    let leaf = lienthong_evidence::batch::Digest::from_hex(words[3]).unwrap();
+    let root = lienthong_evidence::batch::Tree::build(&[leaf])
+        .unwrap()
+        .root();
+    std::fs::write(&token, hex::decode(words[5]).unwrap()).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "ts",
+            "-verify",
+            "-digest",
+            &root.to_hex(),
+            "-token_in",
+            "-in",
+        ])
+        .arg(&token)
+        .arg("-CAfile")
+        .arg(pki.ca_pem())
+        .arg("-untrusted")
+        .arg(pki.tsa_pem(Section::Ec256))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Verification: OK"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
