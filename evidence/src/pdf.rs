@@ -5,21 +5,23 @@
 //! checks, in order, and stops at the first failure:
 //! 1. the `/ByteRange`: four numbers, from the first byte, inside the file, its hole exactly
 //!    this dictionary's `/Contents` string;
-//! 2. the CMS SignedData in `/Contents` (`adbe.pkcs7.detached`, `ETSI.CAdES.detached`): the
+//! 2. the CMS SignedData in `/Contents` (`adbe.pkcs7.detached`, `ETSI.CAdES.detached`), by the
+//!    CMS signer check time-stamp tokens use too: one signer in the form RFC 5652 fixes, the
 //!    digest of the covered bytes against the signed `messageDigest`, and the signature over
 //!    the signed attributes with the signer's certificate;
-//! 3. an embedded time-stamp token (id-aa-timeStampToken): its TSA signature, its imprint (the
+//! 3. an embedded time-stamp token (id-aa-timeStampToken), by the token check of
+//!    [`crate::tsa`]: its TSA signature, its signing-certificate attribute, its imprint (the
 //!    hash of the signature value), its TSA chain to the same anchors;
 //! 4. the signer's chain to the anchors at the signing time (the time-stamp's when it
 //!    verified, else the claimed signingTime, else `/M`), with CRLs when the anchors carry them.
 //!
-//! A document time-stamp (`/SubFilter /ETSI.RFC3161`) is checked as the token it is.
-//! Then, separately from the verdict, whether the bytes after the signed range are only later
-//! signatures' own incremental updates: anything else is a change after signing.
+//! A document time-stamp (`/SubFilter /ETSI.RFC3161`) is checked as the token it is, over the
+//! covered bytes. Then, separately from the verdict, whether the bytes after the signed range
+//! are only later signatures' own incremental updates: anything else is a change after signing.
 //!
 //! Not checked: what a later signature's own update changes (it is vouched for by that later
-//! signer, not compared object by object), the ESS signing-certificate attribute, OCSP
-//! responses and revocation data embedded in the PDF (`/DSS`).
+//! signer, not compared object by object), the signer's ESS signing-certificate attribute (a
+//! time-stamp token's is), OCSP responses and revocation data embedded in the PDF (`/DSS`).
 
 mod signer;
 mod syntax;
@@ -74,7 +76,7 @@ pub struct PdfSignature {
     /// What follows the signed range, update by update.
     pub later_updates: Vec<LaterUpdate>,
     /// The embedded time-stamp, when there is one (for a document time-stamp, itself).
-    pub time_stamp: Option<TimeStamp>,
+    pub time_stamp: Option<SignatureTimeStamp>,
     /// What the anchors' CRLs say about the signer's chain, when it verified and the anchors
     /// carry CRLs.
     pub revocation: Option<Revocation>,
@@ -137,9 +139,10 @@ pub struct LaterUpdate {
     pub signature: Option<String>,
 }
 
-/// A time-stamp token and what came of checking it.
+/// A time-stamp token inside a PDF and what came of checking it (not to be confused with
+/// [`crate::tsa::TimeStamp`], a batch token and a document's path, stored with the document).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TimeStamp {
+pub struct SignatureTimeStamp {
     /// Its time (genTime), Unix seconds, when the token could be read.
     pub time_unix: Option<i64>,
     /// The same, readable (UTC).
@@ -353,17 +356,11 @@ fn check_one(
             return sig;
         }
     };
-    let digest_of = |alg: &'static ring::digest::Algorithm| {
-        let mut ctx = ring::digest::Context::new(alg);
-        for r in &ranges {
-            ctx.update(pdf.get(r.clone()).unwrap_or_default());
-        }
-        ctx.finish().as_ref().to_vec()
-    };
+    let signed_bytes = ranges.clone().map(|r| pdf.get(r).unwrap_or_default());
     let contents = dict.string("Contents").unwrap_or_default();
     match sub_filter.as_deref() {
         Some("ETSI.RFC3161") => {
-            let ts = timestamp::check_token(contents, &digest_of, anchors);
+            let ts = timestamp::check_token(contents, &signed_bytes, anchors);
             sig.signer.clone_from(&ts.tsa);
             if let Some(t) = ts.time_unix {
                 sig.signing_time_unix = Some(t);
@@ -399,7 +396,7 @@ fn check_one(
             invalid("the CMS carries the content itself; a PDF signature is detached".into());
         return sig;
     }
-    let verified = match signer::verify_signer(&sd, &digest_of) {
+    let verified = match signer::verify_signer(&sd, &signed_bytes) {
         Ok(v) => v,
         Err(e) => {
             sig.verdict = invalid(e.to_string());
@@ -412,16 +409,10 @@ fn check_one(
         sig.signing_time_source = Some(TimeSource::CmsSigningTime);
     }
     // The embedded time-stamp is over the signature value (RFC 3161 appendix A).
-    let token = signer::first_signer(&sd).ok().and_then(|si| {
-        timestamp::embedded_token(si).map(|t| (t, si.signature.as_bytes().to_vec()))
-    });
+    let token = signer::first_signer(&sd)
+        .and_then(|si| timestamp::embedded_token(si).map(|t| (t, si.signature.as_bytes())));
     if let Some((token, value)) = token {
-        let ts = timestamp::check_token(
-            &token,
-            &|alg| ring::digest::digest(alg, &value).as_ref().to_vec(),
-            anchors,
-        );
-        sig.time_stamp = Some(ts);
+        sig.time_stamp = Some(timestamp::check_token(&token, &[value], anchors));
     }
     let trusted_time = sig
         .time_stamp
@@ -679,12 +670,7 @@ mod tests {
         let sd = signed_data_at(TWO, start, end);
         let si = sd.signer_infos.0.iter().next().unwrap();
         let token = timestamp::embedded_token(si).unwrap();
-        let other = |alg: &'static ring::digest::Algorithm| {
-            ring::digest::digest(alg, b"another signature")
-                .as_ref()
-                .to_vec()
-        };
-        let ts = timestamp::check_token(&token, &other, &anchors());
+        let ts = timestamp::check_token(&token, &[b"another signature"], &anchors());
         assert!(
             matches!(&ts.status, TimeStampStatus::Invalid { why } if why.contains("imprint")),
             "{ts:?}"

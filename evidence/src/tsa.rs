@@ -17,45 +17,45 @@
 //!    checks it with [`verify_document_stamp`]: leaf, path, root, token.
 //!
 //! What checking a token means here ([`verify_token`]): a CMS SignedData whose eContentType is
-//! id-ct-TSTInfo and whose one signer has signed attributes; the content-type attribute names
-//! TSTInfo; the messageDigest attribute equals the digest of the eContent; the signature over
-//! the signed attributes verifies with the TSA certificate (found in the token or given, by the
-//! signer's issuer and serial or subject key identifier); the ESSCertID or ESSCertIDv2 of the
-//! signing-certificate attribute, when there is one, names that certificate; the certificate
-//! chains to the anchors at genTime with the timeStamping extended key usage; the imprint is
-//! SHA-256 and equals the expected root; the nonce and policy, when expected, are the ones
-//! asked for.
+//! id-ct-TSTInfo, whose one signer passes the crate's one CMS signer check (`cms_sig`: RFC 5652
+//! form, signed attributes, content-type naming TSTInfo, messageDigest of the eContent, the
+//! signature with the TSA certificate found in the token or given, by the signer's issuer and
+//! serial or subject key identifier); the ESSCertID or ESSCertIDv2 of the signing-certificate
+//! attribute, when there is one, names that certificate; the imprint is the one expected (for
+//! a batch: SHA-256 and the root itself); the nonce and policy, when expected, are the ones
+//! asked for; the certificate chains to the anchors at genTime with the timeStamping extended
+//! key usage.
+//!
+//! The same check serves the time-stamps inside PDF signatures ([`crate::pdf`]), whose imprint
+//! is a hash of the signature value or of the signed byte ranges, with whichever of SHA-256,
+//! SHA-384 or SHA-512 the token names.
 
 mod asn1;
 #[cfg(feature = "http")]
 pub mod http;
-mod signer;
 
-use cms::cert::CertificateChoices;
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{SignedAttributes, SignedData, SignerIdentifier, SignerInfo};
+use cms::content_info::ContentInfo;
+use cms::signed_data::{SignedAttributes, SignedData};
 use const_oid::db::rfc5911::{
-    ID_AA_SIGNING_CERTIFICATE, ID_AA_SIGNING_CERTIFICATE_V_2, ID_CONTENT_TYPE, ID_MESSAGE_DIGEST,
-    ID_SIGNED_DATA,
+    ID_AA_SIGNING_CERTIFICATE, ID_AA_SIGNING_CERTIFICATE_V_2, ID_SIGNED_DATA,
 };
 use const_oid::db::rfc5912::{ID_KP_TIME_STAMPING, ID_SHA_1, ID_SHA_256};
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, Int, OctetString};
-use der::{Decode, Encode, Tagged};
+use der::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::SubjectKeyIdentifier;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_cert::Certificate;
 
 use crate::batch::{leaf_digest, BatchError, Digest, Path, Tree};
-use crate::chain::{self, Anchors, ChainError, Revocation};
+use crate::chain::{self, Anchors, ChainError, Revocation, VerifiedChain};
+use crate::cms_sig::{self, FormPart, Hash, SignerError};
 
 use self::asn1::{
     EssCertIdV2, IssuerSerial, MessageImprint, SigningCertificate, SigningCertificateV2,
     TimeStampReq, TimeStampResp, TstInfo,
 };
-use self::signer::Hash;
 
 /// The MIME type of a request posted to a TSA (RFC 3161 §3.4).
 pub const CONTENT_TYPE_QUERY: &str = "application/timestamp-query";
@@ -240,6 +240,19 @@ pub enum TsaError {
         /// The root expected.
         expected: Digest,
     },
+    /// The token stamps another value than the hash of the data it should be over.
+    #[error(
+        "the token's message imprint {in_token} is not the {algorithm} of the data it should \
+         stamp ({computed}): the time-stamp is over other data"
+    )]
+    ImprintNotOfData {
+        /// The imprint's hash algorithm.
+        algorithm: &'static str,
+        /// The value the token stamps, hex.
+        in_token: String,
+        /// The hash of the data, hex.
+        computed: String,
+    },
     /// The token has no nonce although the request had one.
     #[error("the token has no nonce, the request sent {expected}")]
     NonceMissing {
@@ -265,6 +278,59 @@ pub enum TsaError {
     /// The document's path is unusable.
     #[error("the document's path: {0}")]
     Path(#[from] BatchError),
+}
+
+/// The CMS signer check's findings, in the token's words.
+impl From<SignerError> for TsaError {
+    fn from(e: SignerError) -> Self {
+        match e {
+            SignerError::SignerCount { count } => TsaError::SignerCount { count },
+            SignerError::Form { part, reason } => TsaError::Malformed {
+                what: match part {
+                    FormPart::SignedData => "the token's SignedData",
+                    FormPart::SignerInfo => "the token's SignerInfo",
+                    FormPart::DigestAlgorithms => "the token's digest algorithms",
+                },
+                reason,
+            },
+            SignerError::NoSignedAttributes => TsaError::NoSignedAttributes,
+            SignerError::MissingAttribute { name } => TsaError::MissingAttribute { name },
+            SignerError::AttributeNotSingle { name } => TsaError::AttributeNotSingle { name },
+            SignerError::BadAttribute { name, reason } => TsaError::Malformed {
+                what: match name {
+                    "content-type" => "the token's content-type attribute",
+                    "messageDigest" => "the token's messageDigest attribute",
+                    _ => "a signed attribute of the token",
+                },
+                reason,
+            },
+            SignerError::ContentTypeMismatch { attribute, .. } => TsaError::ContentTypeAttribute {
+                found: attribute.to_string(),
+            },
+            SignerError::MessageDigestMismatch {
+                attribute,
+                computed,
+            } => TsaError::MessageDigestMismatch {
+                attribute,
+                computed,
+            },
+            SignerError::UnsupportedDigest { what, algorithm } => TsaError::UnsupportedDigest {
+                what,
+                algorithm: algorithm.to_string(),
+            },
+            SignerError::UnsupportedSignature { algorithm, key } => {
+                TsaError::UnsupportedSignature {
+                    algorithm: algorithm.to_string(),
+                    key: key.to_string(),
+                }
+            }
+            SignerError::SignerCertificateMissing { sid } => {
+                TsaError::SignerCertificateMissing { sid }
+            }
+            SignerError::Encode { what, reason } => TsaError::Malformed { what, reason },
+            SignerError::BadSignature { signer } => TsaError::BadSignature { signer },
+        }
+    }
 }
 
 /// Names of PKIStatus values (RFC 3161 §2.4.2).
@@ -562,6 +628,99 @@ pub fn verify_token(
     expected: &Expected<'_>,
     anchors: &Anchors,
 ) -> Result<StampTime, TsaError> {
+    let signed = verify_signed(token, Imprint::Root(expected.root), expected.certificates)?;
+    let tst = &signed.tst;
+    if let Some(nonce) = expected.nonce {
+        let in_token = tst.nonce.as_ref().ok_or_else(|| TsaError::NonceMissing {
+            expected: hex::encode(nonce),
+        })?;
+        if in_token.as_bytes() != nonce {
+            return Err(TsaError::NonceMismatch {
+                in_token: hex::encode(in_token.as_bytes()),
+                expected: hex::encode(nonce),
+            });
+        }
+    }
+    if let Some(policy) = expected.policy {
+        if tst.policy != *policy {
+            return Err(TsaError::PolicyMismatch {
+                in_token: tst.policy.to_string(),
+                expected: policy.to_string(),
+            });
+        }
+    }
+    let verified = signed.verify_chain(anchors)?;
+    Ok(StampTime {
+        unix_ms: signed.unix_ms(),
+        accuracy_ms: tst.accuracy.as_ref().map(|a| {
+            a.seconds.unwrap_or(0).saturating_mul(1000)
+                + u64::from(a.millis.unwrap_or(0))
+                // Microseconds round up to the next millisecond.
+                + u64::from(a.micros.unwrap_or(0) > 0)
+        }),
+        serial: hex::encode(tst.serial_number.as_bytes()),
+        tsa_name: tst.tsa.as_ref().map(general_name),
+        signer: verified.subject,
+        policy: tst.policy.to_string(),
+        root: expected.root,
+        revocation: verified.revocation,
+    })
+}
+
+/// What a token's imprint must hold, with its hash algorithm.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Imprint<'a> {
+    /// SHA-256, and this value itself: a batch root (the root is what is stamped, not a hash
+    /// of it).
+    Root(Digest),
+    /// The hash of these bytes, one part after the other, with whichever of SHA-256, SHA-384
+    /// or SHA-512 the token names: a PDF signature's value, or the byte ranges a document
+    /// time-stamp covers.
+    HashOf(&'a [&'a [u8]]),
+}
+
+/// A token whose CMS signature, signing-certificate attribute and imprint hold, its TSA's
+/// chain not yet checked: made only by [`verify_signed`].
+#[derive(Debug)]
+pub(crate) struct SignedToken {
+    tst: TstInfo,
+    /// The TSA's certificate, DER.
+    tsa_der: Vec<u8>,
+    /// The other certificates of the token and those given, DER.
+    intermediates: Vec<Vec<u8>>,
+}
+
+impl SignedToken {
+    /// genTime, Unix milliseconds.
+    pub(crate) fn unix_ms(&self) -> i64 {
+        self.tst.gen_time.unix_ms()
+    }
+
+    /// The certificate whose signature verified, DER.
+    pub(crate) fn tsa_certificate(&self) -> &[u8] {
+        &self.tsa_der
+    }
+
+    /// The TSA's certificate chained to `anchors` at genTime, with the timeStamping extended
+    /// key usage.
+    pub(crate) fn verify_chain(&self, anchors: &Anchors) -> Result<VerifiedChain, ChainError> {
+        chain::verify_chain(
+            &self.tsa_der,
+            &self.intermediates,
+            anchors,
+            self.unix_ms().div_euclid(1000),
+            Some(&ID_KP_TIME_STAMPING),
+        )
+    }
+}
+
+/// Everything [`verify_token`] checks but the nonce, the policy and the chain: the token's
+/// form, its signer, its signing-certificate attribute, and that its imprint is `imprint`.
+pub(crate) fn verify_signed(
+    token: &[u8],
+    imprint: Imprint<'_>,
+    certificates: &[Vec<u8>],
+) -> Result<SignedToken, TsaError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TsaError::TooLarge {
             what: "the time-stamp token",
@@ -606,212 +765,23 @@ pub fn verify_token(
         });
     }
 
-    let signers = &signed.signer_infos.0;
-    let [signer_info] = signers.as_slice() else {
-        return Err(TsaError::SignerCount {
-            count: signers.len(),
-        });
-    };
-    check_form(&signed, signer_info)?;
-    let attrs = signer_info
-        .signed_attrs
-        .as_ref()
-        .ok_or(TsaError::NoSignedAttributes)?;
-    check_content_type(attrs)?;
-    check_message_digest(attrs, signer_info, tst_der)?;
-
-    let certs = certificates(&signed, expected.certificates)?;
-    let signer_cert = certs
-        .iter()
-        .find(|c| names_signer(&signer_info.sid, c))
-        .ok_or_else(|| TsaError::SignerCertificateMissing {
-            sid: describe_sid(&signer_info.sid),
-        })?;
-    let signer_der = signer_cert
-        .to_der()
-        .map_err(malformed("the TSA certificate"))?;
-    let signer_name = chain::subject_of(&signer_der)
-        .unwrap_or_else(|| signer_cert.tbs_certificate.subject.to_string());
-    let attrs_der = attrs
-        .to_der()
-        .map_err(malformed("the token's signed attributes"))?;
-    signer::verify(signer_info, signer_cert, &attrs_der, &signer_name)?;
-    check_signing_certificate(attrs, signer_cert, &signer_der)?;
-
-    check_imprint(&tst.message_imprint, &expected.root)?;
-    if let Some(nonce) = expected.nonce {
-        let in_token = tst.nonce.as_ref().ok_or_else(|| TsaError::NonceMissing {
-            expected: hex::encode(nonce),
-        })?;
-        if in_token.as_bytes() != nonce {
-            return Err(TsaError::NonceMismatch {
-                in_token: hex::encode(in_token.as_bytes()),
-                expected: hex::encode(nonce),
-            });
-        }
-    }
-    if let Some(policy) = expected.policy {
-        if tst.policy != *policy {
-            return Err(TsaError::PolicyMismatch {
-                in_token: tst.policy.to_string(),
-                expected: policy.to_string(),
-            });
-        }
-    }
-
-    let intermediates: Vec<Vec<u8>> = certs
-        .iter()
-        .filter(|c| *c != signer_cert)
-        .filter_map(|c| c.to_der().ok())
-        .collect();
-    let unix_ms = tst.gen_time.unix_ms();
-    let verified = chain::verify_chain(
-        &signer_der,
-        &intermediates,
-        anchors,
-        unix_ms.div_euclid(1000),
-        Some(&ID_KP_TIME_STAMPING),
-    )?;
-
-    Ok(StampTime {
-        unix_ms,
-        accuracy_ms: tst.accuracy.as_ref().map(|a| {
-            a.seconds.unwrap_or(0).saturating_mul(1000)
-                + u64::from(a.millis.unwrap_or(0))
-                // Microseconds round up to the next millisecond.
-                + u64::from(a.micros.unwrap_or(0) > 0)
-        }),
-        serial: hex::encode(tst.serial_number.as_bytes()),
-        tsa_name: tst.tsa.as_ref().map(general_name),
-        signer: verified.subject,
-        policy: tst.policy.to_string(),
-        root: expected.root,
-        revocation: verified.revocation,
+    let certs = token_certificates(&signed, certificates)?;
+    let signer = cms_sig::verify_signer(&signed, &certs, &[tst_der])?;
+    check_signing_certificate(signer.attrs, signer.cert, &signer.cert_der)?;
+    check_imprint(&tst.message_imprint, imprint)?;
+    Ok(SignedToken {
+        tst,
+        tsa_der: signer.cert_der,
+        intermediates: signer.other_certs,
     })
 }
 
-/// The unsigned fields RFC 5652 fixes for a token: SignedData version 3 or more (the content is
-/// not id-data), SignerInfo version 1 with an issuer and serial or 3 with a key identifier,
-/// digest algorithms without parameters or with NULL, and the signer's among the SignedData's.
-/// None of them changes what is signed; they are checked so that a token is taken only in the
-/// one form a TSA writes.
-fn check_form(signed: &SignedData, signer: &SignerInfo) -> Result<(), TsaError> {
-    let malformed = |what: &'static str, reason: String| TsaError::Malformed { what, reason };
-    if (signed.version as u8) < (CmsVersion::V3 as u8) {
-        return Err(malformed(
-            "the token's SignedData",
-            format!("version {}, not 3 or more", signed.version as u8),
-        ));
-    }
-    let want = match signer.sid {
-        SignerIdentifier::IssuerAndSerialNumber(_) => CmsVersion::V1,
-        SignerIdentifier::SubjectKeyIdentifier(_) => CmsVersion::V3,
-    };
-    if signer.version != want {
-        return Err(malformed(
-            "the token's SignerInfo",
-            format!(
-                "version {} with this signer identifier, not {}",
-                signer.version as u8, want as u8
-            ),
-        ));
-    }
-    let null_or_absent = |alg: &AlgorithmIdentifierOwned| {
-        alg.parameters
-            .as_ref()
-            .is_none_or(|p| p.tag() == der::Tag::Null && p.value().is_empty())
-    };
-    if !signed.digest_algorithms.iter().all(null_or_absent) || !null_or_absent(&signer.digest_alg) {
-        return Err(malformed(
-            "the token's digest algorithms",
-            "parameters other than NULL".into(),
-        ));
-    }
-    if !signed
-        .digest_algorithms
-        .iter()
-        .any(|alg| alg.oid == signer.digest_alg.oid)
-    {
-        return Err(malformed(
-            "the token's digest algorithms",
-            format!(
-                "the signer's {} is not among the SignedData's",
-                signer.digest_alg.oid
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The one value of the signed attribute `oid`, if present.
-fn single_attribute<'a>(
-    attrs: &'a SignedAttributes,
-    oid: ObjectIdentifier,
-    name: &'static str,
-) -> Result<Option<&'a Any>, TsaError> {
-    let mut found = attrs.iter().filter(|a| a.oid == oid);
-    let Some(attr) = found.next() else {
-        return Ok(None);
-    };
-    match (found.next(), attr.values.as_slice()) {
-        (None, [value]) => Ok(Some(value)),
-        _ => Err(TsaError::AttributeNotSingle { name }),
-    }
-}
-
-/// The content-type attribute must be present and name TSTInfo.
-fn check_content_type(attrs: &SignedAttributes) -> Result<(), TsaError> {
-    let name = "content-type";
-    let value = single_attribute(attrs, ID_CONTENT_TYPE, name)?
-        .ok_or(TsaError::MissingAttribute { name })?;
-    let found: ObjectIdentifier = value.decode_as().map_err(|e| TsaError::Malformed {
-        what: "the token's content-type attribute",
-        reason: e.to_string(),
-    })?;
-    if found == ID_CT_TST_INFO {
-        Ok(())
-    } else {
-        Err(TsaError::ContentTypeAttribute {
-            found: found.to_string(),
-        })
-    }
-}
-
-/// The messageDigest attribute must hold the digest of the TSTInfo's DER.
-fn check_message_digest(
-    attrs: &SignedAttributes,
-    signer: &SignerInfo,
-    tst_der: &[u8],
-) -> Result<(), TsaError> {
-    let name = "messageDigest";
-    let value = single_attribute(attrs, ID_MESSAGE_DIGEST, name)?
-        .ok_or(TsaError::MissingAttribute { name })?;
-    let attribute: OctetString = value.decode_as().map_err(|e| TsaError::Malformed {
-        what: "the token's messageDigest attribute",
-        reason: e.to_string(),
-    })?;
-    let computed = Hash::from_oid(&signer.digest_alg.oid, "the signer's digest")?.digest(tst_der);
-    if attribute.as_bytes() == computed.as_ref() {
-        Ok(())
-    } else {
-        Err(TsaError::MessageDigestMismatch {
-            attribute: hex::encode(attribute.as_bytes()),
-            computed: hex::encode(computed.as_ref()),
-        })
-    }
-}
-
 /// The token's certificates, then those given.
-fn certificates(signed: &SignedData, given: &[Vec<u8>]) -> Result<Vec<Certificate>, TsaError> {
-    let mut out: Vec<Certificate> = signed
-        .certificates
-        .iter()
-        .flat_map(|set| set.0.iter())
-        .filter_map(|choice| match choice {
-            CertificateChoices::Certificate(c) => Some(c.clone()),
-            CertificateChoices::Other(_) => None,
-        })
-        .collect();
+fn token_certificates(
+    signed: &SignedData,
+    given: &[Vec<u8>],
+) -> Result<Vec<Certificate>, TsaError> {
+    let mut out: Vec<Certificate> = cms_sig::certificates(signed).cloned().collect();
     for der in given {
         out.push(Certificate::from_der(der).map_err(|e| TsaError::Malformed {
             what: "a TSA certificate given",
@@ -819,33 +789,6 @@ fn certificates(signed: &SignedData, given: &[Vec<u8>]) -> Result<Vec<Certificat
         })?);
     }
     Ok(out)
-}
-
-/// Whether `cert` is the one the signer identifier names.
-fn names_signer(sid: &SignerIdentifier, cert: &Certificate) -> bool {
-    let tbs = &cert.tbs_certificate;
-    match sid {
-        SignerIdentifier::IssuerAndSerialNumber(ias) => {
-            ias.issuer == tbs.issuer && ias.serial_number == tbs.serial_number
-        }
-        SignerIdentifier::SubjectKeyIdentifier(ski) => {
-            matches!(tbs.get::<SubjectKeyIdentifier>(), Ok(Some((_, own))) if own == *ski)
-        }
-    }
-}
-
-/// A signer identifier, readable.
-fn describe_sid(sid: &SignerIdentifier) -> String {
-    match sid {
-        SignerIdentifier::IssuerAndSerialNumber(ias) => format!(
-            "issuer \"{}\", serial {}",
-            ias.issuer,
-            hex::encode(ias.serial_number.as_bytes())
-        ),
-        SignerIdentifier::SubjectKeyIdentifier(ski) => {
-            format!("subject key identifier {}", hex::encode(ski.0.as_bytes()))
-        }
-    }
 }
 
 /// When the token carries a signing-certificate attribute (v2 or v1), its first certificate
@@ -856,7 +799,7 @@ fn check_signing_certificate(
     cert_der: &[u8],
 ) -> Result<(), TsaError> {
     if let Some(value) =
-        single_attribute(attrs, ID_AA_SIGNING_CERTIFICATE_V_2, "signingCertificateV2")?
+        cms_sig::single_attribute(attrs, ID_AA_SIGNING_CERTIFICATE_V_2, "signingCertificateV2")?
     {
         let attribute = "ESSCertIDv2";
         let v2: SigningCertificateV2 = value.decode_as().map_err(|e| TsaError::Malformed {
@@ -878,7 +821,9 @@ fn check_signing_certificate(
         )?;
         return check_issuer_serial(attribute, id.issuer_serial.as_ref(), cert);
     }
-    if let Some(value) = single_attribute(attrs, ID_AA_SIGNING_CERTIFICATE, "signingCertificate")? {
+    if let Some(value) =
+        cms_sig::single_attribute(attrs, ID_AA_SIGNING_CERTIFICATE, "signingCertificate")?
+    {
         let attribute = "ESSCertID";
         let v1: SigningCertificate = value.decode_as().map_err(|e| TsaError::Malformed {
             what: "the token's signingCertificate attribute",
@@ -931,24 +876,44 @@ fn check_issuer_serial(
     }
 }
 
-/// The imprint must be SHA-256 of… the root itself: the root is what is stamped.
-fn check_imprint(imprint: &MessageImprint, root: &Digest) -> Result<(), TsaError> {
-    if imprint.hash_algorithm.oid != ID_SHA_256 {
-        return Err(TsaError::ImprintAlgorithm {
-            found: if imprint.hash_algorithm.oid == ID_SHA_1 {
-                "SHA-1".into()
+/// The imprint must be the one expected: for a root, SHA-256 and the root itself; for data,
+/// its hash with the token's algorithm.
+fn check_imprint(imprint: &MessageImprint, expected: Imprint<'_>) -> Result<(), TsaError> {
+    let algorithm = &imprint.hash_algorithm.oid;
+    let in_token = imprint.hashed_message.as_bytes();
+    match expected {
+        Imprint::Root(root) => {
+            if *algorithm != ID_SHA_256 {
+                return Err(TsaError::ImprintAlgorithm {
+                    found: if *algorithm == ID_SHA_1 {
+                        "SHA-1".into()
+                    } else {
+                        algorithm.to_string()
+                    },
+                });
+            }
+            if in_token == root.as_bytes() {
+                Ok(())
             } else {
-                imprint.hash_algorithm.oid.to_string()
-            },
-        });
-    }
-    if imprint.hashed_message.as_bytes() == root.as_bytes() {
-        Ok(())
-    } else {
-        Err(TsaError::ImprintMismatch {
-            in_token: hex::encode(imprint.hashed_message.as_bytes()),
-            expected: *root,
-        })
+                Err(TsaError::ImprintMismatch {
+                    in_token: hex::encode(in_token),
+                    expected: root,
+                })
+            }
+        }
+        Imprint::HashOf(parts) => {
+            let hash = Hash::from_oid(algorithm, "the token's imprint")?;
+            let computed = hash.digest_parts(parts);
+            if in_token == computed.as_ref() {
+                Ok(())
+            } else {
+                Err(TsaError::ImprintNotOfData {
+                    algorithm: hash.name(),
+                    in_token: hex::encode(in_token),
+                    computed: hex::encode(computed.as_ref()),
+                })
+            }
+        }
     }
 }
 

@@ -255,6 +255,26 @@ mod tests {
         }
     }
 
+    /// The times PDF signatures' tokens carry, read to the second as the PDF report gives them.
+    #[test]
+    fn generalized_times_with_and_without_fractions() {
+        let secs = |text: &str| gen_time(text).ok().map(|t| t.unix_ms().div_euclid(1000));
+        assert_eq!(secs("20250301083000Z"), Some(1_740_817_800));
+        assert_eq!(secs("20250301083000.123456Z"), Some(1_740_817_800));
+        assert_eq!(secs("20250301083000"), None);
+        assert_eq!(secs("20250301083000+0700"), None);
+        assert_eq!(secs("2025030108300Z"), None);
+        assert_eq!(secs("20251301083000Z"), None);
+        assert_eq!(secs("20250301083000.xZ"), None);
+    }
+
+    #[test]
+    fn a_tst_info_too_short_is_an_error() {
+        let short = vec![Any::from(der::asn1::Null)].to_der().unwrap();
+        assert!(TstInfo::from_der(&short).is_err());
+        assert!(TstInfo::from_der(b"\x30").is_err());
+    }
+
     #[test]
     fn failure_bits_above_fifteen_are_read() {
         // status rejection, failInfo systemFailure (bit 25).
