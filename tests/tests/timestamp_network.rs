@@ -232,7 +232,7 @@ fn documents_are_stamped_in_batches_checked_at_the_root_and_wait_while_the_tsa_i
     );
     let stamped = records
         .iter()
-        .find(|r| r["seq"].to_string() == words[1])
+        .find(|r| r["seq"].as_u64() == words[1].parse().ok())
         .unwrap();
     assert_eq!(
         stamped["hash"], words[3],
