@@ -217,6 +217,16 @@ impl ApiClient {
             .map_err(body_error)
     }
 
+    /// GET returning the body's bytes (e.g. a proof bundle), refused past `limit` bytes.
+    pub fn get_bytes(&self, path: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
+        self.get(path)?
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(body_error)
+    }
+
     /// POST JSON returning JSON (empty object for 204).
     pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self

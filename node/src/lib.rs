@@ -17,6 +17,7 @@
 //! - [`security_events`]: the queue toward the webhook that posts security events.
 //! - [`broker_state`]: the RabbitMQ connection state, for `/healthz`.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`proof`]: a document's proof bundle (one ZIP) from the store, and its offline check.
 
 pub mod assess;
 pub mod broker_state;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod node;
 pub mod offline;
+pub mod proof;
 pub mod register;
 pub mod report;
 pub mod route;

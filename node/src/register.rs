@@ -625,6 +625,31 @@ fn row(
     }
 }
 
+/// The entries the books of `agencies` hold for the document `env` carries (found the way it
+/// was numbered: by document id and business, or by envelope), each with its book's direction.
+/// An entry may name an earlier envelope of the same document: it was numbered once.
+pub fn entries_of_document(
+    store: &Store,
+    agencies: &[AgencyCode],
+    env: &Envelope,
+) -> Result<Vec<(Direction, RegisterEntry)>, StoreError> {
+    let key = numbering_key(env);
+    let mut out = Vec::new();
+    for a in agencies {
+        for d in [Direction::Out, Direction::In] {
+            let Some((book, n)) = store.numbered(&scope(d, a.as_str()), &key)? else {
+                continue;
+            };
+            if let Some(v) = store.book_entry(&book, n)? {
+                if let Ok(e) = serde_json::from_slice::<RegisterEntry>(&v) {
+                    out.push((d, e));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Finds a document held in any book of `agencies` by document id or envelope id: returns
 /// its envelope id.
 pub fn find_envelope(

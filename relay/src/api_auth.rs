@@ -109,7 +109,11 @@ fn scope_of(method: &Method, path: &str, open: ApiOpen) -> Option<ApiScope> {
         "/v1/attachments" | "/v1/documents" if post => ApiScope::Submit,
         "/v1/status" => ApiScope::Status,
         _ if p.starts_with("/v1/documents/") && p.ends_with("/status") => ApiScope::Status,
-        _ if p.starts_with("/v1/documents/") && p.ends_with("/track") => ApiScope::Books,
+        _ if p.starts_with("/v1/documents/")
+            && (p.ends_with("/track") || p.ends_with("/proof")) =>
+        {
+            ApiScope::Books
+        }
         _ if p.starts_with("/v1/documents/") || p.starts_with("/v1/inbox") => ApiScope::Inbox,
         _ if p.starts_with("/v1/registers/")
             || p.starts_with("/v1/reports/") && p != "/v1/reports/push"
@@ -240,6 +244,7 @@ mod tests {
             (&post, "/v1/documents/e1/status", Some(ApiScope::Status)),
             (&post, "/v1/status", Some(ApiScope::Status)),
             (&get, "/v1/documents/e1/track", Some(ApiScope::Books)),
+            (&get, "/v1/documents/e1/proof", Some(ApiScope::Books)),
             (&get, "/v1/inbox", Some(ApiScope::Inbox)),
             (&post, "/v1/inbox/e1/ack", Some(ApiScope::Inbox)),
             (&get, "/v1/registers/000.00.00.H53", Some(ApiScope::Books)),

@@ -33,6 +33,9 @@ pub enum Command {
     /// PDF files: check the signatures inside them against trust anchors.
     #[command(subcommand)]
     Pdf(crate::pdf_cmd::PdfCommand),
+    /// A document's proof bundle: export it from a node, verify it offline.
+    #[command(subcommand)]
+    Proof(crate::proof_cmd::ProofCommand),
     /// Verify or export the node's hash-chained audit log.
     #[command(subcommand)]
     Audit(crate::audit_cmd::AuditCommand),
@@ -147,6 +150,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 eprintln!("lt-relay: error: {e}");
                 ExitCode::from(EXIT_CONFIG)
             }
+        },
+        Command::Proof(cmd) => match crate::proof_cmd::run(cmd) {
+            Ok(crate::proof_cmd::Outcome::Done) => ExitCode::SUCCESS,
+            Ok(crate::proof_cmd::Outcome::Fails) => ExitCode::from(1),
+            Err(crate::proof_cmd::ProofCmdError::Usage(e)) => {
+                eprintln!("lt-relay: error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+            Err(crate::proof_cmd::ProofCmdError::Other(e)) => report(Err(e)),
         },
         Command::Demo(args) => match crate::demo::run(args) {
             Ok(true) => ExitCode::SUCCESS,

@@ -14,16 +14,17 @@
 //! - [`webhook`]: security events posted as JSON to a collector.
 //! - [`stamper`]: RFC 3161 time-stamps for the documents sent from here, batched per request.
 //! - [`cli`]: the command line and its dispatch; [`pki_cmd`], [`audit_cmd`], [`backup_cmd`],
-//!   [`books_cmd`], [`assess_cmd`], [`edxml_cmd`], [`pdf_cmd`]: its commands; [`node_source`]:
-//!   commands reading a node through its API or its store.
+//!   [`books_cmd`], [`assess_cmd`], [`edxml_cmd`], [`pdf_cmd`], [`proof_cmd`]: its commands;
+//!   [`node_source`]: commands reading a node through its API or its store; `proof_api`: proof
+//!   bundles on the local API.
 //! - [`demo`]: `lt-relay demo`, on the process harness (`lienthong-harness`).
 //!
 //! The core's modules are re-exported here under their former paths
 //! (`lienthong_relay::node`, `::intake`, `::route`, ...).
 
 pub use lienthong_node::{
-    assess, broker_state, gate, intake, metrics, monitor, node, offline, register, report, route,
-    security, security_events, stamp, traffic, upward,
+    assess, broker_state, gate, intake, metrics, monitor, node, offline, proof, register, report,
+    route, security, security_events, stamp, traffic, upward,
 };
 
 pub mod amqp;
@@ -49,6 +50,8 @@ pub mod link;
 pub mod node_source;
 pub mod pdf_cmd;
 pub mod pki_cmd;
+mod proof_api;
+pub mod proof_cmd;
 pub mod router;
 pub mod serve;
 pub mod stamper;

@@ -11,7 +11,7 @@ use axum::Router;
 
 use crate::api::{self, MAX_JSON_BODY};
 use crate::node::Node;
-use crate::{books_api, edxml_api, upkeep};
+use crate::{books_api, edxml_api, proof_api, upkeep};
 
 /// The router for `node`.
 pub fn router(node: Arc<Node>) -> Router {
@@ -37,6 +37,7 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/v1/documents/{id}/status", post(api::post_status))
         .route("/v1/documents/{id}/track", get(api::track))
+        .route("/v1/documents/{id}/proof", get(proof_api::proof))
         .route("/v1/inbox", get(api::inbox))
         .route("/v1/audit/verify", get(api::audit_verify))
         .route("/v1/audit/records", get(api::audit_records))
