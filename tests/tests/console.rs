@@ -553,6 +553,25 @@ fn the_console_in_a_browser() {
     );
     assert!(browser.source().contains(STRAY));
     assert!(browser.has("#audit-ok"), "the audit chain's state is shown");
+    // This node's own assessment, requirement by requirement with its evidence, and the
+    // province's unmet requirement named with its text.
+    assert!(
+        browser.has("#own-assessment tr[data-requirement=\"tls13_only\"]"),
+        "{}",
+        browser.source()
+    );
+    let unmet = browser
+        .execute(&format!(
+            "const r = document.querySelector('#below-unmet tr[data-node=\"{PROVINCE}\"]');\
+             return r ? r.textContent : '';"
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        unmet.contains("key_permissions") && unmet.contains("readable by their owner only"),
+        "{unmet}"
+    );
     browser.screenshot(&shots, "security");
 
     // English as a switch.

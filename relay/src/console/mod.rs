@@ -240,6 +240,23 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "none_refused" => ("Không có từ chối.", "Nothing refused."),
         "count" => ("Số lượng", "Count"),
         "local" => ("cơ quan tại nút", "local agencies"),
+        "own_assessment" => (
+            "Tự đánh giá của nút này theo cấp độ",
+            "This node's own assessment",
+        ),
+        "no_level" => (
+            "Chưa đặt cấp độ ([security] level = 0).",
+            "No level set ([security] level = 0).",
+        ),
+        "level_word" => ("Cấp độ", "Level"),
+        "met" => ("đạt", "met"),
+        "requirement" => ("Yêu cầu", "Requirement"),
+        "evidence" => ("Bằng chứng", "Evidence"),
+        "below_unmet" => (
+            "Các nút bên dưới chưa đạt yêu cầu (theo báo cáo gần nhất)",
+            "Nodes below with requirements not met (latest attestation)",
+        ),
+        "none" => ("Không có.", "None."),
         "download" => ("Tải về", "Download"),
         "envelope_json" => ("gói tin (JSON)", "envelope (JSON)"),
         "package_edxml" => ("gói edXML", "edXML package"),

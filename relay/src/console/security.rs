@@ -1,6 +1,8 @@
 //! The security page (`/console/security`): the audit chain's state, certificates, CAs and
 //! CRLs near their dates across the subtree, and the security events with filters.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -8,7 +10,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{error_page, lang_of, page, require, respond, t, time_text, Console};
-use crate::monitor::{NodeEvent, NodeStatus};
+use crate::monitor::NodeStatus;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct SecurityQuery {
@@ -39,15 +41,19 @@ pub(super) async fn security(
             Ok(Err(broken)) => Err(broken.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        Ok::<_, crate::monitor::MonitorError>((events, report, audit))
+        let assessments = assessments(&node, &report, &audit);
+        Ok::<_, crate::monitor::MonitorError>((events, report, audit, assessments))
     })
     .await;
-    let (mut events, report, audit): (Vec<NodeEvent>, Vec<NodeStatus>, Result<u64, String>) =
-        match data {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
-            Err(e) => return error_page(&c, lang, &session, e.to_string()),
-        };
+    let (mut events, report, audit, (own, requirements)) = match data {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
+        Err(e) => return error_page(&c, lang, &session, e.to_string()),
+    };
+    let unmet: Vec<&NodeStatus> = report
+        .iter()
+        .filter(|s| s.node != c.node.agency().as_str() && !s.assessment_not_met.is_empty())
+        .collect();
     let margin = i64::from(c.node.config.security.expiry_warning_days);
     let expiring: Vec<&NodeStatus> = report
         .iter()
@@ -75,6 +81,48 @@ pub(super) async fn security(
             @match &audit {
                 Ok(n) => p.done #audit-ok { (t(lang, "audit_ok")) " (" (n) ")" },
                 Err(e) => p.error #audit-broken { (t(lang, "audit_broken")) ": " (e) },
+            }
+            h2 { (t(lang, "own_assessment")) }
+            @match &own {
+                None => p #own-assessment-none { (t(lang, "no_level")) },
+                Some(a) => {
+                    p #own-assessment-summary { (t(lang, "level_word")) " " (a.level) ": " (a.met) "/" (a.total) " " (t(lang, "met")) }
+                    table #own-assessment {
+                        thead { tr { th { "id" } th { (t(lang, "requirement")) } th { (t(lang, "state")) } th { (t(lang, "evidence")) } } }
+                        tbody {
+                            @for check in &a.checks {
+                                tr data-requirement=(check.id) class=(if check.met { "" } else { "warning" }) {
+                                    td { code { (check.id) } }
+                                    td { (check.requirement) }
+                                    @if check.met { td.ok { "● " (t(lang, "met")) } } @else { td.warning { "▲ " (t(lang, "unmet")) } }
+                                    td { (check.evidence) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { (t(lang, "below_unmet")) }
+            @if unmet.is_empty() {
+                p #below-unmet-none { (t(lang, "none")) }
+            } @else {
+                table #below-unmet {
+                    thead { tr { th { (t(lang, "node")) } th { (t(lang, "level_word")) } th { (t(lang, "met")) } th { (t(lang, "unmet")) } } }
+                    tbody {
+                        @for s in &unmet {
+                            tr data-node=(s.node) {
+                                td { code { (s.node) } }
+                                td.num { (s.assessed_level) }
+                                td.num { (s.assessment_met) "/" (s.assessment_total) }
+                                td { ul.unmet {
+                                    @for id in &s.assessment_not_met {
+                                        li { code { (id) } @if let Some(text) = requirements.get(&(s.assessed_level, id.clone())) { " — " (text) } }
+                                    }
+                                } }
+                            }
+                        }
+                    }
+                }
             }
             h2 { (t(lang, "expiring")) " (" (margin) ")" }
             @if expiring.is_empty() {
@@ -129,4 +177,43 @@ pub(super) async fn security(
         q.lang.as_deref(),
         page(&c, lang, Some(&session), body),
     )
+}
+
+/// This node's own assessment at its level (none without a level), and the text of each
+/// requirement at the levels the nodes below assessed themselves against, by (level, id): their
+/// attestations carry the ids of the requirements not met, not their evidence.
+type Assessments = (
+    Option<crate::assess::Assessment>,
+    BTreeMap<(u32, String), String>,
+);
+
+fn assessments(
+    node: &crate::node::Node,
+    report: &[NodeStatus],
+    audit: &Result<u64, String>,
+) -> Assessments {
+    let state = match audit {
+        Ok(n) => crate::assess::AuditState::Intact(*n),
+        Err(e) => crate::assess::AuditState::Broken(e.clone()),
+    };
+    let now = node.clock.now_unix_ms().div_euclid(1000);
+    let cfg = &node.config;
+    let own = (cfg.security.level > 0)
+        .then(|| crate::assess::assess(cfg, cfg.security.level, &state, now));
+    let levels: BTreeSet<u32> = report
+        .iter()
+        .filter(|s| !s.assessment_not_met.is_empty())
+        .map(|s| s.assessed_level)
+        .filter(|l| (1..=5).contains(l))
+        .collect();
+    let mut texts = BTreeMap::new();
+    for level in levels {
+        let Ok(l) = u8::try_from(level) else {
+            continue;
+        };
+        for check in crate::assess::assess(cfg, l, &state, now).checks {
+            texts.insert((level, check.id), check.requirement);
+        }
+    }
+    (own, texts)
 }
