@@ -596,7 +596,7 @@ impl Node {
             .iter()
             .map(|(n, r)| {
                 let q = if hold {
-                    crate::stamp::holding_queue(n.as_str())
+                    lienthong_common::store::holding_queue(n.as_str())
                 } else {
                     n.to_string()
                 };
@@ -1045,6 +1045,14 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Whether this node stamps the documents sent from it (`[timestamp] url`).
+    pub fn stamps(&self) -> bool {
+        self.config
+            .timestamp
+            .as_ref()
+            .is_some_and(|t| t.url.is_some())
     }
 
     /// The configured name of an agency this node serves.

@@ -14,6 +14,7 @@
 //! the TSA's chain to those anchors with the time-stamping usage, and a stamp time not before
 //! the signature's own time. A stamp that fails is refused like a bad signature.
 
+pub use lienthong_common::store::{holding_queue, next_hop_of, HOLD_PREFIX};
 use lienthong_common::store::{QueuedEntry, StoreError};
 use lienthong_evidence::batch::{Digest, Path, Side, Step};
 use lienthong_evidence::tsa::{self, StampTime};
@@ -21,31 +22,8 @@ use lienthong_proto::v1::{Envelope, HashStep, RefusalCode, TimeStamp};
 
 use crate::node::{Node, Refusal};
 
-/// Holding queues' names start with this (never an agency code).
-pub const HOLD_PREFIX: &str = "stamp>";
-
 /// How far a stamp may seem to precede the signature it stamps (clocks differ): 5 minutes.
 pub const CLOCK_SLACK_MS: i64 = 5 * 60 * 1000;
-
-/// The holding queue of documents bound for `next_hop`.
-pub fn holding_queue(next_hop: &str) -> String {
-    format!("{HOLD_PREFIX}{next_hop}")
-}
-
-/// The next hop a holding queue is for.
-pub fn next_hop_of(queue: &str) -> Option<&str> {
-    queue.strip_prefix(HOLD_PREFIX)
-}
-
-impl Node {
-    /// Whether this node stamps the documents sent from it.
-    pub fn stamps(&self) -> bool {
-        self.config
-            .timestamp
-            .as_ref()
-            .is_some_and(|t| t.url.is_some())
-    }
-}
 
 /// The stamp of an envelope in the library's terms, or why it cannot be one.
 pub fn to_library(stamp: &TimeStamp) -> Result<tsa::TimeStamp, String> {

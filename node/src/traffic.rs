@@ -1,22 +1,19 @@
 //! The node's traffic minute by minute over the last day, for the console's charts: documents
 //! in and out per link, queue depth per link, hop-ack latency and refusals by reason.
 //!
-//! The counting is in memory ([`Traffic`], fed where the metrics are); once a minute
-//! [`traffic_loop`] closes the minute into a small record in the store (`w/<minute>`) and drops
+//! The counting is in memory ([`Traffic`], fed where the metrics are); once a minute the
+//! relay's upkeep closes the minute ([`close_minute`]) into a small record in the store (`w/<minute>`) and drops
 //! the records older than a day. The records are not made durable on their own: a crash loses
 //! at most the last minutes of a chart, never a document. The current, unclosed minute is read
 //! from memory, so a chart shows what happened seconds ago.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
 
-use lienthong_common::store::StoreError;
+use lienthong_common::agency::AgencyCode;
+use lienthong_common::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
-
-use crate::node::Node;
 
 /// How many minutes of traffic are kept.
 pub const KEPT_MINUTES: u64 = 24 * 60;
@@ -157,73 +154,60 @@ impl Traffic {
     }
 }
 
-fn unix_minute(node: &Node) -> u64 {
-    u64::try_from(node.clock.now_unix_ms().div_euclid(60_000)).unwrap_or(0)
+fn unix_minute(now_ms: i64) -> u64 {
+    u64::try_from(now_ms.div_euclid(60_000)).unwrap_or(0)
 }
 
-/// Closes the current minute: adds the queue depths, writes it and drops what is older than
-/// a day.
-pub fn close_minute(node: &Node) -> Result<Minute, StoreError> {
-    let now = unix_minute(node);
-    let mut m = node.metrics.traffic.close(now);
+/// Closes the current minute of `traffic` at `now_ms`: adds the queue depths toward
+/// `neighbours`, writes it into `store` and drops what is older than a day.
+pub fn close_minute(
+    store: &Store,
+    traffic: &Traffic,
+    now_ms: i64,
+    neighbours: &[AgencyCode],
+) -> Result<Minute, StoreError> {
+    let now = unix_minute(now_ms);
+    let mut m = traffic.close(now);
     if m.minute == 0 {
         // The first minute after start: counted from start, filed under the minute just gone.
         m.minute = now.saturating_sub(1);
     }
-    for n in node.neighbours() {
-        let depth = node.store.queue_depth(n.as_str()) as u64;
+    for n in neighbours {
+        let depth = store.queue_depth(n.as_str()) as u64;
         if depth > 0 || m.links.contains_key(n.as_str()) {
             m.links.entry(n.to_string()).or_default().depth = depth;
         }
     }
     match serde_json::to_vec(&m) {
-        Ok(bytes) => node.store.put_traffic_minute(m.minute, &bytes)?,
+        Ok(bytes) => store.put_traffic_minute(m.minute, &bytes)?,
         Err(e) => warn!(cause = %e, "cannot encode a traffic minute"),
     }
-    node.store
-        .prune_traffic_before(now.saturating_sub(KEPT_MINUTES))?;
+    store.prune_traffic_before(now.saturating_sub(KEPT_MINUTES))?;
     Ok(m)
 }
 
-/// The traffic of the last day, oldest minute first, the current minute last (queue depths
-/// as they are now). Records that no longer read are skipped.
-pub fn last_day(node: &Node) -> Result<Vec<Minute>, StoreError> {
-    let now = unix_minute(node);
-    let mut out: Vec<Minute> = node
-        .store
+/// The traffic of the last day at `now_ms`, oldest minute first, the current minute last
+/// (queue depths toward `neighbours` as they are now). Records that no longer read are skipped.
+pub fn last_day(
+    store: &Store,
+    traffic: &Traffic,
+    now_ms: i64,
+    neighbours: &[AgencyCode],
+) -> Result<Vec<Minute>, StoreError> {
+    let now = unix_minute(now_ms);
+    let mut out: Vec<Minute> = store
         .traffic_since(now.saturating_sub(KEPT_MINUTES))?
         .into_iter()
         .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
         .collect();
-    let mut current = node.metrics.traffic.peek();
+    let mut current = traffic.peek();
     current.minute = now;
-    for n in node.neighbours() {
-        let depth = node.store.queue_depth(n.as_str()) as u64;
+    for n in neighbours {
+        let depth = store.queue_depth(n.as_str()) as u64;
         current.links.entry(n.to_string()).or_default().depth = depth;
     }
     out.push(current);
     Ok(out)
-}
-
-/// Closes a minute at every minute's turn until `shutdown`, and once more on the way out.
-pub async fn traffic_loop(node: Arc<Node>, shutdown: CancellationToken) {
-    loop {
-        let into = 60_000 - node.clock.now_unix_ms().rem_euclid(60_000);
-        let wait = Duration::from_millis(u64::try_from(into).unwrap_or(60_000).max(1));
-        let stopping = tokio::select! {
-            () = shutdown.cancelled() => true,
-            () = tokio::time::sleep(wait) => false,
-        };
-        let n = node.clone();
-        match tokio::task::spawn_blocking(move || close_minute(&n)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(cause = %e, "cannot keep the minute's traffic"),
-            Err(e) => warn!(cause = %e, "traffic task failed"),
-        }
-        if stopping {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Scheduled upkeep of a running node: audit records older than `[security]
 //! audit_retention_days` pruned every hour; a backup every `[backup] interval_hours` with the
-//! newest `keep` kept; and `POST /v1/backup`, a backup now. The file format and restoring are
+//! newest `keep` kept; the traffic minutes of the console's charts closed every minute; and
+//! `POST /v1/backup`, a backup now. The file format and restoring are
 //! in `lienthong_common::backup`; the commands in [`crate::backup_cmd`].
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,38 @@ pub fn spawn(tracker: &TaskTracker, node: &Arc<Node>, shutdown: &CancellationTok
     }
     if let Some(settings) = node.config.backup.clone() {
         tracker.spawn(backup_schedule(node.clone(), settings, shutdown.clone()));
+    }
+    tracker.spawn(traffic_minutes(node.clone(), shutdown.clone()));
+}
+
+/// Closes the traffic minute (`crate::traffic`) at every minute's turn until `shutdown`, and
+/// once more on the way out.
+async fn traffic_minutes(node: Arc<Node>, shutdown: CancellationToken) {
+    loop {
+        let into = 60_000 - node.clock.now_unix_ms().rem_euclid(60_000);
+        let wait = Duration::from_millis(u64::try_from(into).unwrap_or(60_000).max(1));
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(wait) => false,
+        };
+        let n = node.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            crate::traffic::close_minute(
+                &n.store,
+                &n.metrics.traffic,
+                n.clock.now_unix_ms(),
+                &n.neighbours(),
+            )
+        })
+        .await;
+        match closed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(cause = %e, "cannot keep the minute's traffic"),
+            Err(e) => warn!(cause = %e, "traffic task failed"),
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

@@ -57,6 +57,7 @@ mod traffic;
 mod upward;
 
 pub use audit_log::audit_key;
+pub use queues::{holding_queue, next_hop_of, HOLD_PREFIX};
 pub use upward::{remote_event_key, Upward, UpwardSubject};
 
 /// Queue class of an envelope: express documents leave first, then very urgent, urgent, normal.

@@ -88,6 +88,20 @@ fn queue_of(entry_key: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
+/// Holding queues' names start with this (never an agency code): documents that wait for their
+/// RFC 3161 time-stamp before they go to the next hop the rest of the name gives.
+pub const HOLD_PREFIX: &str = "stamp>";
+
+/// The holding queue of documents bound for `next_hop`.
+pub fn holding_queue(next_hop: &str) -> String {
+    format!("{HOLD_PREFIX}{next_hop}")
+}
+
+/// The next hop a holding queue is for (`None`: not a holding queue).
+pub fn next_hop_of(queue: &str) -> Option<&str> {
+    queue.strip_prefix(HOLD_PREFIX)
+}
+
 impl Store {
     /// The queue entry (key and value) that sends receipt-frame `id` to `queue_to`, if any:
     /// receipts travel in the receipt class, ahead of documents.

@@ -51,7 +51,16 @@ pub(super) async fn traffic(
     let hours = q.hours.unwrap_or(6).clamp(1, 24);
     let every = q.every.unwrap_or(30).clamp(2, 600);
     let node = c.node.clone();
-    let minutes = match tokio::task::spawn_blocking(move || crate::traffic::last_day(&node)).await {
+    let minutes = match tokio::task::spawn_blocking(move || {
+        crate::traffic::last_day(
+            &node.store,
+            &node.metrics.traffic,
+            node.clock.now_unix_ms(),
+            &node.neighbours(),
+        )
+    })
+    .await
+    {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => return error_page(&c, lang, &session, e.to_string()),
         Err(e) => return error_page(&c, lang, &session, e.to_string()),
