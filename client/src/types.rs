@@ -4,6 +4,11 @@
 use lienthong_proto::v1::{Envelope, StatusReceipt, TraceEntry, TransportEvent};
 use serde::{Deserialize, Serialize};
 
+pub use lienthong_common::store::{
+    PdfAttachmentReport, PdfReport, PdfSignatureKind, PdfSignatureReport, PdfTimeStampReport,
+    PdfVerdict,
+};
+
 /// Answer of an upload.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Uploaded {
@@ -25,6 +30,11 @@ pub struct InboxItem {
     pub envelope_id: String,
     /// The document.
     pub envelope: Envelope,
+    /// The signatures inside its PDF attachments, as checked on delivery here against
+    /// `[pdf_signatures] ca`; absent when they were not checked (no such section, no PDF
+    /// attachment, or the check has not run yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_signatures: Option<PdfReport>,
 }
 
 /// One inbox entry listed with `bodies=false`: what to fetch, not the document.
@@ -77,4 +87,8 @@ pub struct TrackView {
     /// Every business status receipt held for this document, in arrival order (includes
     /// recall requests, 13, which a recipient sees here).
     pub statuses: Vec<StatusReceipt>,
+    /// The signatures inside its PDF attachments, per attachment, when this node delivered it
+    /// and checked them (as in the inbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf_signatures: Option<PdfReport>,
 }

@@ -63,6 +63,9 @@ pub struct RawConfig {
     /// `[timestamp]`: RFC 3161 time-stamps on documents sent from here, and the trust anchors
     /// the stamps of others are checked against (absent: none).
     pub timestamp: Option<RawTimestamp>,
+    /// `[pdf_signatures]`: the trust anchors the signatures inside delivered PDF attachments
+    /// are checked against (absent: no check).
+    pub pdf_signatures: Option<RawPdfSignatures>,
     /// `[limits]`: rate and byte limits against abuse.
     #[serde(default)]
     pub limits: RawLimits,
@@ -230,6 +233,26 @@ pub struct TimestampSettings {
     pub max_wait: Duration,
     /// Between two time-stamps of the audit log's head (zero: none).
     pub audit_interval: Duration,
+}
+
+/// `[pdf_signatures]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPdfSignatures {
+    /// PEM files of the CA certificates document signers must chain to.
+    pub ca: Option<Vec<PathBuf>>,
+    /// Revocation lists (PEM or DER) for the certificates those CAs issued.
+    pub crl: Option<Vec<PathBuf>>,
+}
+
+/// Resolved `[pdf_signatures]`: the files exist and `ca` holds PEM certificates; the node
+/// reads them into trust anchors once, at start.
+#[derive(Debug, Clone)]
+pub struct PdfSignatureSettings {
+    /// Trust anchors (PEM files), at least one.
+    pub ca: Vec<PathBuf>,
+    /// CRL files (maybe none).
+    pub crl: Vec<PathBuf>,
 }
 
 /// Resolved `[backup]`.
@@ -667,6 +690,8 @@ pub struct NodeConfig {
     pub backup: Option<BackupSettings>,
     /// Time-stamps, if configured.
     pub timestamp: Option<TimestampSettings>,
+    /// The check of signatures inside delivered PDF attachments, if configured.
+    pub pdf_signatures: Option<PdfSignatureSettings>,
     /// Clients of the local API (empty: no authentication, loopback only).
     pub api_clients: Vec<ApiClientConfig>,
     /// Rate and byte limits, as configured at start (a reload puts new ones in the node).
@@ -1027,6 +1052,32 @@ impl NodeConfig {
                 })
             }
         };
+        let pdf_signatures = match raw.pdf_signatures {
+            None => None,
+            Some(p) => {
+                let mut ca = Vec::new();
+                for (i, c) in p.ca.unwrap_or_default().into_iter().enumerate() {
+                    let key = format!("pdf_signatures.ca[{i}]");
+                    let c = file(&key, Some(c))?;
+                    check_pem_certificates(&c).map_err(|reason| err(&key, reason))?;
+                    ca.push(c);
+                }
+                if ca.is_empty() {
+                    return Err(err(
+                        "pdf_signatures.ca",
+                        "required when [pdf_signatures] is present: the CA certificates (PEM) document signers chain to".into(),
+                    ));
+                }
+                let crl = p
+                    .crl
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| file(&format!("pdf_signatures.crl[{i}]"), Some(c)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(PdfSignatureSettings { ca, crl })
+            }
+        };
         let summary_days = raw.reports.summary_days.unwrap_or(62);
         if !(1..=3660).contains(&summary_days) {
             return Err(err(
@@ -1247,6 +1298,7 @@ impl NodeConfig {
             security,
             backup,
             timestamp,
+            pdf_signatures,
             path: path.to_owned(),
             agency,
             name,

@@ -17,6 +17,9 @@
 //! - [`security_events`]: the queue toward the webhook that posts security events.
 //! - [`broker_state`]: the RabbitMQ connection state, for `/healthz`.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`pdf_queue`]: the queue of PDF signature checks a node holds, and their trust anchors.
+//! - [`pdf_check`]: the signatures inside delivered PDF attachments, checked after delivery
+//!   and reported (never a refusal).
 //! - [`proof`]: a document's proof bundle (one ZIP) from the store, and its offline check.
 
 pub mod assess;
@@ -28,6 +31,8 @@ pub mod metrics;
 pub mod monitor;
 pub mod node;
 pub mod offline;
+pub mod pdf_check;
+pub mod pdf_queue;
 pub mod proof;
 pub mod register;
 pub mod report;

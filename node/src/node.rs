@@ -122,6 +122,8 @@ pub struct Node {
     pub tsa_anchors: Option<lienthong_evidence::chain::Anchors>,
     /// Woken when a document waits for its time-stamp (`crate::stamp`).
     pub stamp_wake: Notify,
+    /// `[pdf_signatures]`: its anchors and the queue of checks after delivery.
+    pdf_checks: Option<crate::pdf_queue::PdfChecks>,
     signers: BTreeMap<AgencyCode, Arc<AgencySigner>>,
     names: BTreeMap<AgencyCode, String>,
     /// Read on every routing decision, written when a child announces: RwLock, never held
@@ -280,6 +282,12 @@ impl Node {
             ),
             None => None,
         };
+        let pdf_checks = match &config.pdf_signatures {
+            Some(p) => Some(crate::pdf_queue::PdfChecks::new(
+                crate::pdf_queue::load_anchors(p).map_err(|e| StartError::Trust(e.to_string()))?,
+            )),
+            None => None,
+        };
         let store = Store::open(&config.data_dir.join("store"))?;
         let mut routes = RouteTable::new(
             config.agency.clone(),
@@ -294,6 +302,7 @@ impl Node {
             verifier: Verifier::new(Arc::new(trust)),
             tsa_anchors,
             stamp_wake: Notify::new(),
+            pdf_checks,
             store,
             metrics: Metrics::new(),
             clock,
@@ -313,6 +322,11 @@ impl Node {
             last_linked: Mutex::new(HashMap::new()),
             config,
         }))
+    }
+
+    /// The check of signatures inside delivered PDFs, when `[pdf_signatures]` is set.
+    pub fn pdf_checks(&self) -> Option<&crate::pdf_queue::PdfChecks> {
+        self.pdf_checks.as_ref()
     }
 
     /// The limits in force.
@@ -625,6 +639,7 @@ impl Node {
         }
         let env = env.into_inner();
         let amqp = self.config.amqp.is_some();
+        let mut newly_delivered = Vec::new();
         for r in &local {
             // With RabbitMQ the document counts as delivered once the broker confirmed it on the
             // agency's inbox queue: the publisher then sends 01. Without, the inbox is the DMS.
@@ -638,6 +653,7 @@ impl Node {
                 self.metrics.delivered.inc();
                 self.metrics.traffic.document_out(crate::traffic::LOCAL);
                 info!(envelope = %env.id, recipient = %r, document = %env.document_id, "delivered to local inbox");
+                newly_delivered.push(r.clone());
             }
             // Every time, not only when new: numbering is idempotent, and a redelivery after a
             // crash between the two writes fills the gap.
@@ -650,6 +666,10 @@ impl Node {
             } else {
                 self.confirm_delivered(&env, r)?;
             }
+        }
+        if let Some(checks) = &self.pdf_checks {
+            // Queued without waiting: the check runs after delivery (`crate::pdf_check`).
+            checks.offer(&env, &newly_delivered);
         }
         for r in &no_route {
             let reason = format!("no route to {r}");

@@ -59,11 +59,13 @@ pub enum EventClass {
     /// The time-stamping authority could not be reached or its answer was refused (the
     /// documents to be stamped wait); recorded once per outage.
     TsaUnreachable,
+    /// A signature inside a delivered PDF attachment is invalid (the document was delivered).
+    PdfSignatureInvalid,
 }
 
 impl EventClass {
     /// Every class, once (refusals by every code).
-    pub const ALL: [EventClass; 29] = [
+    pub const ALL: [EventClass; 30] = [
         Self::TlsHandshake,
         Self::TlsTimeout,
         Self::BadCertificate,
@@ -93,6 +95,7 @@ impl EventClass {
         Self::ApiRateLimit,
         Self::LinkRateLimit,
         Self::TsaUnreachable,
+        Self::PdfSignatureInvalid,
     ];
 
     /// Its name, as recorded and counted.
@@ -119,6 +122,7 @@ impl EventClass {
             Self::ApiRateLimit => "api_rate_limit",
             Self::LinkRateLimit => "link_rate_limit",
             Self::TsaUnreachable => "tsa_unreachable",
+            Self::PdfSignatureInvalid => "pdf_signature_invalid",
         }
     }
 

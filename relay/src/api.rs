@@ -342,11 +342,13 @@ pub(crate) async fn inbox(
                 let Some(envelope) = node.store.envelope(&e.envelope_id)? else {
                     continue;
                 };
+                let pdf_signatures = node.store.pdf_report(&e.envelope_id)?;
                 items.push(InboxItem {
                     seq: e.seq,
                     acknowledged: e.acknowledged,
                     envelope_id: e.envelope_id,
                     envelope,
+                    pdf_signatures,
                 });
             } else {
                 refs.push(InboxRef {
@@ -491,6 +493,7 @@ pub fn track_view(
         recipients,
         events,
         statuses,
+        pdf_signatures: store.pdf_report(id)?,
     })
 }
 

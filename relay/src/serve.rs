@@ -159,6 +159,10 @@ pub async fn start(config: NodeConfig) -> Result<Running, ServeError> {
     crate::upkeep::spawn(&tracker, &node, &shutdown);
     tracker.spawn(crate::monitor::monitor_loop(node.clone(), shutdown.clone()));
     tracker.spawn(crate::stamper::run(node.clone(), shutdown.clone()));
+    tracker.spawn(lienthong_node::pdf_check::run(
+        node.clone(),
+        shutdown.clone(),
+    ));
     tracker.spawn(crate::stamper::audit_loop(node.clone(), shutdown.clone()));
     if node.config.parent.is_some() {
         tracker.spawn(link::parent_loop(node.clone(), identity, shutdown.clone()));

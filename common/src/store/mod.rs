@@ -9,7 +9,7 @@
 //!
 //! # Keyspace (one sled tree, prefixed keys, atomic multi-key updates by transaction)
 //! Each keyspace has its own module and methods: `envelopes`, `queues`, `inbox`, `receipts`,
-//! `books`, `upward`, `traffic`, `audit_log`, `blobs`; `raw` is key-level access for backups and tests.
+//! `books`, `upward`, `traffic`, `pdf_reports`, `audit_log`, `blobs`; `raw` is key-level access for backups and tests.
 //! - `e/<envelope id>`: the envelope (protobuf), as a pointer to its body (below)
 //! - `d/<envelope id>`: SHA-256 of its signed content (dedup and replay detection)
 //! - `q/<neighbour>\0<class><seq>`: per-neighbour outbound queue; class 0 leaves first
@@ -23,6 +23,7 @@
 //! - `t/<node>`: the latest attestation of a node (`T/<node>`: its generation time);
 //!   `v/<node>\0<seq>`: the security events it reported
 //! - `w/<minute>`: the node's traffic in that minute, for the console's charts (a day is kept)
+//! - `p/<envelope id>`: the signatures found in a delivered document's PDF attachments (JSON)
 //!
 //! Envelopes and receipt frames are written once, to append-only segment files beside the
 //! database (`bodies/`, see [`bodies`]); their records hold a pointer (segment, offset, length,
@@ -50,6 +51,7 @@ mod books;
 mod envelopes;
 pub mod format;
 mod inbox;
+mod pdf_reports;
 mod queues;
 mod raw;
 mod receipts;
@@ -57,6 +59,10 @@ mod traffic;
 mod upward;
 
 pub use audit_log::audit_key;
+pub use pdf_reports::{
+    PdfAttachmentReport, PdfReport, PdfSignatureKind, PdfSignatureReport, PdfTimeStampReport,
+    PdfVerdict,
+};
 pub use queues::{holding_queue, next_hop_of, HOLD_PREFIX};
 pub use upward::{remote_event_key, Upward, UpwardSubject};
 

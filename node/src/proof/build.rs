@@ -24,8 +24,15 @@ pub(super) const RECEIPTS_DIR: &str = "receipts/";
 pub(super) const STAMP_TOKEN: &str = "timestamp/token.der";
 pub(super) const STAMP_PATH: &str = "timestamp/path.txt";
 pub(super) const STAMP_SIGNATURE: &str = "timestamp/signature.bin";
+/// The signatures inside the PDF attachments, as this node checked them on delivery.
+pub(super) const PDF_SIGNATURES: &str = "pdf-signatures.json";
 /// Files that are the node's own record, covered by the manifest only.
-pub(super) const RECORDS: [&str; 3] = ["summary.txt", "trace.json", "registers.json"];
+pub(super) const RECORDS: [&str; 4] = [
+    "summary.txt",
+    "trace.json",
+    "registers.json",
+    PDF_SIGNATURES,
+];
 
 /// What a node holds about one document.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +45,8 @@ pub struct Held {
     pub events: Vec<TransportEvent>,
     /// Its entries in this node's books.
     pub registers: Vec<(Direction, RegisterEntry)>,
+    /// What checking the signatures inside its PDF attachments found on delivery here.
+    pub pdf_signatures: Option<lienthong_common::store::PdfReport>,
 }
 
 /// Reads what `store` holds about the document `id` (an envelope id, or a document id in the
@@ -56,6 +65,7 @@ pub fn export(
         .ok_or_else(|| ProofError::NotFound(id.to_owned()))?;
     let mut held = Held {
         registers: register::entries_of_document(store, agencies, &envelope)?,
+        pdf_signatures: store.pdf_report(&envelope_id)?,
         envelope,
         ..Held::default()
     };
@@ -114,6 +124,16 @@ pub fn assemble(held: &Held, node: &AgencyCode, now_unix_ms: i64) -> Result<Bund
             "entries": registers,
         }))?,
     );
+    if let Some(report) = &held.pdf_signatures {
+        let report = serde_json::to_value(report).map_err(|e| ProofError::Write(e.to_string()))?;
+        b.put(
+            PDF_SIGNATURES,
+            pretty(&json!({
+                "note": "not signed: the signatures inside the PDF attachments, as this node checked them on delivery against its [pdf_signatures] ca",
+                "report": report,
+            }))?,
+        );
+    }
     b.seal(Manifest {
         format: FORMAT.to_owned(),
         envelope_id: env.id.clone(),

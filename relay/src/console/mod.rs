@@ -34,6 +34,7 @@ use crate::security_events::EventClass;
 
 mod charts;
 mod downloads;
+mod pdf;
 mod report;
 mod security;
 mod traffic;
@@ -303,6 +304,26 @@ fn t(lang: Lang, key: &str) -> &'static str {
             "Gửi đến nhiều nhất, nhận nhiều nhất",
             "Top senders, top recipients",
         ),
+        "pdf_signatures" => (
+            "Chữ ký số trong tệp PDF đính kèm",
+            "Signatures in PDF attachments",
+        ),
+        "pdf_checked" => ("Kiểm tra khi nhận lúc", "Checked on delivery at"),
+        "pdf_attachment" => ("Tệp đính kèm", "Attachment"),
+        "pdf_field" => ("Trường chữ ký", "Signature field"),
+        "pdf_verdict" => ("Kết quả", "Verdict"),
+        "pdf_signer" => ("Người ký", "Signer"),
+        "pdf_signed_at" => ("Thời điểm ký", "Signed at"),
+        "pdf_valid" => ("hợp lệ", "valid"),
+        "pdf_invalid" => ("KHÔNG hợp lệ", "INVALID"),
+        "pdf_unknown_signer" => (
+            "người ký không thuộc CA tin cậy",
+            "signer outside the trusted CAs",
+        ),
+        "pdf_changed" => ("tệp bị thay đổi sau khi ký", "changed after signing"),
+        "pdf_time_stamp" => ("dấu thời gian", "time-stamp"),
+        "pdf_not_checked" => ("không kiểm tra được", "not checked"),
+        "pdf_unsigned" => ("không có chữ ký số", "no signature"),
         _ => ("?", "?"),
     };
     match lang {
@@ -930,6 +951,9 @@ async fn documents(
                     } @else {
                         tr { th { (t(lang, "download")) } td #no-downloads { (t(lang, "no_download")) } }
                     }
+                }
+                @if let Some(report) = &v.pdf_signatures {
+                    (pdf::signatures(lang, report))
                 }
                 h2 { (t(lang, "recipient")) }
                 @for r in &v.recipients {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use lienthong_common::agency::AgencyCode;
 use lienthong_harness::{Network, NodeSpec};
 
+pub(crate) mod pdf;
 pub(crate) mod tsa;
 
 /// The `lt-relay` binary built by this `cargo test` run (the relay package's own integration
