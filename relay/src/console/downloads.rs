@@ -172,8 +172,13 @@ mod tests {
             disposition("Công văn 12.pdf").to_str().ok(),
             Some("attachment; filename=\"C_ng_v_n_12.pdf\"")
         );
+        // Quotes, separators and line ends cannot break out of the header.
         assert_eq!(
             disposition("\"; x=\r\n").to_str().ok(),
+            Some("attachment; filename=\"___x___\"")
+        );
+        assert_eq!(
+            disposition("\"\r\n").to_str().ok(),
             Some("attachment; filename=\"download\"")
         );
     }
