@@ -17,6 +17,7 @@
 //! | `receipts/NN-SS-AGENCY/…` | each status receipt held (arrival order `NN`, status `SS`, reporter): `receipt.pb`, `receipt.json`, `signed-message.bin`, `signature.bin`, `chain.pem`, `signer.pem` |
 //! | `trace.json` | the hop trace and the transport events (not signed: the node's record) |
 //! | `registers.json` | the document's entries in this node's incoming and outgoing books (not signed) |
+//! | `pdf-signatures.json` | when this node checked the PDF attachments on delivery: the report per attachment and signature (not signed: the node's record) |
 //!
 //! Every file but `envelope.pb` and `receipt.pb` is derived from them or is the node's own
 //! record: [`check`] recomputes the derived ones and refuses a bundle where one differs, so the
