@@ -3,7 +3,9 @@
 //!
 //! The attestations are written straight into the stopped root's store, as its link would have
 //! stored them (one newest attestation per node, for 63 provinces with their districts and
-//! communes); then the root is started and each page is asked for 20 times over one connection.
+//! communes), with a day of traffic minutes (`w/<minute>`, 1,440 of them, each with the 63
+//! provinces' links, hop acks and refusals) for the traffic page; then the root is started and
+//! each page is asked for 20 times over one connection.
 //! Printed per page: the answer time (min, median, p95, max) and the page size.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -81,7 +83,43 @@ fn fill(dir: &std::path::Path, count: usize) {
             )
             .unwrap();
     }
+    fill_traffic(&store, now_ms);
     let _durable = store.commit_blocking().unwrap();
+}
+
+/// A day of traffic minutes ending now: every province's link busy, acks and refusals.
+fn fill_traffic(store: &Store, now_ms: i64) {
+    use lienthong_relay::traffic::{LinkMinute, Minute, ACK_BOUNDS_MS};
+    let now_minute = u64::try_from(now_ms / 60_000).unwrap();
+    for back in 1..=1440u64 {
+        let minute = now_minute - back;
+        let links = (1..=63u64)
+            .map(|p| {
+                (
+                    format!("000.00.00.H{p:02}"),
+                    LinkMinute {
+                        docs_in: (minute + p) % 17,
+                        docs_out: (minute * p) % 13,
+                        depth: (minute + 3 * p) % 40,
+                    },
+                )
+            })
+            .collect();
+        let mut acks = vec![0u64; ACK_BOUNDS_MS.len() + 1];
+        acks[3] = 200 + minute % 50;
+        acks[6] = 5 + minute % 3;
+        let m = Minute {
+            minute,
+            links,
+            acks,
+            refused: [("not_a_child".to_string(), minute % 4)]
+                .into_iter()
+                .collect(),
+        };
+        store
+            .put_traffic_minute(minute, &serde_json::to_vec(&m).unwrap())
+            .unwrap();
+    }
 }
 
 fn main() {
@@ -115,6 +153,11 @@ fn main() {
         "/console?q=H53",
         "/console/security",
         "/console/register",
+        "/console/traffic",
+        "/console/traffic?hours=24",
+        "/console/traffic?part=charts&hours=24",
+        "/console/report",
+        "/console/documents?id=no-such-document",
     ] {
         let mut times = Vec::new();
         let mut size = 0;
