@@ -347,17 +347,7 @@ pub fn entry_for(env: &Envelope, agency: &str, at_unix_ms: i64) -> RegisterEntry
         date,
         envelope_id: env.id.clone(),
         document_id: env.document_id.clone(),
-        code: env
-            .code
-            .as_ref()
-            .map(|c| {
-                if c.notation.is_empty() {
-                    c.number.clone()
-                } else {
-                    format!("{}/{}", c.number, c.notation)
-                }
-            })
-            .unwrap_or_default(),
+        code: code_text(env),
         document_date: env
             .promulgation
             .as_ref()
@@ -675,4 +665,18 @@ pub fn find_envelope(
         }
     }
     Ok(None)
+}
+
+/// A document's number and notation as registers print them: `12/UBND-VP`, or the number alone.
+pub fn code_text(env: &Envelope) -> String {
+    env.code
+        .as_ref()
+        .map(|c| {
+            if c.notation.is_empty() {
+                c.number.clone()
+            } else {
+                format!("{}/{}", c.number, c.notation)
+            }
+        })
+        .unwrap_or_default()
 }

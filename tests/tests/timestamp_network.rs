@@ -71,6 +71,25 @@ fn send(net: &Network, n: usize) -> String {
         .0
 }
 
+/// `openssl ts -verify` accepts `token` for the root `digest_hex`, with the TSA's CA.
+fn assert_openssl_verifies(pki: &TsaPki, digest_hex: &str, token: &Path) {
+    let out = Command::new("openssl")
+        .args(["ts", "-verify", "-digest", digest_hex, "-token_in", "-in"])
+        .arg(token)
+        .arg("-CAfile")
+        .arg(pki.ca_pem())
+        .arg("-untrusted")
+        .arg(pki.tsa_pem(Section::Ec256))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Verification: OK"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn skip_without_openssl() -> bool {
     if Command::new("openssl").arg("version").output().is_ok() {
         return false;
@@ -140,28 +159,7 @@ fn documents_are_stamped_in_batches_checked_at_the_root_and_wait_while_the_tsa_i
         .unwrap();
     let token = work.path().join("token.der");
     std::fs::write(&token, &stamp.token).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "ts",
-            "-verify",
-            "-digest",
-            &root_digest.to_hex(),
-            "-token_in",
-            "-in",
-        ])
-        .arg(&token)
-        .arg("-CAfile")
-        .arg(pki.ca_pem())
-        .arg("-untrusted")
-        .arg(pki.tsa_pem(Section::Ec256))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Verification: OK"),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_openssl_verifies(&pki, &root_digest.to_hex(), &token);
 
     // The TSA goes down: a document waits at the province, unsent, and the outage is an event.
     tsa.stop();
@@ -243,28 +241,7 @@ fn documents_are_stamped_in_batches_checked_at_the_root_and_wait_while_the_tsa_i
         .unwrap()
         .root();
     std::fs::write(&token, hex::decode(words[5]).unwrap()).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "ts",
-            "-verify",
-            "-digest",
-            &root.to_hex(),
-            "-token_in",
-            "-in",
-        ])
-        .arg(&token)
-        .arg("-CAfile")
-        .arg(pki.ca_pem())
-        .arg("-untrusted")
-        .arg(pki.tsa_pem(Section::Ec256))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Verification: OK"),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_openssl_verifies(&pki, &root.to_hex(), &token);
 }
 
 #[test]

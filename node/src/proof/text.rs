@@ -84,17 +84,7 @@ impl Facts {
         Self {
             envelope_id: env.id.clone(),
             document_id: env.document_id.clone(),
-            code: env
-                .code
-                .as_ref()
-                .map(|c| {
-                    if c.notation.is_empty() {
-                        c.number.clone()
-                    } else {
-                        format!("{}/{}", c.number, c.notation)
-                    }
-                })
-                .unwrap_or_default(),
+            code: crate::register::code_text(env),
             subject: env.subject.clone(),
             sender: env
                 .from

@@ -34,6 +34,24 @@ fn plain(s: &str) -> String {
         .collect()
 }
 
+/// The top of a chart's value axis for values up to `top`: a tenth of room, 1 when empty.
+fn scale_top(top: f64) -> f64 {
+    if top <= 0.0 {
+        1.0
+    } else {
+        top * 1.1
+    }
+}
+
+/// A value-axis label: one decimal on a small scale, whole numbers otherwise.
+fn value_label(y_max: f64, v: f64) -> String {
+    if y_max < 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 /// Vietnam time (UTC+7) of a unix minute, as HH:MM.
 fn clock(minute: u64) -> String {
     let m = (minute + 7 * 60) % (24 * 60);
@@ -57,7 +75,7 @@ pub(super) fn time_chart(
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .fold(0.0_f64, f64::max);
-    let y_max = if top <= 0.0 { 1.0 } else { top * 1.1 };
+    let y_max = scale_top(top);
     let to = to.max(from + 1);
     let mut svg = String::new();
     let drawn = (|| -> Result<(), String> {
@@ -74,13 +92,7 @@ pub(super) fn time_chart(
             .x_labels(8)
             .y_labels(5)
             .x_label_formatter(&|m| clock(*m))
-            .y_label_formatter(&|v| {
-                if y_max < 10.0 {
-                    format!("{v:.1}")
-                } else {
-                    format!("{v:.0}")
-                }
-            })
+            .y_label_formatter(&|v| value_label(y_max, *v))
             .y_desc(plain(y_desc))
             .label_style(("sans-serif", 11))
             .draw()
@@ -109,7 +121,7 @@ pub(super) fn time_chart(
 /// A bar chart: one bar per (label, value).
 pub(super) fn bar_chart(id: &str, title: &str, y_desc: &str, bars: &[(String, f64)]) -> Markup {
     let top = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max);
-    let y_max = if top <= 0.0 { 1.0 } else { top * 1.1 };
+    let y_max = scale_top(top);
     let n = bars.len().max(1) as f64;
     let mut svg = String::new();
     let drawn = (|| -> Result<(), String> {
@@ -137,13 +149,7 @@ pub(super) fn bar_chart(id: &str, title: &str, y_desc: &str, bars: &[(String, f6
                 }
             })
             .y_labels(5)
-            .y_label_formatter(&|v| {
-                if y_max < 10.0 {
-                    format!("{v:.1}")
-                } else {
-                    format!("{v:.0}")
-                }
-            })
+            .y_label_formatter(&|v| value_label(y_max, *v))
             .y_desc(plain(y_desc))
             .label_style(("sans-serif", 11))
             .draw()
