@@ -242,27 +242,81 @@ impl Conn {
                 hyper::Request::from_parts(parts, with_idle_limit(body, body_limit, m.clone()))
             },
         );
-        let conn = hyper::server::conn::http1::Builder::new()
+        let mut conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_limit)
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            _ = stop.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
+        let mut stopping = false;
+        let result = std::future::poll_fn(|cx| {
+            if !stopping && std::future::Future::poll(stopped.as_mut(), cx).is_ready() {
+                stopping = true;
+                Pin::new(&mut conn).graceful_shutdown();
             }
-        };
-        if let Err(e) = result {
-            if e.is_timeout() && !activity.slow_client() {
-                debug!(%peer, "idle local API connection closed");
-            } else if e.is_timeout() {
-                node.metrics.api_timeout("headers");
-                info!(%peer, limit_secs = header_limit.as_secs(), "local API client did not send its headers in time; connection closed");
-            } else {
-                debug!(%peer, cause = %e, "local API connection ended with an error");
+            conn.poll_without_shutdown(cx)
+        })
+        .await;
+        match result {
+            // At a stop, the connection was idle or has had its last answer: no wait.
+            Ok(()) if stopping => {
+                let mut io = conn.into_parts().io.into_inner();
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
             }
+            Ok(()) => linger(conn.into_parts().io.into_inner(), peer).await,
+            Err(e) => log_ended(&e, &activity, &node, peer, header_limit),
         }
+    }
+}
+
+/// How long a closing connection goes on reading what its client still sends.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Closes a served connection the way a client can read its last answer: the sending side is
+/// shut first, then whatever the client still sends (the rest of a body refused before it was
+/// read, as a 429 or 413 is) is read and dropped until it closes too, for at most [`LINGER`].
+/// Closing with unread bytes would make the kernel answer them with a reset, and a client still
+/// writing its body would lose the answer it was sent.
+async fn linger<I>(mut io: I, peer: std::net::SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = vec![0u8; 16 * 1024];
+        let mut dropped = 0u64;
+        while let Ok(n) = io.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+            dropped += n as u64;
+        }
+        dropped
+    };
+    match tokio::time::timeout(LINGER, drain).await {
+        Ok(0) => {}
+        Ok(dropped) => debug!(%peer, dropped, "unread request bytes dropped at close"),
+        Err(_) => debug!(%peer, "client still sending after the answer; connection closed"),
+    }
+}
+
+/// Logs why a connection ended with an error, counting a client too slow with its headers.
+fn log_ended(
+    e: &hyper::Error,
+    activity: &Activity,
+    node: &Node,
+    peer: std::net::SocketAddr,
+    header_limit: std::time::Duration,
+) {
+    if e.is_timeout() && !activity.slow_client() {
+        debug!(%peer, "idle local API connection closed");
+    } else if e.is_timeout() {
+        node.metrics.api_timeout("headers");
+        info!(%peer, limit_secs = header_limit.as_secs(), "local API client did not send its headers in time; connection closed");
+    } else {
+        debug!(%peer, cause = %e, "local API connection ended with an error");
     }
 }
