@@ -519,6 +519,24 @@ pub fn validate_receipt(r: &StatusReceipt) -> Result<(), EnvelopeError> {
     Ok(())
 }
 
+/// A business status code's names, Vietnamese and English, as EDXML.md gives them (0: no status
+/// yet). Every text, page and table that names a status takes it from here.
+pub fn status_names(code: i32) -> (&'static str, &'static str) {
+    match code {
+        0 => ("chưa có", "no status yet"),
+        1 => ("đã đến", "arrived"),
+        2 => ("từ chối tiếp nhận", "rejected"),
+        3 => ("đã tiếp nhận", "accepted"),
+        4 => ("phân công", "assigned"),
+        5 => ("đang xử lý", "processing"),
+        6 => ("hoàn thành", "done"),
+        13 => ("yêu cầu lấy lại", "recall requested"),
+        15 => ("đồng ý lấy lại", "recall agreed"),
+        16 => ("từ chối lấy lại", "recall refused"),
+        _ => ("không rõ", "unknown"),
+    }
+}
+
 /// Today's date in UTC+7 (Vietnam), the calendar the documents are dated in.
 pub fn today_in_vietnam(now: OffsetDateTime) -> Date {
     now.to_offset(time::macros::offset!(+7)).date()

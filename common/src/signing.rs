@@ -18,7 +18,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lienthong_proto::v1::{Envelope, NodeAttestation, Signature, SignedSummary, StatusReceipt};
+use lienthong_proto::v1::{
+    Envelope, NodeAttestation, NodeDetail, Signature, SignedSummary, StatusReceipt,
+};
 use prost::Message;
 use ring::rand::SystemRandom;
 use ring::signature::{self as rsig, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
@@ -39,6 +41,7 @@ const ENVELOPE_DOMAIN: &[u8] = b"lienthong.v1.envelope\0";
 const RECEIPT_DOMAIN: &[u8] = b"lienthong.v1.receipt\0";
 const SUMMARY_DOMAIN: &[u8] = b"lienthong.v1.summary\0";
 const ATTESTATION_DOMAIN: &[u8] = b"lienthong.v1.attestation\0";
+const DETAIL_DOMAIN: &[u8] = b"lienthong.v1.node_detail\0";
 
 /// A message signed as a whole by one agency, its signature in one of its fields: daily
 /// summaries (signed by the agency described) and node attestations (signed by the node).
@@ -71,6 +74,19 @@ impl SignedItem for SignedSummary {
 
 impl SignedItem for NodeAttestation {
     const DOMAIN: &'static [u8] = ATTESTATION_DOMAIN;
+    fn signature_slot(&mut self) -> &mut Option<Signature> {
+        &mut self.signature
+    }
+    fn signature_ref(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+    fn signing_agency(&self) -> String {
+        self.node.clone()
+    }
+}
+
+impl SignedItem for NodeDetail {
+    const DOMAIN: &'static [u8] = DETAIL_DOMAIN;
     fn signature_slot(&mut self) -> &mut Option<Signature> {
         &mut self.signature
     }

@@ -721,7 +721,7 @@ fn status(
     } else {
         println!(
             "status {n:02} ({}) sent for {id} (status id {status_id})",
-            lienthong_relay::books_cmd::status_name(n)
+            lienthong_common::envelope::status_names(n).1
         );
     }
     Ok(())
@@ -782,7 +782,7 @@ fn recall(
                             "  {}  {:02} {}",
                             r.recipient,
                             c,
-                            lienthong_relay::books_cmd::status_name(*c)
+                            lienthong_common::envelope::status_names(*c).1
                         ),
                         None => println!("  {}  no answer yet", r.recipient),
                     }

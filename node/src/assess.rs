@@ -20,6 +20,8 @@ pub struct Check {
     pub id: String,
     /// The requirement at the level asked.
     pub requirement: String,
+    /// The same in Vietnamese.
+    pub requirement_vi: String,
     /// Whether the node meets it.
     pub met: bool,
     /// What was found.
@@ -103,11 +105,19 @@ struct Checklist {
 }
 
 impl Checklist {
-    fn add(&mut self, min_level: u8, id: &str, requirement: String, result: (bool, String)) {
+    /// Adds requirement `id` (its text in English and Vietnamese) at levels from `min_level`.
+    fn add(
+        &mut self,
+        min_level: u8,
+        id: &str,
+        (requirement, requirement_vi): (String, String),
+        result: (bool, String),
+    ) {
         if self.level >= min_level {
             self.checks.push(Check {
                 id: id.to_owned(),
                 requirement,
+                requirement_vi,
                 met: result.0,
                 evidence: result.1,
             });
@@ -556,7 +566,10 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
     c.add(
         1,
         "tls13_only",
-        "links use TLS 1.3 only, with mutual certificates".into(),
+        (
+            "links use TLS 1.3 only, with mutual certificates".into(),
+            "các liên kết chỉ dùng TLS 1.3, xác thực chứng thư số hai chiều".into(),
+        ),
         if cfg.tls.allow_tls12 {
             (
                 false,
@@ -572,49 +585,76 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
     c.add(
         1,
         "key_algorithms",
-        format!(
-            "keys are ECDSA P-256 or RSA of at least {} bits",
-            rsa_bits_needed(level)
+        (
+            format!(
+                "keys are ECDSA P-256 or RSA of at least {} bits",
+                rsa_bits_needed(level)
+            ),
+            format!(
+                "khóa là ECDSA P-256 hoặc RSA từ {} bit trở lên",
+                rsa_bits_needed(level)
+            ),
         ),
         check_keys(cfg, level),
     );
     c.add(
         1,
         "key_permissions",
-        "private key files are readable by their owner only".into(),
+        (
+            "private key files are readable by their owner only".into(),
+            "tệp khóa bí mật chỉ chủ sở hữu được đọc".into(),
+        ),
         check_key_permissions(cfg),
     );
     c.add(
         1,
         "certificate_validity",
-        format!(
-            "certificates (own, local agencies', CA) valid for more than {} days",
-            cfg.security.expiry_warning_days
+        (
+            format!(
+                "certificates (own, local agencies', CA) valid for more than {} days",
+                cfg.security.expiry_warning_days
+            ),
+            format!(
+                "chứng thư số (của nút, của các cơ quan tại nút, của CA) còn hiệu lực trên {} ngày",
+                cfg.security.expiry_warning_days
+            ),
         ),
         check_certificates(cfg, now_unix),
     );
     c.add(
         1,
         "api_protected",
-        "the local API needs a credential, or listens on loopback only".into(),
+        (
+            "the local API needs a credential, or listens on loopback only".into(),
+            "API cục bộ đòi thông tin xác thực, hoặc chỉ nghe trên địa chỉ loopback".into(),
+        ),
         check_api(cfg),
     );
     c.add(
         1,
         "store_durable",
-        "the store is on persistent storage".into(),
+        (
+            "the store is on persistent storage".into(),
+            "kho dữ liệu nằm trên bộ nhớ lưu trữ bền vững".into(),
+        ),
         check_store(cfg),
     );
     c.add(
         2,
         "crl",
-        "CRLs are configured (files or URLs) and none is past its next update".into(),
+        (
+            "CRLs are configured (files or URLs) and none is past its next update".into(),
+            "đã cấu hình danh sách chứng thư thu hồi (CRL, tệp hoặc URL) và không danh sách nào quá hạn cập nhật".into(),
+        ),
         check_crl(cfg, now_unix),
     );
     c.add(
         2,
         "audit_log",
-        "the hash-chained audit log verifies".into(),
+        (
+            "the hash-chained audit log verifies".into(),
+            "nhật ký kiểm toán liên kết băm kiểm tra được toàn vẹn".into(),
+        ),
         match audit {
             AuditState::Intact(n) => (true, format!("{n} records, chain intact")),
             AuditState::Broken(b) => (false, format!("chain broken: {b}")),
@@ -625,7 +665,10 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
     c.add(
         2,
         "log_retention",
-        format!("audit records kept online for at least {needed} days"),
+        (
+            format!("audit records kept online for at least {needed} days"),
+            format!("bản ghi kiểm toán được lưu trực tuyến ít nhất {needed} ngày"),
+        ),
         match cfg.security.audit_retention_days {
             0 => (
                 true,
@@ -638,28 +681,43 @@ pub fn assess(cfg: &NodeConfig, level: u8, audit: &AuditState, now_unix: i64) ->
     c.add(
         2,
         "backups",
-        format!(
-            "backups configured, current, and kept for {} days",
-            backup_retention_days_needed(level)
+        (
+            format!(
+                "backups configured, current, and kept for {} days",
+                backup_retention_days_needed(level)
+            ),
+            format!(
+                "đã cấu hình sao lưu, bản sao lưu còn mới và được giữ {} ngày",
+                backup_retention_days_needed(level)
+            ),
         ),
         check_backups(cfg, level),
     );
     c.add(
         3,
         "api_tls_auth",
-        "the local API takes only authenticated clients, over TLS".into(),
+        (
+            "the local API takes only authenticated clients, over TLS".into(),
+            "API cục bộ chỉ nhận máy khách đã xác thực, qua TLS".into(),
+        ),
         check_api_tls_auth(cfg),
     );
     c.add(
         3,
         "abuse_limits",
-        "API clients and child links have rate limits".into(),
+        (
+            "API clients and child links have rate limits".into(),
+            "máy khách API và liên kết của nút cấp dưới có giới hạn tần suất".into(),
+        ),
         check_limits(cfg),
     );
     c.add(
         3,
         "monitoring",
-        "security events and the node's state are reported to the parent (the root reports to no one)".into(),
+        (
+            "security events and the node's state are reported to the parent (the root reports to no one)".into(),
+            "sự kiện an toàn thông tin và trạng thái của nút được báo cáo lên nút cấp trên (nút gốc không báo cáo cho ai)".into(),
+        ),
         match &cfg.parent {
             Some(p) => (
                 true,

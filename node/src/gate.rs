@@ -15,7 +15,9 @@ use tracing::warn;
 
 use crate::node::{Node, NodeError, Refusal};
 use crate::security_events::EventClass;
-use crate::upward::MAX_EVENTS_PER_ATTESTATION;
+use crate::upward::{
+    MAX_DETAIL_TEXT_BYTES, MAX_EVENTS_PER_ATTESTATION, MAX_REQUIREMENTS_PER_DETAIL,
+};
 
 /// Proof that an item from a neighbour passed the gate: only this module makes one. The node
 /// acts on a receipt from a neighbour only in this form, until it is stored.
@@ -251,6 +253,47 @@ impl Node {
                 })?;
                 let v = self.verifier.verify_item(a, UnixTime::now())?;
                 Ok(checked(receipt_frame::Item::Attestation(v.into_inner())))
+            }
+            Some(receipt_frame::Item::Detail(d)) => {
+                upward_only(
+                    from_child,
+                    "node details travel upward only, not from a parent",
+                )?;
+                let reporter = AgencyCode::parse(&d.node).map_err(|e| {
+                    Refusal::new(
+                        RefusalCode::RefusalInvalid,
+                        format!("node detail node: {e}"),
+                    )
+                })?;
+                check_id(&d.id, "node detail id")?;
+                check_generated(d.generated_unix_ms, self.clock.now_unix_ms())?;
+                let text: usize = d.name.len()
+                    + d.requirements
+                        .iter()
+                        .map(|r| {
+                            r.id.len()
+                                + r.requirement.len()
+                                + r.requirement_vi.len()
+                                + r.evidence.len()
+                        })
+                        .sum::<usize>();
+                if d.requirements.len() > MAX_REQUIREMENTS_PER_DETAIL
+                    || text > MAX_DETAIL_TEXT_BYTES
+                {
+                    return Err(Refusal::new(
+                        RefusalCode::RefusalTooLarge,
+                        format!(
+                            "node detail carries {} requirements and {text} bytes of text \
+                             (at most {MAX_REQUIREMENTS_PER_DETAIL} and {MAX_DETAIL_TEXT_BYTES})",
+                            d.requirements.len()
+                        ),
+                    ));
+                }
+                self.speaks_within(peer, &reporter, || {
+                    format!("node detail of {reporter} is outside the subtree of {peer}")
+                })?;
+                let v = self.verifier.verify_item(d, UnixTime::now())?;
+                Ok(checked(receipt_frame::Item::Detail(v.into_inner())))
             }
             None => Err(Refusal::new(
                 RefusalCode::RefusalMalformed,

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub api_timeouts: Family<ReasonLabel, Counter>,
     /// The current minute's traffic, for the console's charts ([`crate::traffic`]).
     pub traffic: crate::traffic::Traffic,
+    /// When each neighbour's link last went up or down in this process (unix ms).
+    link_changes: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// When this process started (unix ms): a link never up since is down since then.
+    started_unix_ms: i64,
 }
 
 impl Default for Metrics {
@@ -155,7 +159,40 @@ impl Metrics {
             dropped,
             api_timeouts,
             traffic: crate::traffic::Traffic::default(),
+            link_changes: std::sync::Mutex::default(),
+            started_unix_ms: lienthong_common::now_unix_ms(),
         }
+    }
+
+    /// The same metrics, counting links never up as down since `unix_ms` (the node's clock at
+    /// its start) rather than the system clock's.
+    pub fn started_at(mut self, unix_ms: i64) -> Self {
+        self.started_unix_ms = unix_ms;
+        self
+    }
+
+    /// Records the link to `neighbour` going up or down at `now_ms`.
+    pub fn link_changed(&self, neighbour: &str, up: bool, now_ms: i64) {
+        self.link_up
+            .get_or_create(&NeighbourLabel {
+                neighbour: neighbour.to_owned(),
+            })
+            .set(i64::from(up));
+        self.link_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(neighbour.to_owned(), now_ms);
+    }
+
+    /// Since when the link to `neighbour` has been in its present state (unix ms): its last
+    /// change, or this process's start when it never came up.
+    pub fn link_since(&self, neighbour: &str) -> i64 {
+        self.link_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(neighbour)
+            .copied()
+            .unwrap_or(self.started_unix_ms)
     }
 
     /// Counts a refusal.

@@ -4,6 +4,11 @@
 //! report_interval_secs`. A parent keeps the newest attestation of each node below it and the
 //! events they carried, and passes them on, so a province sees its subtree and the root the
 //! nation (`lt-relay security events --subtree`, `lt-relay security report`).
+//!
+//! With the attestation goes a signed [`NodeDetail`] when it changed (or a day passed): the
+//! node's name and its assessment requirement by requirement, with the evidence. It is a separate
+//! item because older parents re-encode attestations without fields they do not know, and it is
+//! sent only to parents that take it (link feature `node_detail`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -11,17 +16,22 @@ use std::sync::Arc;
 
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::audit;
-use lienthong_common::store::{Store, StoreError};
-use lienthong_proto::v1::{NodeAttestation, SecurityEventRecord};
+use lienthong_common::store::{QueueItem, Store, StoreError};
+use lienthong_proto::v1::{NodeAttestation, NodeDetail, RequirementCheck, SecurityEventRecord};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::node::Node;
-use crate::upward::{store_attestation, MAX_EVENTS_PER_ATTESTATION};
+use crate::upward::{store_attestation, store_detail, MAX_EVENTS_PER_ATTESTATION};
 
 const SENT_SEQ_META: &str = "monitor/sent-seq";
+/// The digest of the last node detail made (its content, times and signature left out) and
+/// when it was made.
+const DETAIL_META: &str = "monitor/detail";
+/// A node detail is made again after this long even when nothing changed.
+const DETAIL_REFRESH_MS: i64 = 24 * 3600 * 1000;
 const PARENT_UP_META: &str = "monitor/parent-up";
 
 /// Monitoring errors.
@@ -81,6 +91,28 @@ fn record_of(r: &audit::AuditRecord) -> SecurityEventRecord {
 /// Builds this node's attestation (unsigned) with the events after audit record `after_seq`.
 pub fn build(node: &Node, after_seq: u64) -> Result<NodeAttestation, MonitorError> {
     let now = node.clock.now_unix_ms();
+    let assessment = own_assessment(node, now)?;
+    build_with(node, after_seq, now, assessment.as_ref())
+}
+
+/// This node's attestation and detail, both from one assessment (which verifies the whole
+/// audit chain: once is enough).
+fn build_both(node: &Node) -> Result<(NodeAttestation, NodeDetail), MonitorError> {
+    let now = node.clock.now_unix_ms();
+    let assessment = own_assessment(node, now)?;
+    Ok((
+        build_with(node, u64::MAX, now, assessment.as_ref())?,
+        build_detail_with(node, now, assessment),
+    ))
+}
+
+/// [`build`] with the assessment made at `now`.
+fn build_with(
+    node: &Node,
+    after_seq: u64,
+    now: i64,
+    assessment: Option<&crate::assess::Assessment>,
+) -> Result<NodeAttestation, MonitorError> {
     let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
     let mut events = Vec::new();
     for r in audit::records(&node.store)?.into_iter().flatten() {
@@ -113,21 +145,17 @@ pub fn build(node: &Node, after_seq: u64) -> Result<NodeAttestation, MonitorErro
             (n.to_string(), d)
         })
         .collect();
-    let (level, met, total, not_met) = if cfg.security.level > 0 {
-        let state = match audit::verify(&node.store)? {
-            Ok(n) => crate::assess::AuditState::Intact(n),
-            Err(b) => crate::assess::AuditState::Broken(b.to_string()),
-        };
-        let a = crate::assess::assess(cfg, cfg.security.level, &state, now.div_euclid(1000));
-        let not_met = a
-            .checks
-            .iter()
-            .filter(|c| !c.met)
-            .map(|c| c.id.clone())
-            .collect();
-        (u32::from(a.level), a.met as u32, a.total as u32, not_met)
-    } else {
-        (0, 0, 0, Vec::new())
+    let (level, met, total, not_met) = match assessment {
+        Some(a) => {
+            let not_met = a
+                .checks
+                .iter()
+                .filter(|c| !c.met)
+                .map(|c| c.id.clone())
+                .collect();
+            (u32::from(a.level), a.met as u32, a.total as u32, not_met)
+        }
+        None => (0, 0, 0, Vec::new()),
     };
     Ok(NodeAttestation {
         id: String::new(),
@@ -147,6 +175,151 @@ pub fn build(node: &Node, after_seq: u64) -> Result<NodeAttestation, MonitorErro
         events,
         signature: None,
     })
+}
+
+/// This node's assessment at its `[security] level` (none without a level), at `now` (unix ms).
+fn own_assessment(
+    node: &Node,
+    now: i64,
+) -> Result<Option<crate::assess::Assessment>, MonitorError> {
+    let cfg = &node.config;
+    if cfg.security.level == 0 {
+        return Ok(None);
+    }
+    let state = match audit::verify(&node.store)? {
+        Ok(n) => crate::assess::AuditState::Intact(n),
+        Err(b) => crate::assess::AuditState::Broken(b.to_string()),
+    };
+    Ok(Some(crate::assess::assess(
+        cfg,
+        cfg.security.level,
+        &state,
+        now.div_euclid(1000),
+    )))
+}
+
+/// Builds this node's detail (unsigned, without id): its name and its assessment.
+pub fn build_detail(node: &Node) -> Result<NodeDetail, MonitorError> {
+    let now = node.clock.now_unix_ms();
+    let a = own_assessment(node, now)?;
+    Ok(build_detail_with(node, now, a))
+}
+
+/// [`build_detail`] with the assessment made at `now`.
+fn build_detail_with(node: &Node, now: i64, a: Option<crate::assess::Assessment>) -> NodeDetail {
+    NodeDetail {
+        id: String::new(),
+        node: node.agency().to_string(),
+        generated_unix_ms: now,
+        name: node.config.name.clone(),
+        assessed_level: a.as_ref().map_or(0, |a| u32::from(a.level)),
+        requirements: a
+            .map(|a| {
+                a.checks
+                    .into_iter()
+                    .map(|c| RequirementCheck {
+                        id: c.id,
+                        met: c.met,
+                        requirement: c.requirement,
+                        requirement_vi: c.requirement_vi,
+                        evidence: c.evidence,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        signature: None,
+        oldest_queued_unix_ms: oldest_queued(node),
+    }
+}
+
+/// Queue entries looked at in each priority class of a queue for its first document (receipts
+/// share a class with very urgent documents and are skipped over).
+const OLDEST_LOOKED_AT: usize = 64;
+
+/// Per neighbour with documents waiting (a child no longer announced included): when the
+/// oldest of them arrived at this node.
+pub fn oldest_queued(node: &Node) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    let Ok(names) = node.store.queue_names() else {
+        return out;
+    };
+    for n in names {
+        if AgencyCode::parse(&n).is_err() {
+            continue; // a local delivery queue (`amqp/...`), not a neighbour
+        }
+        let Ok(entries) = node.store.first_envelopes(&n, OLDEST_LOOKED_AT) else {
+            continue;
+        };
+        let oldest = entries
+            .iter()
+            .filter_map(|e| match &e.item {
+                QueueItem::Envelope { id, .. } => node.store.envelope(id).ok().flatten(),
+                QueueItem::Receipt { .. } => None,
+            })
+            .filter_map(|env| {
+                env.trace
+                    .iter()
+                    .rev()
+                    .find(|t| t.agency == node.agency().as_str())
+                    .map(|t| t.received_unix_ms)
+            })
+            .min();
+        if let Some(at) = oldest {
+            out.insert(n, at);
+        }
+    }
+    out
+}
+
+/// The digest of what a detail says (its id, time and signature left out).
+fn detail_digest(d: &NodeDetail) -> [u8; 32] {
+    let content = NodeDetail {
+        id: String::new(),
+        generated_unix_ms: 0,
+        signature: None,
+        ..d.clone()
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &content.encode_to_vec());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Signs this node's detail and queues it for the parent when it differs from the last one
+/// made or that one is a day old. Returns whether one was made. The caller commits.
+pub fn push_detail(node: &Node) -> Result<bool, MonitorError> {
+    let mut d = build_detail(node)?;
+    let digest = detail_digest(&d);
+    let last = node.store.get_meta(DETAIL_META)?;
+    if let Some(last) = last.as_deref().filter(|l| l.len() == 40) {
+        let made = <[u8; 8]>::try_from(&last[32..]).map_or(0, i64::from_be_bytes);
+        if last[..32] == digest && d.generated_unix_ms - made < DETAIL_REFRESH_MS {
+            return Ok(false);
+        }
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(d.node.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(&d.generated_unix_ms.to_be_bytes());
+    ctx.update(&digest);
+    d.id = format!("det-{}", hex::encode(&ctx.finish().as_ref()[..15]));
+    let signer = node
+        .signer(node.agency())
+        .ok_or_else(|| MonitorError::Signing("no key for the node's own agency".into()))?;
+    let at = d.generated_unix_ms;
+    signer
+        .sign_item(&mut d, at)
+        .map_err(|e| MonitorError::Signing(e.to_string()))?;
+    let parent = node.config.parent.as_ref().map(|p| p.agency.clone());
+    store_detail(&node.store, &d, parent.as_ref().map(AgencyCode::as_str))?;
+    let mut meta = digest.to_vec();
+    meta.extend_from_slice(&at.to_be_bytes());
+    node.store.put_meta(DETAIL_META, &meta)?;
+    info!(
+        requirements = d.requirements.len(),
+        "node detail queued upward"
+    );
+    Ok(true)
 }
 
 fn attestation_id(a: &NodeAttestation) -> String {
@@ -191,6 +364,7 @@ pub fn push(node: &Node) -> Result<usize, MonitorError> {
             break;
         }
     }
+    push_detail(node)?;
     if let Some(p) = &parent {
         node.wake(p);
     }
@@ -209,6 +383,9 @@ pub async fn monitor_loop(node: Arc<Node>, shutdown: CancellationToken) {
 pub struct NodeStatus {
     /// The node.
     pub node: String,
+    /// Its name (`[node] name`), from its newest node detail; empty when none is held.
+    #[serde(default)]
+    pub name: String,
     /// When its newest attestation was made (unix ms); for this node, now.
     pub last_seen_unix_ms: i64,
     /// Software version.
@@ -233,12 +410,87 @@ pub struct NodeStatus {
     pub assessment_not_met: Vec<String>,
     /// Security events by class (refusals by reason and the other classes).
     pub events_by_class: BTreeMap<String, u64>,
+    /// Its assessment requirement by requirement, with the evidence, from its newest node
+    /// detail; empty when none is held (or the node has no level).
+    #[serde(default)]
+    pub requirements: Vec<RequirementState>,
+    /// When that node detail was made (unix ms; 0: none held).
+    #[serde(default)]
+    pub detail_unix_ms: i64,
+    /// Per neighbour with documents waiting, when the oldest arrived (unix ms), from that node
+    /// detail.
+    #[serde(default)]
+    pub oldest_queued_unix_ms: BTreeMap<String, i64>,
 }
 
-fn status_of(a: &NodeAttestation, now_ms: i64) -> NodeStatus {
+/// One requirement of a node's assessment, as its node detail reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequirementState {
+    /// Stable id (docs/security-levels.md).
+    pub id: String,
+    /// Whether the node meets it.
+    pub met: bool,
+    /// The requirement, in English.
+    pub requirement: String,
+    /// The requirement, in Vietnamese.
+    pub requirement_vi: String,
+    /// What the node found.
+    pub evidence: String,
+}
+
+/// What the lists of nodes show of a node detail: read without its requirements, which a
+/// decoder then skips without allocating them (the console's network page reads thousands).
+#[derive(Clone, PartialEq, prost::Message)]
+struct DetailHead {
+    #[prost(int64, tag = "3")]
+    generated_unix_ms: i64,
+    #[prost(string, tag = "4")]
+    name: String,
+    #[prost(btree_map = "string, int64", tag = "8")]
+    oldest_queued_unix_ms: BTreeMap<String, i64>,
+}
+
+/// A node detail as a report carries it: whole, or without its requirements.
+fn detail_parts(d: &NodeDetail, with_requirements: bool) -> (DetailHead, Vec<RequirementState>) {
+    let head = DetailHead {
+        generated_unix_ms: d.generated_unix_ms,
+        name: d.name.clone(),
+        oldest_queued_unix_ms: d.oldest_queued_unix_ms.clone(),
+    };
+    let requirements = if with_requirements {
+        requirement_states(d)
+    } else {
+        Vec::new()
+    };
+    (head, requirements)
+}
+
+fn requirement_states(d: &NodeDetail) -> Vec<RequirementState> {
+    d.requirements
+        .iter()
+        .map(|r| RequirementState {
+            id: r.id.clone(),
+            met: r.met,
+            requirement: r.requirement.clone(),
+            requirement_vi: r.requirement_vi.clone(),
+            evidence: r.evidence.clone(),
+        })
+        .collect()
+}
+
+fn status_of(
+    a: &NodeAttestation,
+    detail: Option<(DetailHead, Vec<RequirementState>)>,
+    now_ms: i64,
+) -> NodeStatus {
     let days = |unix: i64| (unix * 1000 - now_ms).div_euclid(86_400_000);
+    let (head, requirements) = detail.unwrap_or_default();
     NodeStatus {
         node: a.node.clone(),
+        name: head.name,
+        requirements,
+        detail_unix_ms: head.generated_unix_ms,
+        oldest_queued_unix_ms: head.oldest_queued_unix_ms,
         last_seen_unix_ms: a.generated_unix_ms,
         version: a.software_version.clone(),
         certificate_days_left: days(a.certificate_not_after_unix),
@@ -255,16 +507,92 @@ fn status_of(a: &NodeAttestation, now_ms: i64) -> NodeStatus {
 }
 
 /// `security report`: this node (live) and every node below it (newest attestation).
+/// Every node's requirements are in it; [`report_list`] leaves those of the nodes below out.
 pub fn report(node: &Node) -> Result<Vec<NodeStatus>, MonitorError> {
+    report_with(node, true)
+}
+
+/// [`report`] without the requirements of the nodes below (this node's own are in it), for
+/// lists of thousands of nodes; [`node_report`] gives one node whole.
+pub fn report_list(node: &Node) -> Result<Vec<NodeStatus>, MonitorError> {
+    report_with(node, false)
+}
+
+fn report_with(node: &Node, with_requirements: bool) -> Result<Vec<NodeStatus>, MonitorError> {
     let now = node.clock.now_unix_ms();
-    let mut out = vec![status_of(&build(node, u64::MAX)?, now)];
+    let (attestation, own) = build_both(node)?;
+    let mut out = vec![status_of(&attestation, Some(detail_parts(&own, true)), now)];
+    let mut details = stored_details(&node.store, with_requirements)?;
     for (n, bytes) in node.store.attestations()? {
         if n == node.agency().as_str() {
             continue;
         }
         match NodeAttestation::decode(bytes.as_slice()) {
-            Ok(a) => out.push(status_of(&a, now)),
+            Ok(a) => {
+                out.push(status_of(&a, details.remove(&n), now));
+            }
             Err(e) => warn!(node = %n, cause = %e, "unreadable stored attestation"),
+        }
+    }
+    Ok(out)
+}
+
+/// One node's line of [`report`], whole: this node's own, or the newest attestation and node
+/// detail held of a node below (none when no attestation of it is held).
+pub fn node_report(node: &Node, code: &str) -> Result<Option<NodeStatus>, MonitorError> {
+    let now = node.clock.now_unix_ms();
+    if code == node.agency().as_str() {
+        let (attestation, own) = build_both(node)?;
+        return Ok(Some(status_of(
+            &attestation,
+            Some(detail_parts(&own, true)),
+            now,
+        )));
+    }
+    let Some(bytes) = node.store.attestation_of(code)? else {
+        return Ok(None);
+    };
+    let a = match NodeAttestation::decode(bytes.as_slice()) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(node = %code, cause = %e, "unreadable stored attestation");
+            return Ok(None);
+        }
+    };
+    let detail = node
+        .store
+        .node_detail_of(code)?
+        .and_then(|b| NodeDetail::decode(b.as_slice()).ok())
+        .map(|d| detail_parts(&d, true));
+    Ok(Some(status_of(&a, detail, now)))
+}
+
+/// The requirements in the newest node detail held of `code` (empty when none is held).
+pub fn requirements_of(store: &Store, code: &str) -> Result<Vec<RequirementState>, MonitorError> {
+    Ok(store
+        .node_detail_of(code)?
+        .and_then(|b| NodeDetail::decode(b.as_slice()).ok())
+        .map(|d| requirement_states(&d))
+        .unwrap_or_default())
+}
+
+/// The newest node detail held of every node, by node: whole, or only what lists show.
+fn stored_details(
+    store: &Store,
+    with_requirements: bool,
+) -> Result<BTreeMap<String, (DetailHead, Vec<RequirementState>)>, MonitorError> {
+    let mut out = BTreeMap::new();
+    for (n, bytes) in store.node_details()? {
+        let parts = if with_requirements {
+            NodeDetail::decode(bytes.as_slice()).map(|d| detail_parts(&d, true))
+        } else {
+            DetailHead::decode(bytes.as_slice()).map(|h| (h, Vec::new()))
+        };
+        match parts {
+            Ok(p) => {
+                out.insert(n, p);
+            }
+            Err(e) => warn!(node = %n, cause = %e, "unreadable stored node detail"),
         }
     }
     Ok(out)
@@ -293,12 +621,64 @@ pub struct NodeEvent {
 /// `now_unix_ms` is the time by the node's clock.
 pub fn stored_report(store: &Store, now_unix_ms: i64) -> Result<Vec<NodeStatus>, MonitorError> {
     let now = now_unix_ms;
+    let mut details = stored_details(store, true)?;
     Ok(store
         .attestations()?
         .into_iter()
         .filter_map(|(_, b)| NodeAttestation::decode(b.as_slice()).ok())
-        .map(|a| status_of(&a, now))
+        .map(|a| {
+            let d = details.remove(&a.node);
+            status_of(&a, d, now)
+        })
         .collect())
+}
+
+/// The security events recorded by one node (this one, or one below that reported them), on or
+/// after `since_ms`, oldest first.
+pub fn events_of(node: &Node, code: &str, since_ms: i64) -> Result<Vec<NodeEvent>, MonitorError> {
+    if code == node.agency().as_str() {
+        return own_events(&node.store, code, since_ms);
+    }
+    let mut out: Vec<NodeEvent> = node
+        .store
+        .remote_events_of(code)?
+        .iter()
+        .filter_map(|bytes| remote_event(code, bytes, since_ms))
+        .collect();
+    out.sort_by_key(|e| e.at_unix_ms);
+    Ok(out)
+}
+
+/// The security events in this node's own audit log (its agency `code`) from `since_ms` on.
+fn own_events(store: &Store, code: &str, since_ms: i64) -> Result<Vec<NodeEvent>, MonitorError> {
+    Ok(audit::records(store)?
+        .into_iter()
+        .flatten()
+        .filter(|r| r.kind == "security" && r.at_unix_ms >= since_ms)
+        .map(|r| NodeEvent {
+            node: code.to_owned(),
+            seq: r.seq,
+            at_unix_ms: r.at_unix_ms,
+            class: r.class,
+            peer: r.peer,
+            agency: r.agency,
+            reason: r.reason,
+        })
+        .collect())
+}
+
+/// A security event `node` reported (encoded), if readable and from `since_ms` on.
+fn remote_event(node: &str, bytes: &[u8], since_ms: i64) -> Option<NodeEvent> {
+    let e = SecurityEventRecord::decode(bytes).ok()?;
+    (e.at_unix_ms >= since_ms).then(|| NodeEvent {
+        node: node.to_owned(),
+        seq: e.seq,
+        at_unix_ms: e.at_unix_ms,
+        class: e.class,
+        peer: e.peer,
+        agency: e.agency,
+        reason: e.reason,
+    })
 }
 
 /// The security events of this node and of every node within `subtree` (all below this node
@@ -320,39 +700,16 @@ pub fn subtree_events(
                     .is_some_and(|s| s.contains(&c))
         })
     };
-    let mut out = Vec::new();
-    if within(own.as_str()) {
-        for r in audit::records(view.store)?.into_iter().flatten() {
-            if r.kind == "security" && r.at_unix_ms >= since_ms {
-                out.push(NodeEvent {
-                    node: own.to_string(),
-                    seq: r.seq,
-                    at_unix_ms: r.at_unix_ms,
-                    class: r.class,
-                    peer: r.peer,
-                    agency: r.agency,
-                    reason: r.reason,
-                });
-            }
-        }
-    }
+    let mut out = if within(own.as_str()) {
+        own_events(view.store, own.as_str(), since_ms)?
+    } else {
+        Vec::new()
+    };
     for (n, bytes) in view.store.remote_events()? {
         if n == own.as_str() || !within(&n) {
             continue;
         }
-        if let Ok(e) = SecurityEventRecord::decode(bytes.as_slice()) {
-            if e.at_unix_ms >= since_ms {
-                out.push(NodeEvent {
-                    node: n,
-                    seq: e.seq,
-                    at_unix_ms: e.at_unix_ms,
-                    class: e.class,
-                    peer: e.peer,
-                    agency: e.agency,
-                    reason: e.reason,
-                });
-            }
-        }
+        out.extend(remote_event(&n, &bytes, since_ms));
     }
     out.sort_by(|a, b| a.at_unix_ms.cmp(&b.at_unix_ms).then(a.node.cmp(&b.node)));
     Ok(out)

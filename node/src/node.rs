@@ -298,13 +298,15 @@ impl Node {
         )
         .wait_for_offline_children(!config.link.offline_child_max_age.is_zero());
         restore_announcements(&store, &mut routes)?;
+        let metrics = Metrics::new().started_at(clock.now_unix_ms());
+        restore_link_changes(&store, &metrics)?;
         Ok(Arc::new(Self {
             verifier: Verifier::new(Arc::new(trust)),
             tsa_anchors,
             stamp_wake: Notify::new(),
             pdf_checks,
             store,
-            metrics: Metrics::new(),
+            metrics,
             clock,
             signers,
             names,
@@ -456,6 +458,21 @@ impl Node {
             self.serves_changed.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Records the link to `neighbour` going up or down now, in the metrics and in the store: a
+    /// restarted node knows since when a link it has not had again has been down.
+    pub fn link_changed(&self, neighbour: &AgencyCode, up: bool) {
+        let now = self.clock.now_unix_ms();
+        self.metrics.link_changed(neighbour.as_str(), up, now);
+        let state = if up { "up" } else { "down" };
+        let record = format!("{state} {now}");
+        if let Err(e) = self
+            .store
+            .put_meta(&format!("{LINK_META}{neighbour}"), record.as_bytes())
+        {
+            warn!(%neighbour, cause = %e, "cannot record the link's change in the store");
+        }
     }
 
     /// Forgets the announcements of children that have not been linked for `max` (counted
@@ -668,8 +685,8 @@ impl Node {
             }
         }
         if let Some(checks) = &self.pdf_checks {
-            // Queued without waiting: the check runs after delivery (`crate::pdf_check`).
-            checks.offer(&env, &newly_delivered);
+            // Recorded with the delivery; the check runs after it (`crate::pdf_check`).
+            checks.offer(&self.store, &env, &newly_delivered)?;
         }
         for r in &no_route {
             let reason = format!("no route to {r}");
@@ -1019,12 +1036,15 @@ impl Node {
             Some(receipt_frame::Item::Transport(t)) => {
                 (t.id.clone(), t.envelope_id.clone(), t.origin.clone())
             }
-            // Summaries and attestations only go up: kept here and passed to the parent, if any.
+            // Summaries, attestations and details only go up: kept here and passed to the parent, if any.
             Some(receipt_frame::Item::Summary(s)) => {
                 return self.keep_upward(|to| upward::store_summary(&self.store, s, to));
             }
             Some(receipt_frame::Item::Attestation(a)) => {
                 return self.keep_upward(|to| upward::store_attestation(&self.store, a, to));
+            }
+            Some(receipt_frame::Item::Detail(d)) => {
+                return self.keep_upward(|to| upward::store_detail(&self.store, d, to));
             }
             None => {
                 return Err(
@@ -1174,6 +1194,30 @@ fn stored_claims(
         }
     }
     Ok(out)
+}
+
+/// Prefix of the metadata that records each link's last change (`up <ms>` or `down <ms>`).
+const LINK_META: &str = "link/";
+
+/// Puts the link changes recorded before a restart back into the metrics. Only a link that went
+/// down is taken: one recorded as up was cut by the stop itself, at a time not recorded, and
+/// counts from this start.
+fn restore_link_changes(store: &Store, metrics: &Metrics) -> Result<(), StoreError> {
+    for neighbour in store.meta_names(LINK_META)? {
+        let Some(record) = store.get_meta(&format!("{LINK_META}{neighbour}"))? else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&record);
+        match text.split_once(' ') {
+            Some(("down", at)) => match at.parse::<i64>() {
+                Ok(at) => metrics.link_changed(&neighbour, false, at),
+                Err(_) => warn!(%neighbour, record = %text, "unreadable link record ignored"),
+            },
+            Some(("up", _)) => {}
+            _ => warn!(%neighbour, record = %text, "unreadable link record ignored"),
+        }
+    }
+    Ok(())
 }
 
 fn restore_announcements(store: &Store, routes: &mut RouteTable) -> Result<(), StoreError> {

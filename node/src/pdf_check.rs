@@ -1,20 +1,20 @@
 //! The signatures inside the PDF attachments of documents delivered here, checked against
 //! `[pdf_signatures] ca` after delivery and reported, never a reason to refuse or delay one.
 //!
-//! [`Node::accept`](crate::node::Node::accept) offers each newly delivered envelope with PDF
-//! attachments to a bounded queue ([`PDF_QUEUE`]) without waiting; [`run`] (started by the
-//! relay) takes them one at a time, off the async reactor: reads each PDF from the attachment
-//! store (at most [`MAX_PDF_BYTES`]), checks it with `lienthong_evidence::pdf`, keeps the
-//! report in the store (`p/<envelope id>`), logs every verdict, and records a
-//! `pdf_signature_invalid` security event for each invalid signature. A full queue skips the
-//! check of that delivery (logged); a stop before a queued check runs skips it as well: the
-//! report is evidence for people, the document has been delivered either way.
+//! [`Node::accept`](crate::node::Node::accept) records each newly delivered envelope with PDF
+//! attachments as a check to run (`P/` in the store, committed with the delivery) and wakes
+//! [`run`] (started by the relay), which takes them in order, one at a time, off the async
+//! reactor: reads each PDF from the attachment store (at most [`MAX_PDF_BYTES`]), checks it
+//! with `lienthong_evidence::pdf`, keeps the report in the store (`p/<envelope id>`) and removes
+//! the check in the same update, logs every verdict, and records a `pdf_signature_invalid`
+//! security event for each invalid signature. A check not run when the node stops runs after
+//! it starts again; a crash between a check and its commit runs it again.
 
 use std::sync::Arc;
 
 use lienthong_common::store::{
-    PdfAttachmentReport, PdfReport, PdfSignatureKind, PdfSignatureReport, PdfTimeStampReport,
-    PdfVerdict, StoreError,
+    PdfAttachmentReport, PdfCheckWaiting, PdfReport, PdfSignatureKind, PdfSignatureReport,
+    PdfTimeStampReport, PdfVerdict, StoreError,
 };
 use lienthong_evidence::chain::Anchors;
 use lienthong_evidence::pdf::{self, PdfSignature, SignatureKind, TimeStampStatus, Verdict};
@@ -24,55 +24,110 @@ use tracing::{info, warn};
 
 use crate::node::Node;
 use crate::pdf_queue::Job;
-pub use crate::pdf_queue::{
-    is_pdf, load_anchors, AnchorsError, PdfChecks, MAX_PDF_BYTES, PDF_QUEUE,
-};
+pub use crate::pdf_queue::{is_pdf, load_anchors, AnchorsError, PdfChecks, MAX_PDF_BYTES};
 use crate::security_events::EventClass;
 
-/// Checks the queued deliveries one at a time until `shutdown`; returns at once when the node
-/// has no `[pdf_signatures]`. Each report and its events are committed after its check.
+/// Checks taken from the store at a time.
+const BATCH: usize = 16;
+
+/// How long the checker waits after the store failed it before it tries again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the waiting checks in order, one at a time, until `shutdown`; returns at once when the
+/// node has no `[pdf_signatures]`. Each report, the removal of its check and its events are
+/// committed after its check.
 pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let Some(mut rx) = node.pdf_checks().and_then(PdfChecks::take_receiver) else {
+    let Some(checks) = node.pdf_checks() else {
         return;
     };
+    match node.store.pdf_checks_waiting_count() {
+        Ok(0) => {}
+        Ok(waiting) => info!(
+            waiting,
+            "PDF signature checks waiting from before the start"
+        ),
+        Err(e) => warn!(cause = %e, "cannot count the PDF checks waiting"),
+    }
     loop {
-        let job = tokio::select! {
-            () = shutdown.cancelled() => return,
-            job = rx.recv() => match job {
-                Some(j) => j,
-                None => return,
-            },
-        };
-        let n = node.clone();
-        let id = job.envelope_id.clone();
-        match tokio::task::spawn_blocking(move || check_and_keep(&n, &job)).await {
-            Ok(Ok(())) => {
-                if let Err(e) = node.store.commit().await {
-                    warn!(envelope = %id, cause = %e, "PDF signature report not made durable");
+        let waiting = match node.store.pdf_checks_waiting(BATCH) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(cause = %e, "cannot read the PDF checks waiting; trying again");
+                if pause(&shutdown, RETRY_AFTER).await {
+                    return;
                 }
+                continue;
             }
-            Ok(Err(e)) => warn!(envelope = %id, cause = %e, "PDF signature report not kept"),
-            Err(e) => warn!(envelope = %id, cause = %e, "PDF signature check failed"),
+        };
+        if waiting.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = checks.wake.notified() => continue,
+            }
+        }
+        for w in waiting {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let n = node.clone();
+            let id = w.envelope_id.clone();
+            let check = w.clone();
+            let done = match tokio::task::spawn_blocking(move || check_and_keep(&n, &check)).await {
+                Ok(Ok(())) => node.store.commit().await.map(|_| ()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => {
+                    // A check that failed this way would fail again: not run again.
+                    warn!(envelope = %id, cause = %e, "PDF signature check failed; dropped");
+                    match node.store.drop_pdf_check(&w) {
+                        Ok(()) => node.store.commit().await.map(|_| ()),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(e) = done {
+                warn!(envelope = %id, cause = %e, "PDF signature report not kept; trying again");
+                if pause(&shutdown, RETRY_AFTER).await {
+                    return;
+                }
+                break;
+            }
         }
     }
 }
 
-/// Checks every PDF of `job`, keeps the report and records the events (not committed).
-fn check_and_keep(node: &Node, job: &Job) -> Result<(), StoreError> {
+/// Waits `d`; true when `shutdown` came first.
+async fn pause(shutdown: &CancellationToken, d: std::time::Duration) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}
+
+/// Checks every PDF of a waiting check, keeps the report, removes the check and records the
+/// events (not committed).
+fn check_and_keep(node: &Node, waiting: &PdfCheckWaiting) -> Result<(), StoreError> {
     let Some(checks) = node.pdf_checks() else {
         return Ok(());
+    };
+    let job = node
+        .store
+        .envelope(&waiting.envelope_id)?
+        .and_then(|env| Job::of(&env, waiting.recipients.clone()));
+    let Some(job) = job else {
+        warn!(envelope = %waiting.envelope_id, "PDF signature check dropped: the envelope is no longer held here");
+        return node.store.drop_pdf_check(waiting);
     };
     let mut attachments = Vec::with_capacity(job.pdfs.len());
     for a in &job.pdfs {
         let report = check_attachment(node, &checks.anchors, a);
-        log_and_raise(node, job, &report);
+        log_and_raise(node, &job, &report);
         attachments.push(report);
     }
     let report = PdfReport {
         checked_unix_ms: node.clock.now_unix_ms(),
         attachments,
     };
-    node.store.put_pdf_report(&job.envelope_id, &report)
+    node.store.finish_pdf_check(waiting, &report)
 }
 
 /// The report of one attachment: read from the store, checked.
@@ -193,12 +248,7 @@ fn log_and_raise(node: &Node, job: &Job, a: &PdfAttachmentReport) {
                     a.name
                 );
                 for r in &job.recipients {
-                    node.security_event(
-                        EventClass::PdfSignatureInvalid,
-                        &job.sender,
-                        r.as_str(),
-                        &reason,
-                    );
+                    node.security_event(EventClass::PdfSignatureInvalid, &job.sender, r, &reason);
                 }
             }
         }

@@ -1,20 +1,16 @@
 //! The queue of PDF signature checks a node holds when `[pdf_signatures]` is set, and its trust
-//! anchors: what [`Node::accept`](crate::node::Node::accept) offers each delivery to, without
-//! waiting. The checks themselves run in `crate::pdf_check`.
+//! anchors: what [`Node::accept`](crate::node::Node::accept) records for each delivery, in the
+//! store and in the same commit as the delivery, so that no check is skipped by a burst or lost
+//! by a stop. The checks themselves run in `crate::pdf_check`.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::PdfSignatureSettings;
+use lienthong_common::store::{Store, StoreError};
 use lienthong_evidence::chain::{self, Anchors, ChainError};
 use lienthong_proto::v1::{AttachmentManifest, Envelope};
-use tokio::sync::mpsc;
-use tracing::warn;
-
-/// Deliveries waiting for their check. Each entry is a few hundred bytes (ids and manifests,
-/// never attachment bytes); a burst beyond this skips checks rather than holding memory.
-pub const PDF_QUEUE: usize = 1024;
+use tokio::sync::Notify;
 
 /// Largest attachment whose signatures are checked: it is read whole into memory.
 pub const MAX_PDF_BYTES: u64 = 256 * 1024 * 1024;
@@ -61,24 +57,52 @@ pub fn load_anchors(settings: &PdfSignatureSettings) -> Result<Anchors, AnchorsE
         })
 }
 
-/// One delivered envelope to check: what the check needs, copied from the envelope so that
-/// nothing is read from the store twice.
+/// One delivered envelope to check: what the check needs, from the envelope and its record.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) envelope_id: String,
     pub(crate) document_id: String,
     pub(crate) sender: String,
-    pub(crate) recipients: Vec<AgencyCode>,
+    pub(crate) recipients: Vec<String>,
     pub(crate) pdfs: Vec<AttachmentManifest>,
 }
 
-/// The anchors and the queue of checks; held by the node when `[pdf_signatures]` is set.
+impl Job {
+    /// The check of `env`'s PDF attachments for `recipients` (none: nothing to check).
+    pub(crate) fn of(env: &Envelope, recipients: Vec<String>) -> Option<Self> {
+        let pdfs = pdfs_of(env);
+        if pdfs.is_empty() || recipients.is_empty() {
+            return None;
+        }
+        Some(Self {
+            envelope_id: env.id.clone(),
+            document_id: env.document_id.clone(),
+            sender: env
+                .from
+                .as_ref()
+                .map(|f| f.code.clone())
+                .unwrap_or_default(),
+            recipients,
+            pdfs,
+        })
+    }
+}
+
+/// The PDF attachments of `env`, in its order.
+fn pdfs_of(env: &Envelope) -> Vec<AttachmentManifest> {
+    env.attachments
+        .iter()
+        .filter(|a| is_pdf(a))
+        .cloned()
+        .collect()
+}
+
+/// The anchors, and the wake-up of the checker; held by the node when `[pdf_signatures]` is
+/// set. The checks waiting are in the store (`P/`).
 #[derive(Debug)]
 pub struct PdfChecks {
     pub(crate) anchors: Anchors,
-    tx: mpsc::Sender<Job>,
-    /// Taken once by `crate::pdf_check::run`; a Mutex only so that the node can hand it out through `&self`.
-    rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    pub(crate) wake: Notify,
 }
 
 /// Whether an attachment is a PDF: by its content type or its name.
@@ -88,53 +112,29 @@ pub fn is_pdf(a: &AttachmentManifest) -> bool {
 }
 
 impl PdfChecks {
-    /// Checks against `anchors`, with an empty queue.
+    /// Checks against `anchors`.
     pub fn new(anchors: Anchors) -> Self {
-        let (tx, rx) = mpsc::channel(PDF_QUEUE);
         Self {
             anchors,
-            tx,
-            rx: Mutex::new(Some(rx)),
+            wake: Notify::new(),
         }
     }
 
-    /// Queues the check of `env`, just delivered to `recipients`, if it has PDF attachments.
-    /// Never waits: with the queue full the check is skipped, and logged.
-    pub(crate) fn offer(&self, env: &Envelope, recipients: &[AgencyCode]) {
-        let pdfs: Vec<AttachmentManifest> = env
-            .attachments
-            .iter()
-            .filter(|a| is_pdf(a))
-            .cloned()
-            .collect();
-        if pdfs.is_empty() || recipients.is_empty() {
-            return;
+    /// Records the check of `env`, just delivered to `recipients`, if it has PDF attachments
+    /// (durable with the delivery's commit), and wakes the checker. Never waits for a check.
+    pub(crate) fn offer(
+        &self,
+        store: &Store,
+        env: &Envelope,
+        recipients: &[AgencyCode],
+    ) -> Result<(), StoreError> {
+        if recipients.is_empty() || !env.attachments.iter().any(is_pdf) {
+            return Ok(());
         }
-        let job = Job {
-            envelope_id: env.id.clone(),
-            document_id: env.document_id.clone(),
-            sender: env
-                .from
-                .as_ref()
-                .map(|f| f.code.clone())
-                .unwrap_or_default(),
-            recipients: recipients.to_vec(),
-            pdfs,
-        };
-        if let Err(e) = self.tx.try_send(job) {
-            let (reason, job) = match e {
-                mpsc::error::TrySendError::Full(j) => ("the queue of checks is full", j),
-                mpsc::error::TrySendError::Closed(j) => ("the checker has stopped", j),
-            };
-            warn!(envelope = %job.envelope_id, reason, "signatures in PDF attachments not checked");
-        }
-    }
-
-    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<Job>> {
-        self.rx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        let to: Vec<&str> = recipients.iter().map(AgencyCode::as_str).collect();
+        store.queue_pdf_check(&env.id, &to)?;
+        self.wake.notify_one();
+        Ok(())
     }
 }
 
@@ -161,29 +161,31 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_skips_without_waiting() {
-        let (tx, mut rx) = mpsc::channel(1);
-        let checks = PdfChecks {
-            anchors: Anchors::default(),
-            tx,
-            rx: Mutex::new(None),
-        };
+    fn a_check_is_recorded_only_for_pdfs_delivered_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let checks = PdfChecks::new(Anchors::default());
+        let to = [AgencyCode::parse("000.00.00.H53").unwrap()];
         let env = Envelope {
             id: "e1".into(),
-            attachments: vec![manifest("a.pdf", "")],
+            attachments: vec![manifest("a.txt", "text/plain"), manifest("a.pdf", "")],
             ..Default::default()
         };
-        let to = [AgencyCode::parse("000.00.00.H53").unwrap()];
-        checks.offer(&env, &to);
-        checks.offer(&env, &to);
-        assert_eq!(rx.try_recv().unwrap().envelope_id, "e1");
-        assert!(rx.try_recv().is_err());
-        // Nothing to check: not queued.
+        checks.offer(&store, &env, &to).unwrap();
+        // Nothing to check: no PDF, or no recipient here.
         let plain = Envelope {
+            id: "e2".into(),
             attachments: vec![manifest("a.txt", "text/plain")],
             ..Default::default()
         };
-        checks.offer(&plain, &to);
-        assert!(rx.try_recv().is_err());
+        checks.offer(&store, &plain, &to).unwrap();
+        checks.offer(&store, &env, &[]).unwrap();
+        let waiting = store.pdf_checks_waiting(10).unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].envelope_id, "e1");
+        assert_eq!(waiting[0].recipients, vec!["000.00.00.H53".to_owned()]);
+        let job = Job::of(&env, waiting[0].recipients.clone()).unwrap();
+        assert_eq!(job.pdfs.len(), 1);
+        assert_eq!(job.pdfs[0].name, "a.pdf");
     }
 }

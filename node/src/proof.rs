@@ -28,10 +28,12 @@
 //! - this file: the bundle (files, manifest, ZIP form, limits) and its errors;
 //! - `build`: a bundle from a node's store ([`export`]);
 //! - `check`: the offline verification ([`verify`]);
+//! - `revocation`: the CRLs a check is given, and what they say of each signer;
 //! - `text`: the bilingual account of what a bundle says or proves.
 
 mod build;
 mod check;
+mod revocation;
 mod text;
 
 use std::io::{Read, Write};
@@ -40,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::{assemble, export, Held};
 pub use check::{verify, Finding, Outcome, TrustAnchors, Verdict};
+pub use revocation::{RevocationError, Revocations};
 pub use text::{render, Facts, ReceiptFact, StampFact};
 
 /// The format named in every manifest.

@@ -40,6 +40,11 @@ fn pki_for(dir: &Path, agencies: &[&str]) {
 
 /// The province's node, its parent the root, with a store in `dir/node`.
 fn province(dir: &Path, clock: Clock) -> Arc<Node> {
+    province_with(dir, clock, "")
+}
+
+/// [`province`] with `extra` appended to its configuration.
+fn province_with(dir: &Path, clock: Clock, extra: &str) -> Arc<Node> {
     let p = dir.join("pki");
     let cfg = dir.join("node.toml");
     std::fs::write(
@@ -57,7 +62,7 @@ fn province(dir: &Path, clock: Clock) -> Arc<Node> {
                 .display()
                 .to_string(),
             crl = pki::crl_path(&p).display().to_string(),
-        ),
+        ) + extra,
     )
     .unwrap();
     Node::open(NodeConfig::load(&cfg).unwrap(), clock).unwrap()
@@ -322,4 +327,257 @@ fn the_injected_clock_dates_the_register_the_01_and_the_audit_log() {
         .map(|r| r.at_unix_ms)
         .collect();
     assert_eq!(register_times, vec![T, T + DAY]);
+}
+
+/// A district's node detail as its node makes one, signed with the district's key.
+fn district_detail(dir: &Path, name: &str) -> lienthong_proto::v1::NodeDetail {
+    let mut d = lienthong_proto::v1::NodeDetail {
+        id: format!("det-{name}"),
+        node: DISTRICT.into(),
+        generated_unix_ms: lienthong_common::now_unix_ms(),
+        name: name.into(),
+        assessed_level: 2,
+        requirements: vec![lienthong_proto::v1::RequirementCheck {
+            id: "backups".into(),
+            met: false,
+            requirement: "backups configured".into(),
+            requirement_vi: "đã cấu hình sao lưu".into(),
+            evidence: "[backup] dir is not set".into(),
+        }],
+        ..Default::default()
+    };
+    let at = d.generated_unix_ms;
+    signer(dir, DISTRICT).sign_item(&mut d, at).unwrap();
+    d
+}
+
+fn detail_frame(d: lienthong_proto::v1::NodeDetail) -> ReceiptFrame {
+    ReceiptFrame {
+        item: Some(receipt_frame::Item::Detail(d)),
+    }
+}
+
+#[test]
+fn a_node_detail_is_checked_kept_and_queued_upward() {
+    let (dir, node) = setup();
+    let district = code(DISTRICT);
+    let root = code(ROOT);
+
+    // Changed after signing: refused, as any signed item.
+    let mut tampered = district_detail(dir.path(), "UBND huyện");
+    tampered.requirements[0].met = true;
+    let (c, _) = node
+        .check_incoming_receipt(detail_frame(tampered), &district, true)
+        .unwrap_err()
+        .parts();
+    assert_eq!(c, RefusalCode::RefusalBadSignature);
+
+    // From the parent: details go up only.
+    let (c, reason) = node
+        .check_incoming_receipt(
+            detail_frame(district_detail(dir.path(), "UBND huyện")),
+            &root,
+            false,
+        )
+        .unwrap_err()
+        .parts();
+    assert_eq!(c, RefusalCode::RefusalInvalid);
+    assert!(reason.contains("upward only"), "{reason}");
+
+    // Signed by the district but naming another node: its certificate does not name it.
+    let mut other = district_detail(dir.path(), "UBND huyện");
+    other.node = "000.00.00.G14".into();
+    let (c, reason) = node
+        .check_incoming_receipt(detail_frame(other), &district, true)
+        .unwrap_err()
+        .parts();
+    assert_eq!(c, RefusalCode::RefusalSpoofedSender, "{reason}");
+
+    // Too much text.
+    let mut big = district_detail(dir.path(), "UBND huyện");
+    big.requirements[0].evidence = "x".repeat(70 * 1024);
+    let (c, _) = node
+        .check_incoming_receipt(detail_frame(big), &district, true)
+        .unwrap_err()
+        .parts();
+    assert_eq!(c, RefusalCode::RefusalTooLarge);
+
+    // The right one: kept as the district's newest and queued for the root.
+    let good = district_detail(dir.path(), "UBND huyện");
+    let id = good.id.clone();
+    let checked = node
+        .check_incoming_receipt(detail_frame(good), &district, true)
+        .unwrap();
+    node.route_incoming_receipt(checked).unwrap();
+    let held = node.store.node_details().unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let d = lienthong_proto::v1::NodeDetail::decode(held[0].1.as_slice()).unwrap();
+    assert_eq!(
+        (held[0].0.as_str(), d.name.as_str()),
+        (DISTRICT, "UBND huyện")
+    );
+    assert_eq!(d.requirements[0].evidence, "[backup] dir is not set");
+    let queued = node.store.outbound(ROOT, 10).unwrap();
+    assert!(
+        queued
+            .iter()
+            .any(|e| matches!(&e.item, QueueItem::Receipt { id: q } if *q == id)),
+        "the detail waits in the root's queue: {queued:?}"
+    );
+}
+
+#[test]
+fn a_node_makes_its_detail_again_only_when_it_changed_or_a_day_passed() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    pki_for(dir.path(), &[ROOT, PROVINCE]);
+    let start = lienthong_common::now_unix_ms();
+    let clock = Clock::fixed(start);
+    let node = province(dir.path(), clock.clone());
+    assert!(lienthong_node::monitor::push_detail(&node).unwrap());
+    // Nothing changed: no second one, even 23 hours later.
+    clock.set(start + 23 * HOUR);
+    assert!(!lienthong_node::monitor::push_detail(&node).unwrap());
+    let held = node.store.node_details().unwrap();
+    assert_eq!(held.len(), 1);
+    let d = lienthong_proto::v1::NodeDetail::decode(held[0].1.as_slice()).unwrap();
+    assert_eq!((d.node.as_str(), d.name.as_str()), (PROVINCE, "UBND tỉnh"));
+    assert!(d.signature.is_some());
+    let queued = node.store.outbound(ROOT, 10).unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .filter(|e| matches!(&e.item, QueueItem::Receipt { id } if *id == d.id))
+            .count(),
+        1,
+        "{queued:?}"
+    );
+    // A day after the last one, another, though nothing changed.
+    clock.set(start + 24 * HOUR);
+    assert!(lienthong_node::monitor::push_detail(&node).unwrap());
+    assert_eq!(node.store.outbound(ROOT, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn the_oldest_waiting_document_is_found_behind_many_of_a_higher_class() {
+    const MINUTE: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    pki_for(dir.path(), &[ROOT, PROVINCE, DISTRICT]);
+    let start = lienthong_common::now_unix_ms();
+    let clock = Clock::fixed(start);
+    let node = province(dir.path(), clock.clone());
+    let root = code(ROOT);
+    // A document of no priority for the unlinked district, then twelve express ones.
+    let first = document(dir.path(), "e-slow", ROOT, &[COMMUNE], "Thường");
+    let v = node.check_incoming(first, &root, false).unwrap();
+    node.accept(v, &[code(COMMUNE)], Some(&root)).unwrap();
+    clock.set(start + MINUTE);
+    for i in 0..12 {
+        let mut env = document(
+            dir.path(),
+            &format!("e-fast-{i}"),
+            ROOT,
+            &[COMMUNE],
+            "Hỏa tốc",
+        );
+        env.other_info = Some(lienthong_proto::v1::OtherInfo {
+            priority: lienthong_proto::v1::Priority::Express as i32,
+            ..Default::default()
+        });
+        signer(dir.path(), ROOT)
+            .sign_envelope(&mut env, lienthong_common::now_unix_ms())
+            .unwrap();
+        let v = node.check_incoming(env, &root, false).unwrap();
+        node.accept(v, &[code(COMMUNE)], Some(&root)).unwrap();
+    }
+    // The express ones go first, and the one waiting longest is still the one reported.
+    let queued = node.store.outbound(DISTRICT, 20).unwrap();
+    assert_eq!(queued.len(), 13);
+    assert_eq!(queued[12].item.id(), "e-slow");
+    let oldest = lienthong_node::monitor::oldest_queued(&node);
+    assert_eq!(oldest.get(DISTRICT), Some(&start), "{oldest:?}");
+}
+
+#[test]
+fn a_restarted_node_knows_since_when_a_link_has_been_down() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    pki_for(dir.path(), &[ROOT, PROVINCE, DISTRICT]);
+    let start = lienthong_common::now_unix_ms();
+    let clock = Clock::fixed(start);
+    let district = code(DISTRICT);
+    let node = province(dir.path(), clock.clone());
+    node.link_changed(&district, true);
+    clock.set(start + HOUR);
+    node.link_changed(&district, false);
+    // A link cut by a stop that recorded nothing more: counted from the next start.
+    node.link_changed(&code(ROOT), true);
+    assert_eq!(node.metrics.link_since(DISTRICT), start + HOUR);
+    drop(node);
+
+    clock.set(start + 3 * HOUR);
+    let node = province(dir.path(), clock.clone());
+    assert!(!node.link_is_up(&district));
+    assert_eq!(node.metrics.link_since(DISTRICT), start + HOUR);
+    let since_root = node.metrics.link_since(ROOT);
+    assert!(since_root > start + HOUR, "{since_root}");
+}
+
+#[test]
+fn a_pdf_check_not_run_before_a_stop_runs_after_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    pki_for(dir.path(), &[ROOT, PROVINCE]);
+    let extra = format!(
+        "\n[pdf_signatures]\nca = [{:?}]\n",
+        pki::ca_cert_path(&dir.path().join("pki"))
+            .display()
+            .to_string()
+    );
+    let node = province_with(dir.path(), Clock::System, &extra);
+    let mut env = document(dir.path(), "e-pdf", ROOT, &[PROVINCE], "Quyết định");
+    env.attachments
+        .push(lienthong_proto::v1::AttachmentManifest {
+            name: "QD-12.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 1234,
+            sha256: vec![7; 32],
+            ..Default::default()
+        });
+    signer(dir.path(), ROOT)
+        .sign_envelope(&mut env, lienthong_common::now_unix_ms())
+        .unwrap();
+    let v = node.check_incoming(env, &code(ROOT), false).unwrap();
+    node.accept(v, &[code(PROVINCE)], Some(&code(ROOT)))
+        .unwrap();
+    // The node stops before its checker ran.
+    assert_eq!(node.store.pdf_checks_waiting(10).unwrap().len(), 1);
+    drop(node);
+
+    let node = province_with(dir.path(), Clock::System, &extra);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    rt.spawn(lienthong_node::pdf_check::run(node.clone(), stop.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let report = loop {
+        if let Some(r) = node.store.pdf_report("e-pdf").unwrap() {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report after the restart"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    stop.cancel();
+    assert_eq!(report.attachments.len(), 1);
+    let why = report.attachments[0]
+        .not_checked
+        .clone()
+        .unwrap_or_default();
+    assert!(why.contains("held here"), "{why}");
+    assert!(node.store.pdf_checks_waiting(10).unwrap().is_empty());
 }

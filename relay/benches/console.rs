@@ -2,7 +2,8 @@
 //! nodes below it (prints figures; `cargo bench -p lienthong-relay --bench console`).
 //!
 //! The attestations are written straight into the stopped root's store, as its link would have
-//! stored them (one newest attestation per node, for 63 provinces with their districts and
+//! stored them (one newest attestation and one node detail per node, the detail with a name and
+//! 13 requirements with their texts and evidence, for 63 provinces with their districts and
 //! communes), with a day of traffic minutes (`w/<minute>`, 1,440 of them, each with the 63
 //! provinces' links, hop acks and refusals) for the traffic page; then the root is started and
 //! each page is asked for 20 times over one connection.
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use lienthong_common::store::{Store, Upward, UpwardSubject};
 use lienthong_harness::{Network, NodeSpec};
-use lienthong_proto::v1::NodeAttestation;
+use lienthong_proto::v1::{NodeAttestation, NodeDetail, RequirementCheck};
 use prost::Message;
 
 const ROOT: &str = "000.00.00.G22";
@@ -82,6 +83,38 @@ fn fill(dir: &std::path::Path, count: usize) {
                 None,
             )
             .unwrap();
+        let d = NodeDetail {
+            id: format!("bench-detail-{i}"),
+            node: node.clone(),
+            generated_unix_ms: a.generated_unix_ms,
+            name: format!("Ủy ban nhân dân đơn vị {node}"),
+            assessed_level: 3,
+            requirements: (0..13)
+                .map(|r| RequirementCheck {
+                    id: format!("requirement_{r}"),
+                    met: !(i % 13 == 0 && r == 4),
+                    requirement: "private key files are readable by their owner only".into(),
+                    requirement_vi: "tệp khóa bí mật chỉ chủ sở hữu được đọc".into(),
+                    evidence: format!("0600 /etc/lienthong/pki/{node}.key; 0600 /etc/lienthong/pki/agency-{r}.key"),
+                })
+                .collect(),
+            oldest_queued_unix_ms: [(ROOT.to_string(), now_ms - 60_000)].into_iter().collect(),
+            signature: None,
+        };
+        let bytes = d.encode_to_vec();
+        store
+            .put_upward(
+                &Upward {
+                    id: &d.id,
+                    subject: UpwardSubject::Detail { node: node.clone() },
+                    generated_unix_ms: d.generated_unix_ms,
+                    frame: &bytes,
+                    latest: &bytes,
+                    rows: Vec::new(),
+                },
+                None,
+            )
+            .unwrap();
     }
     fill_traffic(&store, now_ms);
     let _durable = store.commit_blocking().unwrap();
@@ -133,7 +166,7 @@ fn main() {
     let t = Instant::now();
     fill(&store_dir, count);
     println!(
-        "console bench: {count} attestations written in {:.1} s",
+        "console bench: {count} attestations and node details written in {:.1} s",
         t.elapsed().as_secs_f64()
     );
     net.start_all().unwrap();
@@ -144,13 +177,19 @@ fn main() {
         .into();
     let deadline = Instant::now() + Duration::from_secs(60);
     while agent.get(&format!("http://{api}/healthz")).call().is_err() {
-        assert!(Instant::now() < deadline, "the root did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the root did not start: {}",
+            std::fs::read_to_string(&net.nodes[&root].log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("page                        min    median  p95     max     bytes");
     for page in [
         "/console",
         "/console?q=H53",
+        "/console?q=%C4%91%C6%A1n%20v%E1%BB%8B%20000.00.05",
+        "/console/node/000.00.05.H53",
         "/console/security",
         "/console/register",
         "/console/traffic",

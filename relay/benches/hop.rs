@@ -14,7 +14,10 @@
 //! documents and by the six hops); then the ratio lienthong / RabbitMQ of each figure.
 //! Then one attachment of `LT_BENCH_ATTACHMENT_MIB` (default 2048) MiB across the six links:
 //! MB/s and each relay's peak RSS.
-//! Also printed: bytes written per document per hop (`wchar` of /proc/PID/io).
+//! Also printed: bytes written per document per hop (`wchar` of /proc/PID/io), and items
+//! carried per document per hop: a shovel moves the message once; a relay link also carries
+//! the receipts back toward the sender (the recipient's 01 and the DELIVERED event), counted
+//! from the relays' `lienthong_forwarded_total`.
 //! `LT_BENCH_SIDE=lienthong` measures the relays alone (to profile them).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -33,7 +36,7 @@ use lienthong_common::agency::AgencyCode;
 use lienthong_harness::{sample_envelope, ApiClient};
 
 mod support;
-use support::{chain_network, delivered, envelope_4k};
+use support::{chain_network, delivered, envelope_4k, metric_sum};
 use tokio_stream::StreamExt;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -58,6 +61,9 @@ struct Figures {
     paced_p99_ms: f64,
     paced_cpu_us_per_doc_hop: f64,
     written_per_doc_hop: f64,
+    /// Items a hop carries per document: the document itself, and for lienthong the receipts
+    /// that travel back (the recipient's 01 and the DELIVERED transport event).
+    items_per_doc_hop: f64,
 }
 
 /// utime + stime of a process, in microseconds.
@@ -321,6 +327,8 @@ fn measure_rabbitmq(rt: &tokio::runtime::Runtime, n: usize) -> Figures {
             throughput: n as f64 / secs,
             cpu_us_per_doc_hop: cpu / n as f64 / HOPS,
             written_per_doc_hop: (written(pid) - w0) / n as f64 / HOPS,
+            // Each shovel moves each message once, and nothing travels back.
+            items_per_doc_hop: 1.0,
             ..Default::default()
         };
         seen.lock().unwrap().clear();
@@ -395,6 +403,23 @@ fn measure_lienthong(n: usize) -> Figures {
     wait_delivered(&receiver, 200);
 
     let written_all = || pids.iter().map(|p| written(*p)).sum::<f64>();
+    // Items each relay's links had acknowledged by the next hop (documents and receipts).
+    let clients: Vec<ApiClient> = topology
+        .iter()
+        .filter_map(|s| net.client(&s.agency).ok())
+        .collect();
+    let forwarded_all = || {
+        clients
+            .iter()
+            .map(|c| {
+                metric_sum(
+                    &c.get_text("/metrics").unwrap_or_default(),
+                    "lienthong_forwarded_total{",
+                )
+            })
+            .sum::<u64>() as f64
+    };
+    let f0 = forwarded_all();
     let (c0, w0) = (cpu_of(&pids), written_all());
     let t0 = Instant::now();
     submit(&sender, &a, &b, n, 1_000, None);
@@ -407,6 +432,18 @@ fn measure_lienthong(n: usize) -> Figures {
         written_per_doc_hop: (written_all() - w0) / n as f64 / HOPS,
         ..Default::default()
     };
+    // Read once the last receipts have come back too (they follow the deliveries): when the
+    // count stops moving.
+    let mut last = forwarded_all();
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = forwarded_all();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    fig.items_per_doc_hop = (last - f0) / n as f64 / HOPS;
 
     let paced = (PACED_RATE * PACED_SECS) as usize;
     let before = delivered(&receiver);
@@ -528,6 +565,11 @@ fn main() {
             "bytes written per doc per hop, full speed",
             rabbit.written_per_doc_hop,
             ours.written_per_doc_hop,
+        ),
+        (
+            "items carried per doc per hop, full speed",
+            rabbit.items_per_doc_hop,
+            ours.items_per_doc_hop,
         ),
         ("p50 at 200/s (ms)", rabbit.paced_p50_ms, ours.paced_p50_ms),
         ("p99 at 200/s (ms)", rabbit.paced_p99_ms, ours.paced_p99_ms),

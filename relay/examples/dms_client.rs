@@ -159,8 +159,14 @@ async fn main() -> anyhow::Result<()> {
                     t.state, t.node, t.recipient, t.reason
                 )
             }
-            // Daily summaries travel between relays only; a receipts queue never carries one.
-            Some(receipt_frame::Item::Summary(_) | receipt_frame::Item::Attestation(_)) | None => {
+            // Summaries, attestations and node details travel between relays only; a receipts
+            // queue never carries one.
+            Some(
+                receipt_frame::Item::Summary(_)
+                | receipt_frame::Item::Attestation(_)
+                | receipt_frame::Item::Detail(_),
+            )
+            | None => {
                 println!("unreadable message on {receipts}")
             }
         }

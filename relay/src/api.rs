@@ -439,7 +439,12 @@ pub fn track_view(
         {
             Some(receipt_frame::Item::Status(s)) => statuses.push(s),
             Some(receipt_frame::Item::Transport(t)) => events.push(t),
-            Some(receipt_frame::Item::Summary(_) | receipt_frame::Item::Attestation(_)) | None => {}
+            Some(
+                receipt_frame::Item::Summary(_)
+                | receipt_frame::Item::Attestation(_)
+                | receipt_frame::Item::Detail(_),
+            )
+            | None => {}
         }
     }
     let today = envelope::format_date(envelope::today_in_vietnam(clock.now_utc()));

@@ -229,8 +229,14 @@ pub fn run_security(cmd: SecurityCommand) -> anyhow::Result<()> {
                     assessment,
                     events.join(", ")
                 );
+                if !n.name.is_empty() && n.name != n.node {
+                    println!("{:<15} {}", "", n.name);
+                }
                 if !n.assessment_not_met.is_empty() {
                     println!("{:<15} not met: {}", "", n.assessment_not_met.join(", "));
+                }
+                for r in n.requirements.iter().filter(|r| !r.met) {
+                    println!("{:<15}   {}: {}", "", r.id, r.evidence);
                 }
             }
             Ok(())

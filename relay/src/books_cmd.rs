@@ -252,23 +252,6 @@ pub fn run_track(a: TrackArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The name of a business status code.
-pub fn status_name(code: i32) -> &'static str {
-    match code {
-        0 => "no status yet",
-        1 => "arrived",
-        2 => "rejected",
-        3 => "accepted",
-        4 => "assigned",
-        5 => "processing",
-        6 => "done",
-        13 => "recall requested",
-        15 => "recall agreed",
-        16 => "recall refused",
-        _ => "unknown",
-    }
-}
-
 /// A unix-ms time in Vietnam, `YYYY-MM-DD HH:MM:SS`.
 pub fn time_text(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -306,7 +289,7 @@ pub fn track_text(view: &TrackView) -> String {
             "{:<16} {:<4} {:<18} {:<20} {:<8} {}",
             r.recipient,
             format!("{:02}", r.status),
-            status_name(r.status),
+            lienthong_common::envelope::status_names(r.status).1,
             if r.status_at > 0 {
                 time_text(r.status_at)
             } else {

@@ -47,6 +47,9 @@ pub const FEATURE_BATCH: &str = "batch";
 
 /// Hello feature: claims carry sequences and the parent sends Moved frames.
 pub const FEATURE_ROUTES: &str = "routes";
+
+/// Hello feature: the peer takes node details (`NodeDetail` receipt frames).
+pub const FEATURE_NODE_DETAIL: &str = "node_detail";
 /// Most items put in one batch frame; also at most a quarter of the window, so that several
 /// batches are in flight and the peer's acks of one overlap the sending of the next.
 pub const BATCH_ITEMS: usize = 64;
@@ -108,6 +111,8 @@ pub struct Session {
     batches: bool,
     /// The peer sends claim sequences and takes Moved frames ([`FEATURE_ROUTES`]).
     routes: bool,
+    /// The peer takes node details ([`FEATURE_NODE_DETAIL`]).
+    node_details: bool,
     /// Items stored, to acknowledge after the next commit (see [`Session::ack_loop`]).
     to_ack: Mutex<Vec<String>>,
     ack_wake: tokio::sync::Notify,
@@ -139,7 +144,7 @@ impl Session {
         let label = NeighbourLabel {
             neighbour: peer.to_string(),
         };
-        node.metrics.link_up.get_or_create(&label).set(1);
+        node.link_changed(&peer, true);
         node.metrics.link_sessions.get_or_create(&label).inc();
         let window = node.config.link.window;
         let window_kib_total = node.config.link.window_kib;
@@ -153,6 +158,7 @@ impl Session {
         }
         let batches = peer_hello.features.iter().any(|f| f == FEATURE_BATCH);
         let routes = peer_hello.features.iter().any(|f| f == FEATURE_ROUTES);
+        let node_details = peer_hello.features.iter().any(|f| f == FEATURE_NODE_DETAIL);
         let s = Arc::new(Session {
             node: node.clone(),
             peer: peer.clone(),
@@ -165,6 +171,7 @@ impl Session {
             window_kib_total,
             batches,
             routes,
+            node_details,
             to_ack: Mutex::new(Vec::new()),
             ack_wake: tokio::sync::Notify::new(),
             cancel: cancel.clone(),
@@ -219,7 +226,7 @@ impl Session {
         sender.abort();
         acker.abort();
         beats.abort();
-        node.metrics.link_up.get_or_create(&label).set(0);
+        node.link_changed(&peer, false);
         result
     }
 
@@ -441,6 +448,21 @@ impl Session {
                 };
                 let rf = ReceiptFrame::decode(bytes.as_slice())
                     .map_err(|e| LinkError::Store(e.to_string()))?;
+                if !self.node_details
+                    && matches!(
+                        rf.item,
+                        Some(lienthong_proto::v1::receipt_frame::Item::Detail(_))
+                    )
+                {
+                    // A peer that did not list the feature would refuse the frame: the detail
+                    // stays here only (this node keeps its copy as the newest detail).
+                    info!(peer = %self.peer, item = %id, "node detail not sent: the peer does not take node details");
+                    if let Err(err) = self.node.store.dequeue(&e.key) {
+                        warn!(item = %id, cause = %err, "cannot remove a queue entry");
+                    }
+                    self.window.add_permits(1);
+                    return Ok(None);
+                }
                 Frame::Receipt(rf)
             }
         };
@@ -990,6 +1012,7 @@ impl Session {
             Some(lienthong_proto::v1::receipt_frame::Item::Transport(t)) => t.id.clone(),
             Some(lienthong_proto::v1::receipt_frame::Item::Summary(s)) => s.id.clone(),
             Some(lienthong_proto::v1::receipt_frame::Item::Attestation(a)) => a.id.clone(),
+            Some(lienthong_proto::v1::receipt_frame::Item::Detail(d)) => d.id.clone(),
             None => String::new(),
         };
         let checked = match self
@@ -1049,7 +1072,11 @@ fn hello(node: &Node) -> LinkFrame {
             .map(|c| c.to_string())
             .collect(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
-        features: vec![FEATURE_BATCH.to_owned(), FEATURE_ROUTES.to_owned()],
+        features: vec![
+            FEATURE_BATCH.to_owned(),
+            FEATURE_ROUTES.to_owned(),
+            FEATURE_NODE_DETAIL.to_owned(),
+        ],
         claims: to_claims(
             node.routes()
                 .claims(node.claim_seq.load(std::sync::atomic::Ordering::Relaxed)),

@@ -53,6 +53,12 @@ pub struct VerifyArgs {
     /// reported as not checked.
     #[arg(long)]
     pub tsa_ca: Option<PathBuf>,
+    /// A CRL (PEM or DER) issued by a CA of `--ca`, to check each signer's certificate: a
+    /// signature made before its certificate was revoked (or before the invalidity date the
+    /// CRL gives) still holds, one made after does not. Repeat for several. Without it,
+    /// revocation is reported as not checked.
+    #[arg(long)]
+    pub crl: Vec<PathBuf>,
 }
 
 /// How `proof` ended, for the exit code.
@@ -131,9 +137,20 @@ fn anchors(a: &VerifyArgs) -> Result<TrustAnchors, ProofCmdError> {
         .map(|p| Anchors::from_pem_files(std::slice::from_ref(p)))
         .transpose()
         .map_err(|e| ProofCmdError::Usage(format!("--tsa-ca: {e}")))?;
+    let revocations = if a.crl.is_empty() {
+        None
+    } else {
+        let cas = lienthong_common::trust::load_certs(&a.ca)
+            .map_err(|e| ProofCmdError::Usage(format!("--ca: {e}")))?;
+        Some(
+            proof::Revocations::from_files(&a.crl, &cas)
+                .map_err(|e| ProofCmdError::Usage(format!("--crl: {e}")))?,
+        )
+    };
     Ok(TrustAnchors {
         interchange: Verifier::new(Arc::new(trust)),
         tsa,
+        revocations,
     })
 }
 

@@ -220,24 +220,12 @@ fn metrics_can_be_closed_to_all_but_monitoring_clients() {
 /// and `<name>.pem` / `<name>.key` (CN `cn`) in `dir`.
 fn openssl_client_pki(dir: &std::path::Path, name: &str, cn: &str) {
     let ca = format!("{name}-ca");
-    openssl(
+    support::openssl_self_signed(
         dir,
+        &ca,
+        "30",
+        &format!("/O=lienthong tests/CN={name} API clients CA"),
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/O=lienthong tests/CN={name} API clients CA"),
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
@@ -319,6 +307,15 @@ fn the_api_over_tls_takes_tokens_and_client_certificates() {
     std::fs::create_dir_all(&certs).unwrap();
     openssl_client_pki(&certs, "dms", "dms-tayninh");
     openssl_client_pki(&certs, "rogue", "dms-tayninh");
+    // The IT centre's monitoring station, from a second CA for API clients.
+    openssl_client_pki(&certs, "watch", "watch-tayninh");
+    let client_cas = certs.join("client-cas.pem");
+    std::fs::write(
+        &client_cas,
+        std::fs::read_to_string(certs.join("dms-ca.pem")).unwrap()
+            + &std::fs::read_to_string(certs.join("watch-ca.pem")).unwrap(),
+    )
+    .unwrap();
     let config = net.nodes[&code(PROVINCE)].config.clone();
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
@@ -327,7 +324,7 @@ fn the_api_over_tls_takes_tokens_and_client_certificates() {
             "[listen]\n",
             &format!(
                 "[listen]\napi_tls = true\napi_client_ca = \"{}\"\n",
-                certs.join("dms-ca.pem").display()
+                client_cas.display()
             ),
             1,
         ),
@@ -337,6 +334,7 @@ fn the_api_over_tls_takes_tokens_and_client_certificates() {
         &config,
         &format!(
             "\n[[api_client]]\nname = \"dms\"\ncertificate_cn = \"dms-tayninh\"\nagencies = [\"{PROVINCE}\"]\nscopes = [\"submit\", \"inbox\", \"status\"]\n\n\
+             [[api_client]]\nname = \"watch\"\ncertificate_cn = \"watch-tayninh\"\nscopes = [\"monitor\"]\n\n\
              [[api_client]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"books\", \"operate\"]\n",
             sha256_hex(OPS_TOKEN)
         ),
@@ -393,6 +391,30 @@ fn the_api_over_tls_takes_tokens_and_client_certificates() {
         .get_json(&format!("/v1/registers/{PROVINCE}?direction=out"))
         .unwrap();
     assert_eq!(book["rows"].as_array().map(Vec::len), Some(1), "{book}");
+
+    // The console: a certificate with the monitor scope logs in by itself (a session cookie
+    // comes with the page); one without the scope, and no certificate at all, get the form.
+    let watch = ApiClient::new(&https)
+        .with_tls(
+            &ca,
+            Some((&certs.join("watch.pem"), &certs.join("watch.key"))),
+        )
+        .unwrap();
+    let page = watch.get_text("/console").unwrap();
+    assert!(page.contains("href=\"/console/security\""), "{page}");
+    assert!(page.contains(PROVINCE), "{page}");
+    // A client that keeps no cookie is given the same session again, not one more.
+    assert!(watch.get_text("/console/security").is_ok());
+    let log = std::fs::read_to_string(&net.nodes[&code(PROVINCE)].log).unwrap_or_default();
+    assert_eq!(
+        log.matches("console log-in by client certificate").count(),
+        1,
+        "{log}"
+    );
+    for (who, client) in [("dms", &dms), ("anonymous", &anonymous)] {
+        let e = client.get_text("/console").unwrap_err();
+        assert_eq!(status_of(&e), "401", "{who}: {e}");
+    }
 
     // The gateway CLI: --api-ca is required for https://, then its certificate identifies it.
     let run = |args: &[&str]| {
@@ -462,6 +484,12 @@ fn the_api_over_tls_takes_tokens_and_client_certificates() {
     );
     assert!(
         reasons.iter().any(|r| r.contains("API client dms lacks")),
+        "{events}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains(
+            "console: API client dms (client certificate dms-tayninh) has neither the operate nor the monitor scope"
+        )),
         "{events}"
     );
 

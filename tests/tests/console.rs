@@ -194,6 +194,13 @@ fn base64_decode(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
+/// The HTML of `node`'s row in the network page's source.
+fn node_row(page: &str, node: &str) -> Option<String> {
+    page.split("<tr")
+        .find(|r| r.contains(&format!("data-node=\"{node}\"")))
+        .map(str::to_owned)
+}
+
 /// A page screenshot is not blank: it has text and colours, not one flat fill.
 fn assert_not_blank(png: &[u8], path: &Path) {
     let decoder = png::Decoder::new(std::io::Cursor::new(png));
@@ -414,17 +421,58 @@ fn the_console_in_a_browser() {
             (page.contains(PROVINCE) && page.contains("đang kết nối")).then_some(())
         },
     );
-    let page = browser.source();
-    let row = page
-        .split("<tr")
-        .find(|r| r.contains(&format!("data-node=\"{PROVINCE}\"")))
-        .unwrap();
+    let row = node_row(&browser.source(), PROVINCE).unwrap();
     assert!(row.contains("chưa đạt: key_permissions"), "{row}");
+    assert!(
+        row.contains("class=\"since\""),
+        "the link's state says since when: {row}"
+    );
     assert!(
         row.contains("warning"),
         "an unmet requirement is a warning: {row}"
     );
     browser.screenshot(&shots, "network");
+    // The province's name (from its signed node detail) on its row, and its own page: every
+    // requirement with the evidence it found.
+    wait_for(
+        Duration::from_secs(60),
+        "the province's name on its row",
+        || {
+            browser.goto(&console);
+            let row = node_row(&browser.source(), PROVINCE)?;
+            row.contains("UBND tỉnh Tây Ninh").then_some(())
+        },
+    );
+    browser.goto(&format!("{console}/node/{PROVINCE}"));
+    let title = browser
+        .execute("const t = document.querySelector('#node-title'); return t ? t.textContent : '';");
+    assert!(
+        title
+            .as_str()
+            .unwrap_or_default()
+            .contains("UBND tỉnh Tây Ninh"),
+        "{}",
+        browser.source()
+    );
+    let key_row = browser
+        .execute(
+            "const r = document.querySelector('#node-requirements tr[data-requirement=\"key_permissions\"]');\
+             return r ? r.className + '|' + r.textContent : '';",
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        key_row.starts_with("warning|")
+            && key_row.contains("tệp khóa bí mật chỉ chủ sở hữu được đọc")
+            && key_row.contains("0644")
+            && key_row.contains("readable by group or others"),
+        "{key_row}"
+    );
+    assert!(browser.has("#node-requirements tr[data-requirement=\"tls13_only\"]"));
+    browser.screenshot(&shots, "node");
+    browser.goto(&format!("{console}/node/000.00.99.H99"));
+    assert!(browser.has("#no-node"), "{}", browser.source());
 
     // A document the province sends to the root (with lt-gateway, as its DMS would) is found by
     // its envelope id, with its track, and is in the root's incoming register.
@@ -569,7 +617,9 @@ fn the_console_in_a_browser() {
         .unwrap_or_default()
         .to_owned();
     assert!(
-        unmet.contains("key_permissions") && unmet.contains("readable by their owner only"),
+        unmet.contains("key_permissions")
+            && unmet.contains("tệp khóa bí mật chỉ chủ sở hữu được đọc")
+            && unmet.contains("readable by group or others"),
         "{unmet}"
     );
     browser.screenshot(&shots, "security");
@@ -577,6 +627,7 @@ fn the_console_in_a_browser() {
     // English as a switch.
     browser.goto(&format!("{console}/security?lang=en"));
     assert!(browser.source().contains("Security"));
+    assert!(browser.source().contains("readable by their owner only"));
     browser.goto(&format!("{console}?lang=vi"));
 
     // The operator backs up from the page.
@@ -598,11 +649,7 @@ fn the_console_in_a_browser() {
         "the province down, on the page",
         || {
             browser.goto(&console);
-            let page = browser.source();
-            let row = page
-                .split("<tr")
-                .find(|r| r.contains(&format!("data-node=\"{PROVINCE}\"")))?
-                .to_owned();
+            let row = node_row(&browser.source(), PROVINCE)?;
             (row.contains("mất kết nối") && row.contains("failing")).then_some(())
         },
     );

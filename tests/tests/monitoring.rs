@@ -123,18 +123,81 @@ fn the_root_sees_every_node_and_its_events() {
             .unwrap()
             >= 1
     );
+    // The node details came up too: names, and P1's requirements with what it found.
+    let report = wait_for(Duration::from_secs(30), "every node's detail", || {
+        let r = lt_json(&net, ROOT, &["security", "report"]);
+        r.iter()
+            .all(|v| v["name"].as_str().is_some_and(|n| !n.is_empty()))
+            .then_some(r)
+    });
+    let node = |a: &str| report.iter().find(|v| v["node"] == a).unwrap().clone();
+    assert_eq!(node(G)["name"], "Huyện B");
+    assert_eq!(node(P2)["name"], "Tỉnh B");
+    let p1 = node(P1);
+    assert_eq!(p1["name"], "Tỉnh A");
+    let validity = p1["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "certificate_validity")
+        .unwrap_or_else(|| panic!("{p1}"))
+        .clone();
+    assert_eq!(validity["met"], false, "{validity}");
+    assert!(
+        validity["requirement_vi"]
+            .as_str()
+            .unwrap()
+            .contains("còn hiệu lực"),
+        "{validity}"
+    );
+    assert!(
+        !validity["evidence"].as_str().unwrap().is_empty(),
+        "{validity}"
+    );
     let g = node(G);
     assert_eq!(g["crl_days_left"], Value::Null, "{g}");
     assert!(g["parent_last_up_unix_ms"].as_i64().unwrap() > 0, "{g}");
     assert!(node(P2)["crl_days_left"].as_i64().unwrap() > 0);
     assert_eq!(node(ROOT)["assessed_level"], 0);
 
+    // A document waiting at P2 for its stopped gateway: the oldest waiting document's arrival
+    // time per neighbour comes up in P2's node detail.
+    net.stop(&code(G), libc::SIGTERM).unwrap();
+    let before = lienthong_common::now_unix_ms();
+    net.client(&code(P2))
+        .unwrap()
+        .submit(lienthong_harness::sample_envelope(
+            &code(P2),
+            &[&code(G)],
+            "41",
+            "Chờ huyện",
+        ))
+        .unwrap();
+    net.client(&code(P2))
+        .unwrap()
+        .post_json("/v1/security/push", &json!({}))
+        .unwrap();
+    let p2 = wait_for(
+        Duration::from_secs(30),
+        "P2's oldest waiting document",
+        || {
+            lt_json(&net, ROOT, &["security", "report"])
+                .into_iter()
+                .find(|v| v["node"] == P2 && v["oldest_queued_unix_ms"][G].is_i64())
+        },
+    );
+    let at = p2["oldest_queued_unix_ms"][G].as_i64().unwrap();
+    assert!(
+        (before - 5_000..=lienthong_common::now_unix_ms()).contains(&at),
+        "{p2}"
+    );
+
     // The text form, and the same data from the root's store once it is stopped.
     net.stop(&code(ROOT), libc::SIGTERM).unwrap();
     let stored = lt_json(&net, ROOT, &["security", "report"]);
     assert!(stored
         .iter()
-        .any(|v| v["node"] == P1 && v["assessed_level"] == 3));
+        .any(|v| v["node"] == P1 && v["assessed_level"] == 3 && v["name"] == "Tỉnh A"));
     let offline = lt_json(&net, ROOT, &["security", "events", "--subtree", P2]);
     assert!(offline
         .iter()

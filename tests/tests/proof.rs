@@ -270,6 +270,11 @@ fn scenario(sc: &mut Scene) {
     ] {
         assert!(text.contains(must), "verify output lacks {must:?}:\n{text}");
     }
+    assert!(
+        text.contains("not checked revocation: no CRL given (--crl)"),
+        "{text}"
+    );
+    revocation(sc, &out, &arrived, &done);
 
     // A changed byte in the ZIP: the entry's CRC no longer matches.
     let pb = bundle.get("envelope/envelope.pb").unwrap();
@@ -425,6 +430,125 @@ fn scenario(sc: &mut Scene) {
     assert_eq!(without_manifest(&from_store), without_manifest(&bundle));
     let (rc, text) = verify(&stored, &sc.ca(), &[]);
     assert_eq!(rc, 0, "{text}");
+}
+
+/// A CRL of the interchange's CA made by `openssl ca -gencrl` from an index that revokes P2's
+/// certificate from `revoked` (`YYMMDDHHMMSSZ`).
+fn crl_revoking_p2(sc: &Scene, name: &str, revoked: &str) -> PathBuf {
+    let pki = sc.net.pki_dir();
+    crl_by(
+        sc,
+        name,
+        &lienthong_common::pki::ca_cert_path(&pki),
+        &lienthong_common::pki::ca_key_path(&pki),
+        revoked,
+    )
+}
+
+/// [`crl_revoking_p2`] signed by the CA `ca` (its key `key`).
+fn crl_by(sc: &Scene, name: &str, ca: &Path, key: &Path, revoked: &str) -> PathBuf {
+    let pki = sc.net.pki_dir();
+    let home = sc.dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let cert = lienthong_common::pki::node_cert_path(&pki, &code(P2));
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in", s(&cert)])
+        .output()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_owned();
+    std::fs::write(
+        home.join("index.txt"),
+        format!("R\t491231235959Z\t{revoked}\t{serial}\tunknown\t/CN={P2}\n"),
+    )
+    .unwrap();
+    std::fs::write(home.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(
+        home.join("ca.cnf"),
+        format!(
+            "[ca]\ndefault_ca = this\n[this]\ndatabase = {d}/index.txt\ncrlnumber = {d}/crlnumber\n\
+             certificate = {ca}\nprivate_key = {key}\ndefault_md = sha256\ndefault_crl_days = 7\n",
+            d = home.display(),
+            ca = ca.display(),
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    support::openssl(
+        &home,
+        &["ca", "-gencrl", "-config", "ca.cnf", "-out", "ca.crl"],
+    );
+    home.join("ca.crl")
+}
+
+/// Revocation: P2 signed the 01 and the 06. Its certificate revoked after that, the bundle
+/// holds and says so; revoked before, the two receipts fail and the envelope still holds; a CRL
+/// signed by another CA is refused as bad usage.
+fn revocation(sc: &Scene, out: &Path, arrived: &str, done: &str) {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = |t: time::OffsetDateTime| {
+        let f = time::macros::format_description!(
+            "[year repr:last_two][month][day][hour][minute][second]Z"
+        );
+        t.format(&f).unwrap()
+    };
+    let later = crl_revoking_p2(sc, "crl-later", &stamp(now + time::Duration::minutes(5)));
+    let (rc, text) = verify(out, &sc.ca(), &["--crl", s(&later)]);
+    assert_eq!(rc, 0, "{text}");
+    for must in [
+        "ok          revocation: 1 CRL(s) checked",
+        "listing 1 certificate(s)",
+        "after it signed",
+        "ok          envelope: signed by 000.00.00.H53",
+    ] {
+        assert!(text.contains(must), "verify output lacks {must:?}:\n{text}");
+    }
+    assert!(text.contains("not revoked by the CRLs given"), "{text}");
+
+    let before = crl_revoking_p2(sc, "crl-before", &stamp(now - time::Duration::days(30)));
+    assert_fails(
+        "P2 revoked before it signed",
+        verify(out, &sc.ca(), &["--crl", s(&before)]),
+        &[
+            (&format!("receipt {arrived}"), "before it signed"),
+            (&format!("receipt {done}"), "before it signed"),
+        ],
+    );
+    let (_, text) = verify(out, &sc.ca(), &["--crl", s(&before)]);
+    assert!(text.contains("ok          envelope:"), "{text}");
+
+    // A CRL of a CA outside --ca.
+    support::openssl_self_signed(&sc.dir, "another", "2", "/CN=Another CA", &[]);
+    let foreign = crl_by(
+        sc,
+        "crl-foreign",
+        &sc.dir.join("another.pem"),
+        &sc.dir.join("another.key"),
+        &stamp(now),
+    );
+    let (rc, text) = verify(out, &sc.ca(), &["--crl", s(&foreign)]);
+    assert_eq!(rc, 64, "{text}");
+    assert!(
+        text.contains("a CRL by CN=Another CA, which is not a CA of the trust bundle"),
+        "{text}"
+    );
+
+    // A CRL of another CA that took the same name: its signature does not verify.
+    let other = sc.dir.join("other-ca");
+    std::fs::create_dir_all(&other).unwrap();
+    lienthong_common::pki::init(&other).unwrap();
+    let (rc, text) = verify(
+        out,
+        &sc.ca(),
+        &["--crl", s(&lienthong_common::pki::crl_path(&other))],
+    );
+    assert_eq!(rc, 64, "{text}");
+    assert!(
+        text.contains("did not sign it: its signature does not verify"),
+        "{text}"
+    );
 }
 
 fn proof_sha(b: &Bundle, name: &str) -> String {

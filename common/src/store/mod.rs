@@ -22,8 +22,11 @@
 //!   (`S/<agency>\0<day>`: its generation time)
 //! - `t/<node>`: the latest attestation of a node (`T/<node>`: its generation time);
 //!   `v/<node>\0<seq>`: the security events it reported
+//! - `k/<node>`: the latest detail of a node: its name and assessment evidence (`K/<node>`: its
+//!   generation time)
 //! - `w/<minute>`: the node's traffic in that minute, for the console's charts (a day is kept)
 //! - `p/<envelope id>`: the signatures found in a delivered document's PDF attachments (JSON)
+//! - `P/<seq>`: a PDF check still to run (the envelope id and the recipients it was delivered to)
 //!
 //! Envelopes and receipt frames are written once, to append-only segment files beside the
 //! database (`bodies/`, see [`bodies`]); their records hold a pointer (segment, offset, length,
@@ -60,8 +63,8 @@ mod upward;
 
 pub use audit_log::audit_key;
 pub use pdf_reports::{
-    PdfAttachmentReport, PdfReport, PdfSignatureKind, PdfSignatureReport, PdfTimeStampReport,
-    PdfVerdict,
+    PdfAttachmentReport, PdfCheckWaiting, PdfReport, PdfSignatureKind, PdfSignatureReport,
+    PdfTimeStampReport, PdfVerdict,
 };
 pub use queues::{holding_queue, next_hop_of, HOLD_PREFIX};
 pub use upward::{remote_event_key, Upward, UpwardSubject};
@@ -153,7 +156,38 @@ struct Inner {
     /// Entries per queue, kept as entries come and go (see `queues.rs`).
     depths: queues::Depths,
     db: sled::Db,
-    committer: mpsc::Sender<Waiter>,
+    /// The committer's queue; `None` once closing.
+    committer: Option<mpsc::Sender<Waiter>>,
+    /// The committer thread, joined when the store closes.
+    committer_thread: Option<thread::JoinHandle<()>>,
+    /// The thread counting the queues at open (`queues.rs`): it stops at its next entry once
+    /// the store is closing, and is joined then, since its scan holds a handle on the database.
+    counter_thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    /// Closes the committer's queue and waits for its thread, which holds a handle on the
+    /// database: so the database's lock is free once the last handle on the store is gone, and
+    /// the same process can open the store again at once.
+    fn drop(&mut self) {
+        self.committer = None;
+        if let Some(t) = self.committer_thread.take() {
+            if t.join().is_err() {
+                tracing::error!(path = %self.path.display(), "the store's committer thread panicked");
+            }
+        }
+        let counter = match self.counter_thread.get_mut() {
+            Ok(t) => t.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        // The counter itself may hold the last handle for a moment (it upgrades its weak one
+        // per entry): then it is the thread running this, and it ends right after.
+        if let Some(t) = counter.filter(|t| t.thread().id() != thread::current().id()) {
+            if t.join().is_err() {
+                tracing::error!(path = %self.path.display(), "the store's queue-counting thread panicked");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -298,19 +332,43 @@ pub enum Offer {
     Conflict,
 }
 
+/// How often sled flushes on its own (ms): the bound on how long a write that no caller
+/// commits (metadata, events, counters) stays in memory only.
+const BACKGROUND_FLUSH_MS: u64 = 1000;
+
+/// How long [`Store::open`] waits for the database's lock (ms).
+const LOCK_WAIT_MS: u64 = 2000;
+
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(1000))
-            .cache_capacity(STORE_CACHE_BYTES)
-            .open()
-            .map_err(|e| StoreError::Sled {
-                path: dir.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+            .cache_capacity(STORE_CACHE_BYTES);
+        // The database's lock is held until the last thread of a closing handle in this process
+        // lets go (sled's own threads end shortly after the last handle): wait for that a
+        // moment. Another process holding it gets the error once the moment has passed.
+        let mut waited = 0;
+        let db = loop {
+            match config.open() {
+                // sled words it so, with the system's error inside the text.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && waited < LOCK_WAIT_MS =>
+                {
+                    thread::sleep(std::time::Duration::from_millis(20));
+                    waited += 20;
+                }
+                other => {
+                    break other.map_err(|e| StoreError::Sled {
+                        path: dir.to_owned(),
+                        reason: e.to_string(),
+                    })?
+                }
+            }
+        };
         let opened = format::check_and_migrate(&db, dir)?;
         if let format::Opened::Migrated { from } = opened {
             tracing::info!(
@@ -335,7 +393,7 @@ impl Store {
         let flusher = db.clone();
         let synced = bodies.clone();
         let path = dir.to_owned();
-        thread::Builder::new()
+        let committer_thread = thread::Builder::new()
             .name("store-commit".into())
             .spawn(move || commit_loop(&flusher, &synced, &rx))
             .map_err(|e| StoreError::Sled {
@@ -351,7 +409,9 @@ impl Store {
                 bodies,
                 path: dir.to_owned(),
                 db,
-                committer: tx,
+                committer: Some(tx),
+                committer_thread: Some(committer_thread),
+                counter_thread: std::sync::Mutex::new(None),
             }),
         };
         store.count_queues_in_background();
@@ -374,6 +434,8 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.inner
             .committer
+            .as_ref()
+            .ok_or(StoreError::Closed)?
             .send(tx)
             .map_err(|_| StoreError::Closed)?;
         match rx.await {
@@ -391,6 +453,8 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.inner
             .committer
+            .as_ref()
+            .ok_or(StoreError::Closed)?
             .send(tx)
             .map_err(|_| StoreError::Closed)?;
         match rx.blocking_recv() {
@@ -663,6 +727,78 @@ mod tests {
                 "{q}"
             );
         }
+    }
+
+    #[test]
+    fn a_closed_store_opens_again_at_once_in_the_same_process() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20u8 {
+            let store = Store::open(dir.path()).unwrap();
+            let clone = store.clone();
+            store.put_meta("round", &[round]).unwrap();
+            let _durable = clone.commit_blocking().unwrap();
+            drop(store);
+            drop(clone);
+            // The committer held a handle on the database; it is gone with the last handle.
+            let again = Store::open(dir.path())
+                .unwrap_or_else(|e| panic!("round {round}: reopening failed: {e}"));
+            assert_eq!(again.get_meta("round").unwrap(), Some(vec![round]));
+        }
+    }
+
+    /// Copies a folder as it is on disk (a live store: what a crash at this moment would leave).
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_write_no_one_commits_is_on_disk_after_the_background_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let store = Store::open(&live).unwrap();
+        let _durable = store.commit_blocking().unwrap();
+        store.put_meta("uncommitted", b"kept").unwrap();
+        // Several rounds of the flusher, for a loaded machine.
+        std::thread::sleep(std::time::Duration::from_millis(
+            4 * BACKGROUND_FLUSH_MS + 1000,
+        ));
+        // The store still open: its files are what a crash now would leave.
+        let copy = dir.path().join("copy");
+        copy_dir(&live, &copy);
+        let after_crash = Store::open(&copy).unwrap();
+        assert_eq!(
+            after_crash.get_meta("uncommitted").unwrap(),
+            Some(b"kept".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_closed_store_frees_its_lock_at_once_while_its_queues_are_still_being_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for i in 0..200_000u32 {
+                s.queue_insert(&key(b"q/", &[b"n", &i.to_be_bytes()]), b"x")
+                    .unwrap();
+            }
+            let _durable = s.commit_blocking().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        // The count made at open is still running (200,000 entries take far longer than this).
+        assert!(!s.queues_counted(), "the test needs a count still running");
+        drop(s);
+        // No waiting: sled's own open takes the lock only if nothing holds it any more.
+        let db = sled::Config::new().path(dir.path()).open();
+        assert!(db.is_ok(), "the lock is still held: {:?}", db.err());
     }
 
     #[test]

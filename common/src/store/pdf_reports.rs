@@ -2,12 +2,28 @@
 //! attachments found, as JSON ([`PdfReport`]). Written once per delivery by
 //! `lienthong_node::pdf_check`, off the delivery path; read by the local API, the console and
 //! proof bundles. The shapes here are the API's (`pdf_signatures` in docs/api.md).
+//!
+//! `P/<seq>`: a check still to run (the envelope id, then the recipients it was delivered to),
+//! written with the delivery and removed with the report: a check is never skipped, by a burst
+//! or by a stop.
 
 use serde::{Deserialize, Serialize};
 
 use super::*;
 
 const PREFIX: &[u8] = b"p/";
+const WAITING: &[u8] = b"P/";
+
+/// A PDF check still to run: the delivery it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PdfCheckWaiting {
+    /// The record's key (to remove it once the report is kept).
+    pub key: Vec<u8>,
+    /// The envelope delivered.
+    pub envelope_id: String,
+    /// The agencies here it was delivered to.
+    pub recipients: Vec<String>,
+}
 
 /// The signatures found in a document's PDF attachments, attachment by attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +153,79 @@ impl Store {
             reason: format!("cannot encode the PDF report: {e}"),
         })?;
         self.tree().insert(k, v).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records that the PDF attachments of `envelope_id`, just delivered to `recipients`, are
+    /// to be checked. Durable with the delivery's commit.
+    pub fn queue_pdf_check(
+        &self,
+        envelope_id: &str,
+        recipients: &[&str],
+    ) -> Result<(), StoreError> {
+        let mut k = WAITING.to_vec();
+        k.extend_from_slice(&self.next_seq()?.to_be_bytes());
+        let mut v = envelope_id.as_bytes().to_vec();
+        for r in recipients {
+            v.push(0);
+            v.extend_from_slice(r.as_bytes());
+        }
+        self.tree().insert(k, v).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The first `limit` PDF checks still to run, in the order of their deliveries.
+    pub fn pdf_checks_waiting(&self, limit: usize) -> Result<Vec<PdfCheckWaiting>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(WAITING).take(limit) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let mut parts = v
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            let envelope_id = parts.next().unwrap_or_default();
+            out.push(PdfCheckWaiting {
+                key: k.to_vec(),
+                envelope_id,
+                recipients: parts.collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// How many PDF checks are still to run.
+    pub fn pdf_checks_waiting_count(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.tree().scan_prefix(WAITING) {
+            kv.map_err(|e| self.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Keeps the report of a waiting check and removes the check from the ones to run, in one
+    /// atomic update. Durable with the next commit.
+    pub fn finish_pdf_check(
+        &self,
+        waiting: &PdfCheckWaiting,
+        report: &PdfReport,
+    ) -> Result<(), StoreError> {
+        let k = report_key(&waiting.envelope_id);
+        let v = serde_json::to_vec(report).map_err(|e| StoreError::Corrupt {
+            key: String::from_utf8_lossy(&k).into_owned(),
+            reason: format!("cannot encode the PDF report: {e}"),
+        })?;
+        let mut batch = sled::Batch::default();
+        batch.insert(k, v);
+        batch.remove(waiting.key.as_slice());
+        self.tree().apply_batch(batch).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Removes a waiting check without a report (its envelope is no longer held).
+    pub fn drop_pdf_check(&self, waiting: &PdfCheckWaiting) -> Result<(), StoreError> {
+        self.tree()
+            .remove(waiting.key.as_slice())
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 

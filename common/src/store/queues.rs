@@ -154,6 +154,38 @@ impl Store {
         Ok(out)
     }
 
+    /// The first envelope waiting in each priority class of a queue (at most one per class,
+    /// looking past at most `look` receipts in each): a queue is in arrival order within a
+    /// class, so these are the longest-waiting documents, however many of a higher class are
+    /// in front of them.
+    pub fn first_envelopes(
+        &self,
+        neighbour: &str,
+        look: usize,
+    ) -> Result<Vec<QueuedEntry>, StoreError> {
+        let mut out = Vec::new();
+        // Class 0 (express) to the class of documents with no priority, the last.
+        for class in 0..=queue_class(0) {
+            let mut prefix = queue_prefix(neighbour);
+            prefix.push(class);
+            for kv in self.tree().scan_prefix(prefix).take(look.max(1)) {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                let item = QueueItem::decode(&v).ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "bad queue item".into(),
+                })?;
+                if matches!(item, QueueItem::Envelope { .. }) {
+                    out.push(QueuedEntry {
+                        key: k.to_vec(),
+                        item,
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The names of every non-empty outbound queue (neighbours and local delivery queues).
     /// Skips from one name to the next: the cost is one seek per queue, not per entry.
     pub fn queue_names(&self) -> Result<Vec<String>, StoreError> {
@@ -262,12 +294,18 @@ impl Store {
 
     /// Starts the one count of every queue made at open (see the module's notes).
     pub(super) fn count_queues_in_background(&self) {
-        let store = self.clone();
+        // A weak handle: the count must not keep a closed store (and its lock) open.
+        let weak = Arc::downgrade(&self.inner);
+        let mut keys = self.tree().scan_prefix(b"q/").keys();
         let started = thread::Builder::new()
             .name("store-count".into())
             .spawn(move || {
-                let mut keys = store.tree().scan_prefix(b"q/").keys();
                 loop {
+                    let Some(inner) = weak.upgrade() else {
+                        // Closed before the count ended: nothing is left to count for.
+                        return;
+                    };
+                    let store = Store { inner };
                     // The next key is read under the lock, so no entry is added or removed
                     // between reading it and moving the point the count has reached.
                     let mut d = store.inner.depths.lock();
@@ -296,9 +334,15 @@ impl Store {
                     }
                 }
             });
-        if let Err(e) = started {
-            self.inner.depths.lock().counting_at = None;
-            tracing::warn!(cause = %e, "cannot start counting the queues; depths count changes since the start only");
+        match started {
+            Ok(t) => match self.inner.counter_thread.lock() {
+                Ok(mut slot) => *slot = Some(t),
+                Err(p) => *p.into_inner() = Some(t),
+            },
+            Err(e) => {
+                self.inner.depths.lock().counting_at = None;
+                tracing::warn!(cause = %e, "cannot start counting the queues; depths count changes since the start only");
+            }
         }
     }
 }

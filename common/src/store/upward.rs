@@ -1,5 +1,5 @@
-//! Keyspace `s/`, `S/`, `t/`, `T/` and `v/`: daily summaries and attestations, the newest
-//! per subject.
+//! Keyspace `s/`, `S/`, `t/`, `T/`, `k/`, `K/` and `v/`: daily summaries, attestations and node
+//! details, the newest per subject.
 
 use super::*;
 
@@ -18,6 +18,10 @@ impl Store {
             UpwardSubject::Attestation { node } => (
                 key(b"t/", &[node.as_bytes()]),
                 key(b"T/", &[node.as_bytes()]),
+            ),
+            UpwardSubject::Detail { node } => (
+                key(b"k/", &[node.as_bytes()]),
+                key(b"K/", &[node.as_bytes()]),
             ),
         };
         let qentry = self.receipt_entry(queue_to, up.id)?;
@@ -58,6 +62,25 @@ impl Store {
             .collect())
     }
 
+    /// The newest attestation held from `node`, encoded.
+    pub fn attestation_of(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(&key(b"t/", &[node.as_bytes()]))
+    }
+
+    /// The newest node detail held from `node`, encoded.
+    pub fn node_detail_of(&self, node: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(&key(b"k/", &[node.as_bytes()]))
+    }
+
+    /// The newest node detail held from every node, as (node, encoded detail).
+    pub fn node_details(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .scan_raw(b"k/")?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k[2..]).into_owned(), v))
+            .collect())
+    }
+
     /// The security events reported by nodes below, as (node, encoded event), by node then
     /// sequence.
     pub fn remote_events(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -69,6 +92,17 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The security events reported by `node`, encoded, by sequence.
+    pub fn remote_events_of(&self, node: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut prefix = key(b"v/", &[node.as_bytes()]);
+        prefix.push(0);
+        Ok(self
+            .scan_raw(&prefix)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// Every daily summary held, as (agency, day, encoded summary), by agency then day.
@@ -101,6 +135,11 @@ pub enum UpwardSubject {
     },
     /// A node's attestation.
     Attestation {
+        /// The node's agency.
+        node: String,
+    },
+    /// A node's detail (name, assessment evidence).
+    Detail {
         /// The node's agency.
         node: String,
     },

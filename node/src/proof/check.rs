@@ -15,6 +15,7 @@ use rustls_pki_types::UnixTime;
 use super::build::{
     envelope_derived, receipt_derived, stamp_of, ENVELOPE_PB, RECEIPTS_DIR, RECEIPT_PB, RECORDS,
 };
+use super::revocation::Revocations;
 use super::text::{status_names, vn_time, Facts, StampFact};
 use super::{sha256_hex, Bundle, FORMAT, MANIFEST};
 
@@ -25,6 +26,19 @@ pub struct TrustAnchors {
     pub interchange: Verifier,
     /// The TSA's trust anchors; without them a time-stamp is reported as not checked.
     pub tsa: Option<Anchors>,
+    /// The CRLs given; without them revocation is reported as not checked.
+    pub revocations: Option<Revocations>,
+}
+
+impl TrustAnchors {
+    /// The revocation remark for a signature by `chain` at `signed_unix_ms` (empty without
+    /// CRLs), or why it does not count.
+    fn revocation(&self, chain: &[Vec<u8>], signed_unix_ms: i64) -> Result<String, String> {
+        match &self.revocations {
+            None => Ok(String::new()),
+            Some(r) => r.check(chain, signed_unix_ms),
+        }
+    }
 }
 
 /// How one item fared.
@@ -150,6 +164,16 @@ pub fn verify(zip: &[u8], anchors: &TrustAnchors) -> Verdict {
         &mut v,
     );
 
+    match &anchors.revocations {
+        None => v.push(
+            "revocation",
+            Outcome::NotChecked(
+                "no CRL given (--crl): a certificate revoked before it signed would not be seen"
+                    .into(),
+            ),
+        ),
+        Some(r) => v.push("revocation", Outcome::Holds(r.summary())),
+    }
     let stamp = check_stamp(&env, anchors, &mut v);
     let envelope_ok = check_envelope(&env, &stamp, anchors, &mut v);
 
@@ -367,21 +391,27 @@ fn check_envelope(
         _ => (sig.signing_unix_ms, "the signing time the sender states"),
     };
     match anchors.interchange.verify_envelope(env.clone(), at(when)) {
-        Ok(ok) => {
-            v.push(
-                ITEM,
-                Outcome::Holds(format!(
-                    "signed by {} ({}) with {} at {} (its own claim); its chain leads to the CA and \
-                     was valid at {} ({which})",
-                    ok.signer(),
-                    subject(&sig.certificate_chain),
-                    sig.algorithm,
-                    vn_time(sig.signing_unix_ms),
-                    vn_time(when),
-                )),
-            );
-            true
-        }
+        Ok(ok) => match anchors.revocation(&sig.certificate_chain, when) {
+            Ok(remark) => {
+                v.push(
+                    ITEM,
+                    Outcome::Holds(format!(
+                        "signed by {} ({}) with {} at {} (its own claim); its chain leads to the CA and \
+                         was valid at {} ({which}){remark}",
+                        ok.signer(),
+                        subject(&sig.certificate_chain),
+                        sig.algorithm,
+                        vn_time(sig.signing_unix_ms),
+                        vn_time(when),
+                    )),
+                );
+                true
+            }
+            Err(why) => {
+                v.fail(ITEM, format!("{why} ({which})"));
+                false
+            }
+        },
         Err(e) => {
             v.fail(
                 ITEM,
@@ -452,11 +482,18 @@ fn check_receipt(
         .unwrap_or_default();
     match anchors.interchange.verify_receipt(r, at(signed_at)) {
         Ok(ok) => {
+            let remark = match anchors.revocation(&chain, signed_at) {
+                Ok(remark) => remark,
+                Err(why) => {
+                    v.fail(item, why);
+                    return None;
+                }
+            };
             let (vi, en) = status_names(ok.status);
             v.push(
                 item,
                 Outcome::Holds(format!(
-                    "{:02} {en} ({vi}) about {}, at {}, signed by {} ({}); chain valid at its signing time {}",
+                    "{:02} {en} ({vi}) about {}, at {}, signed by {} ({}); chain valid at its signing time {}{remark}",
                     ok.status,
                     if ok.recipient.is_empty() { sender } else { &ok.recipient },
                     vn_time(ok.timestamp_unix_ms),

@@ -107,21 +107,7 @@ impl Facts {
     }
 }
 
-/// A status code's names, Vietnamese and English.
-pub(crate) fn status_names(status: i32) -> (&'static str, &'static str) {
-    match status {
-        1 => ("đã đến", "arrived"),
-        2 => ("từ chối tiếp nhận", "rejected"),
-        3 => ("đã tiếp nhận", "accepted"),
-        4 => ("phân công", "assigned"),
-        5 => ("đang xử lý", "processing"),
-        6 => ("hoàn thành", "done"),
-        13 => ("yêu cầu lấy lại", "recall requested"),
-        15 => ("đồng ý lấy lại", "recall agreed"),
-        16 => ("từ chối lấy lại", "recall refused"),
-        _ => ("không rõ", "unknown"),
-    }
-}
+pub(crate) use lienthong_common::envelope::status_names;
 
 /// A unix-ms time in Vietnam (UTC+7), to the millisecond.
 pub(crate) fn vn_time(unix_ms: i64) -> String {

@@ -16,6 +16,14 @@ pub(crate) fn metric(text: &str, prefix: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The sum of every metric line starting with `prefix` (all its label sets).
+pub(crate) fn metric_sum(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A node's metric starting with `prefix`, read from its `/metrics` (0 if absent).
 pub(crate) fn metric_of(c: &ApiClient, prefix: &str) -> u64 {
     metric(&c.get_text("/metrics").unwrap_or_default(), prefix)

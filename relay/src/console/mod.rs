@@ -6,7 +6,9 @@
 //! Log-in: an `[[api_client]]` token with the `operate` scope (may act: a backup now) or the
 //! `monitor` scope (read-only), given once in a form; the browser then holds a session cookie
 //! (HttpOnly, SameSite=Strict, Secure over HTTPS) that names a session kept in memory for
-//! [`SESSION_TTL`]. A node without API clients (its API on loopback only) has an open console,
+//! [`SESSION_TTL`]. Over `[listen] api_tls`, a client certificate that names such a client
+//! (`certificate_cn`) logs in by itself, with no form. A node without API clients (its API on
+//! loopback only) has an open console,
 //! as its API is open. Every refusal is logged and recorded as an `api_auth` security event.
 //!
 //! Pages: the network below this node (`/console`), its traffic (`/console/traffic`), the
@@ -34,6 +36,7 @@ use crate::security_events::EventClass;
 
 mod charts;
 mod downloads;
+mod node_page;
 mod pdf;
 mod report;
 mod security;
@@ -59,9 +62,20 @@ struct Console {
 struct Session {
     client: Option<Arc<ApiClientConfig>>,
     last_used: Instant,
+    /// The client certificate's common name, for a session started by one.
+    certificate: Option<String>,
 }
 
 impl Session {
+    /// A session of `client` starting now (by its client certificate's common name, if any).
+    fn of(client: &ApiClientConfig, certificate: Option<&str>) -> Self {
+        Self {
+            client: Some(Arc::new(client.clone())),
+            last_used: Instant::now(),
+            certificate: certificate.map(str::to_owned),
+        }
+    }
+
     fn name(&self) -> &str {
         self.client.as_ref().map_or("", |c| c.name.as_str())
     }
@@ -75,9 +89,10 @@ impl Session {
 
 /// The console's routes, to be nested at `/console`.
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(network))
         .route("/security", get(security::security))
+        .route("/node/{code}", get(node_page::node_page))
         .route("/documents", get(documents))
         .route("/register", get(register_page))
         .route("/register.csv", get(register_csv))
@@ -97,11 +112,102 @@ pub fn router(node: Arc<Node>) -> Router {
             get(downloads::attachment),
         )
         .route("/style.css", get(style))
-        .route("/console.js", get(script))
-        .with_state(Console {
-            node,
-            sessions: Arc::default(),
-        })
+        .route("/console.js", get(script));
+    let console = Console {
+        node,
+        sessions: Arc::default(),
+    };
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            by_certificate,
+        ))
+        .with_state(console)
+}
+
+/// The session of a browser (or script) identified by the client certificate `cn`: the live
+/// one the certificate already has, so that one that keeps no cookie does not pile up
+/// sessions, or a new one (none without a random source).
+fn certificate_session(c: &Console, client: &ApiClientConfig, cn: &str) -> Option<String> {
+    let mut sessions = lock(&c.sessions);
+    let now = Instant::now();
+    sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_TTL);
+    if let Some((id, _)) = sessions
+        .iter()
+        .find(|(_, s)| s.certificate.as_deref() == Some(cn))
+    {
+        return Some(id.clone());
+    }
+    let id = new_session_id();
+    if id.is_empty() {
+        return None;
+    }
+    info!(client = %client.name, certificate = %cn, "console log-in by client certificate");
+    sessions.insert(id.clone(), Session::of(client, Some(cn)));
+    Some(id)
+}
+
+/// Log-in by client certificate: a request with no live session, over a TLS connection whose
+/// client certificate names an `[[api_client]]` (`certificate_cn`) with the `operate` or
+/// `monitor` scope, gets a session for that client at once (its cookie set on the answer), as a
+/// token given in the form would. A certificate client with neither scope is refused (logged,
+/// an `api_auth` event) and sees the log-in form.
+async fn by_certificate(
+    State(c): State<Console>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if c.node.config.api_clients.is_empty() || c.session(req.headers()).is_some() {
+        return next.run(req).await;
+    }
+    let cn = req
+        .extensions()
+        .get::<crate::api_server::Connection>()
+        .and_then(|x| x.certificate_cn.clone());
+    let Some(cn) = cn else {
+        return next.run(req).await;
+    };
+    let Some(client) = c
+        .node
+        .config
+        .api_clients
+        .iter()
+        .find(|cl| cl.certificate_cn.as_deref() == Some(cn.as_str()))
+    else {
+        return next.run(req).await;
+    };
+    if !client.scopes.contains(&ApiScope::Operate) && !client.scopes.contains(&ApiScope::Monitor) {
+        c.refuse(
+            &client.name,
+            format!(
+                "console: API client {} (client certificate {cn}) has neither the operate nor the monitor scope",
+                client.name
+            ),
+        );
+        return next.run(req).await;
+    }
+    let id = certificate_session(&c, client, &cn);
+    let Some(id) = id else {
+        return next.run(req).await;
+    };
+    let Ok(request_cookie) = header::HeaderValue::from_str(&format!("{COOKIE}={id}")) else {
+        return next.run(req).await;
+    };
+    // The new session's cookie first: a stale one the browser still sends comes after it.
+    let others: Vec<header::HeaderValue> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    req.headers_mut().remove(header::COOKIE);
+    req.headers_mut().insert(header::COOKIE, request_cookie);
+    for v in others {
+        req.headers_mut().append(header::COOKIE, v);
+    }
+    let mut resp = next.run(req).await;
+    c.set_session_cookie(&mut resp, &id);
+    resp
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -324,6 +430,22 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "pdf_time_stamp" => ("dấu thời gian", "time-stamp"),
         "pdf_not_checked" => ("không kiểm tra được", "not checked"),
         "pdf_unsigned" => ("không có chữ ký số", "no signature"),
+        "no_node" => (
+            "Không có báo cáo nào của nút này tại đây.",
+            "No report of this node is held here.",
+        ),
+        "no_detail" => (
+            "Nút này chưa gửi bản chi tiết (phiên bản cũ hơn, hoặc chưa đến kỳ báo cáo): chỉ biết mã các yêu cầu chưa đạt.",
+            "This node has sent no detail (an older version, or not reported yet): only the ids of the requirements not met are known.",
+        ),
+        "detail_made" => ("Bản chi tiết lập lúc", "Detail made at"),
+        "since" => ("từ", "since"),
+        "parent_up" => (
+            "kết nối lên cấp trên gần nhất",
+            "link to its parent last up",
+        ),
+        "oldest" => ("cũ nhất", "oldest"),
+        "minutes_ago" => ("phút trước", "min ago"),
         _ => ("?", "?"),
     };
     match lang {
@@ -341,6 +463,7 @@ impl Console {
             return Some(Session {
                 client: None,
                 last_used: Instant::now(),
+                certificate: None,
             });
         }
         let id = cookie(headers, COOKIE)?;
@@ -363,6 +486,18 @@ impl Console {
             "; Secure"
         } else {
             ""
+        }
+    }
+
+    /// Gives the browser the cookie of session `id`.
+    fn set_session_cookie(&self, resp: &mut Response, id: &str) {
+        if let Ok(v) = format!(
+            "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict{}",
+            self.secure()
+        )
+        .parse()
+        {
+            resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
 }
@@ -531,22 +666,9 @@ async fn login(State(c): State<Console>, headers: HeaderMap, Form(f): Form<Login
         );
     }
     info!(client = %client.name, "console log-in");
-    lock(&c.sessions).insert(
-        id.clone(),
-        Session {
-            client: Some(Arc::new(client.clone())),
-            last_used: Instant::now(),
-        },
-    );
+    lock(&c.sessions).insert(id.clone(), Session::of(client, None));
     let mut resp = Redirect::to("/console").into_response();
-    if let Ok(v) = format!(
-        "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict{}",
-        c.secure()
-    )
-    .parse()
-    {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    c.set_session_cookie(&mut resp, &id);
     resp
 }
 
@@ -609,8 +731,23 @@ struct Row {
     status: NodeStatus,
     /// For this node's own children: whether their link is up now.
     link_up: Option<bool>,
+    /// Since when the link has been so (unix ms).
+    link_since: i64,
     events_24h: u64,
     health: Health,
+}
+
+/// How long ago `at` was, in whole minutes, as text.
+fn minutes_ago(lang: Lang, now: i64, at: i64) -> String {
+    format!("{} {}", (now - at).max(0) / 60_000, t(lang, "minutes_ago"))
+}
+
+/// A requirement's text in `lang`: the Vietnamese one when there is one.
+fn requirement_text<'a>(lang: Lang, en: &'a str, vi: &'a str) -> &'a str {
+    match lang {
+        Lang::Vi if !vi.is_empty() => vi,
+        _ => en,
+    }
 }
 
 fn health_of(
@@ -653,7 +790,7 @@ async fn network(
     };
     let node = c.node.clone();
     let data = tokio::task::spawn_blocking(move || {
-        let report = crate::monitor::report(&node)?;
+        let report = crate::monitor::report_list(&node)?;
         let since = lienthong_common::now_unix_ms() - 24 * 3600 * 1000;
         let events = crate::monitor::subtree_events(&node.books(), node.agency(), since)?;
         Ok::<_, crate::monitor::MonitorError>((report, events))
@@ -684,17 +821,20 @@ async fn network(
     let rows: Vec<Row> = report
         .into_iter()
         .filter(|s| {
-            needle
-                .as_ref()
-                .is_none_or(|n| s.node.to_lowercase().contains(n.as_str()))
+            needle.as_ref().is_none_or(|n| {
+                s.node.to_lowercase().contains(n.as_str())
+                    || s.name.to_lowercase().contains(n.as_str())
+            })
         })
         .map(|s| {
             let link_up = children_up.get(&s.node).copied();
+            let link_since = c.node.metrics.link_since(&s.node);
             let events_24h = per_node.get(s.node.as_str()).copied().unwrap_or(0);
             let health = health_of(&c.node, &s, link_up, events_24h, now);
             Row {
                 status: s,
                 link_up,
+                link_since,
                 events_24h,
                 health,
             }
@@ -782,14 +922,29 @@ fn row(lang: Lang, r: &Row, own: &AgencyCode, now: i64) -> Markup {
         None if s.node == own.as_str() => t(lang, "this_node"),
         None => "",
     };
+    let oldest = s.oldest_queued_unix_ms.values().min().copied();
     html! {
         tr.(r.health.class()) data-node=(s.node) {
             td.(r.health.class()) title=(t(lang, r.health.class())) { (r.health.icon()) " " (t(lang, r.health.class())) }
-            td { code { (s.node) } }
-            td.link { (link) }
+            td.name {
+                a href={ "/console/node/" (s.node) } {
+                    @if !s.name.is_empty() && s.name != s.node { (s.name) br; }
+                    code { (s.node) }
+                }
+            }
+            td.link {
+                (link)
+                @if r.link_up.is_some() { br; small.since { (t(lang, "since")) " " (time_text(r.link_since)) } }
+                @else if s.node != own.as_str() && s.parent_last_up_unix_ms > 0 {
+                    small.since { (t(lang, "parent_up")) " " (time_text(s.parent_last_up_unix_ms)) }
+                }
+            }
             td { @if s.last_seen_unix_ms > 0 { ((now - s.last_seen_unix_ms) / 1000) " " (t(lang, "seconds_ago")) } @else { (t(lang, "never")) } }
             td { (s.version) }
-            td.num { (backlog) }
+            td.num {
+                (backlog)
+                @if let Some(at) = oldest { br; small.oldest { (t(lang, "oldest")) " " (minutes_ago(lang, now, at)) } }
+            }
             td.num { (s.certificate_days_left) }
             td.num { (s.ca_days_left) }
             td.num { @if let Some(d) = s.crl_days_left { (d) } @else { "—" } }
@@ -863,21 +1018,9 @@ struct DocumentsQuery {
     id: Option<String>,
 }
 
-/// The name of a status code (QCVN 102 / EDXML.md).
+/// A status code with its name in the page's language.
 fn status_name(lang: Lang, code: i32) -> String {
-    let (vi, en) = match code {
-        1 => ("đã đến", "arrived"),
-        2 => ("từ chối", "rejected"),
-        3 => ("đã tiếp nhận", "accepted"),
-        4 => ("đã phân công", "assigned"),
-        5 => ("đang xử lý", "processing"),
-        6 => ("hoàn thành", "done"),
-        13 => ("đề nghị thu hồi", "recall requested"),
-        15 => ("đồng ý thu hồi", "recall agreed"),
-        16 => ("từ chối thu hồi", "recall refused"),
-        0 => ("chưa có", "none yet"),
-        _ => ("?", "?"),
-    };
+    let (vi, en) = lienthong_common::envelope::status_names(code);
     format!("{code:02} {}", if lang == Lang::Vi { vi } else { en })
 }
 

@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::{error_page, lang_of, page, require, respond, t, time_text, Console};
+use super::{error_page, lang_of, page, require, requirement_text, respond, t, time_text, Console};
 use crate::monitor::NodeStatus;
 
 #[derive(Debug, Deserialize)]
@@ -35,7 +35,13 @@ pub(super) async fn security(
     let since = lienthong_common::now_unix_ms() - hours * 3600 * 1000;
     let data = tokio::task::spawn_blocking(move || {
         let events = crate::monitor::subtree_events(&node.books(), node.agency(), since)?;
-        let report = crate::monitor::report(&node)?;
+        let mut report = crate::monitor::report_list(&node)?;
+        // The requirements (with their evidence) only of the nodes below that miss some.
+        for s in report.iter_mut().skip(1) {
+            if !s.assessment_not_met.is_empty() {
+                s.requirements = crate::monitor::requirements_of(&node.store, &s.node)?;
+            }
+        }
         let audit = match lienthong_common::audit::verify(&node.store) {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(broken)) => Err(broken.to_string()),
@@ -93,7 +99,7 @@ pub(super) async fn security(
                             @for check in &a.checks {
                                 tr data-requirement=(check.id) class=(if check.met { "" } else { "warning" }) {
                                     td { code { (check.id) } }
-                                    td { (check.requirement) }
+                                    td { (requirement_text(lang, &check.requirement, &check.requirement_vi)) }
                                     @if check.met { td.ok { "● " (t(lang, "met")) } } @else { td.warning { "▲ " (t(lang, "unmet")) } }
                                     td { (check.evidence) }
                                 }
@@ -111,12 +117,24 @@ pub(super) async fn security(
                     tbody {
                         @for s in &unmet {
                             tr data-node=(s.node) {
-                                td { code { (s.node) } }
+                                td { a href={ "/console/node/" (s.node) } {
+                                    @if !s.name.is_empty() && s.name != s.node { (s.name) br; }
+                                    code { (s.node) }
+                                } }
                                 td.num { (s.assessed_level) }
                                 td.num { (s.assessment_met) "/" (s.assessment_total) }
                                 td { ul.unmet {
                                     @for id in &s.assessment_not_met {
-                                        li { code { (id) } @if let Some(text) = requirements.get(&(s.assessed_level, id.clone())) { " — " (text) } }
+                                        // The node's own words when its detail came (with what it
+                                        // found); else this node's text for that requirement.
+                                        @if let Some(r) = s.requirements.iter().find(|r| &r.id == id) {
+                                            li data-requirement=(id) {
+                                                code { (id) } " — " (requirement_text(lang, &r.requirement, &r.requirement_vi))
+                                                br; small.evidence { (t(lang, "evidence")) ": " (r.evidence) }
+                                            }
+                                        } @else {
+                                            li data-requirement=(id) { code { (id) } @if let Some((en, vi)) = requirements.get(&(s.assessed_level, id.clone())) { " — " (requirement_text(lang, en, vi)) } }
+                                        }
                                     }
                                 } }
                             }
@@ -181,10 +199,11 @@ pub(super) async fn security(
 
 /// This node's own assessment at its level (none without a level), and the text of each
 /// requirement at the levels the nodes below assessed themselves against, by (level, id): their
-/// attestations carry the ids of the requirements not met, not their evidence.
+/// attestations carry the ids of the requirements not met, not their evidence (nodes of older
+/// versions send no node detail with it), as (English, Vietnamese).
 type Assessments = (
     Option<crate::assess::Assessment>,
-    BTreeMap<(u32, String), String>,
+    BTreeMap<(u32, String), (String, String)>,
 );
 
 fn assessments(
@@ -212,7 +231,7 @@ fn assessments(
             continue;
         };
         for check in crate::assess::assess(cfg, l, &state, now).checks {
-            texts.insert((level, check.id), check.requirement);
+            texts.insert((level, check.id), (check.requirement, check.requirement_vi));
         }
     }
     (own, texts)

@@ -205,6 +205,37 @@ pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
+/// A self-signed ECDSA P-256 certificate `name.pem` with its key `name.key`, valid `days`
+/// days, with `more` arguments for `openssl req`.
+pub(crate) fn openssl_self_signed(
+    dir: &std::path::Path,
+    name: &str,
+    days: &str,
+    subject: &str,
+    more: &[&str],
+) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &key,
+        "-out",
+        &pem,
+        "-days",
+        days,
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(more);
+    openssl(dir, &args);
+}
+
 /// Whether the node `at` reports its link to `peer` up (`lienthong_link_up`).
 pub(crate) fn link_up(net: &Network, at: &str, peer: &str) -> bool {
     let metrics = net.client(&code(at)).unwrap().get_text("/metrics").unwrap();

@@ -99,24 +99,12 @@ pub(crate) fn issue(dir: &Path, name: &str, subject: &str, issuer: &str, ext: &s
 
 /// A root (ECDSA P-256), an issuing CA (RSA) under it, two signers (ECDSA and RSA) and a TSA.
 pub(crate) fn pki(dir: &Path) {
-    openssl(
+    super::openssl_self_signed(
         dir,
+        "root",
+        "3650",
+        "/CN=Test Root CA/O=Ban Co yeu Chinh phu/C=VN",
         &[
-            "req",
-            "-x509",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=Test Root CA/O=Ban Co yeu Chinh phu/C=VN",
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
@@ -166,26 +154,7 @@ pub(crate) fn pki(dir: &Path) {
     ]
     .concat();
     std::fs::write(dir.join("anchors.pem"), anchors).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
-            "stranger.key",
-            "-out",
-            "stranger.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Some Other Root/C=VN",
-        ],
-    );
+    super::openssl_self_signed(dir, "stranger", "30", "/CN=Some Other Root/C=VN", &[]);
 }
 
 /// A one-page PDF with a classic cross-reference table.
