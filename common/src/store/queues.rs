@@ -15,6 +15,7 @@
 //! removed at that very moment can leave it one off until the next such read.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::*;
@@ -23,6 +24,8 @@ use super::*;
 #[derive(Debug)]
 pub(super) struct Depths {
     state: Mutex<DepthState>,
+    /// Set when the store closes: the count made at open stops at its next entry.
+    closing: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -42,7 +45,13 @@ impl Depths {
                 counting_at: Some(Vec::new()),
                 first_new_seq,
             }),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// Asks the count made at open to stop (the store is closing).
+    pub(super) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
     }
 
     fn lock(&self) -> MutexGuard<'_, DepthState> {
@@ -294,28 +303,30 @@ impl Store {
 
     /// Starts the one count of every queue made at open (see the module's notes).
     pub(super) fn count_queues_in_background(&self) {
-        // A weak handle: the count must not keep a closed store (and its lock) open.
-        let weak = Arc::downgrade(&self.inner);
-        let mut keys = self.tree().scan_prefix(b"q/").keys();
+        // The count holds the depths and a handle on the database, never the store itself: the
+        // store closes on the thread that lets go of it last, which stops and joins the count
+        // (`Inner::drop`), so the database's lock is free once that returns.
+        let depths = Arc::clone(&self.inner.depths);
+        let db = self.inner.db.clone();
         let started = thread::Builder::new()
             .name("store-count".into())
             .spawn(move || {
+                let mut keys = db.scan_prefix(b"q/").keys();
                 loop {
-                    let Some(inner) = weak.upgrade() else {
+                    if depths.closing.load(Ordering::Acquire) {
                         // Closed before the count ended: nothing is left to count for.
                         return;
-                    };
-                    let store = Store { inner };
+                    }
                     // The next key is read under the lock, so no entry is added or removed
                     // between reading it and moving the point the count has reached.
-                    let mut d = store.inner.depths.lock();
+                    let mut d = depths.lock();
                     match keys.next() {
                         Some(Ok(k)) => {
                             // The iterator may hand out a key from a page it read before the
                             // entry was removed (sled's iterators are no snapshot): only an
                             // entry still there counts, as its removal was not counted.
-                            let old = d.held_at_open(&k)
-                                && store.tree().contains_key(&k).unwrap_or(false);
+                            let old =
+                                d.held_at_open(&k) && db.contains_key(&k).unwrap_or(false);
                             d.counting_at = Some(k.to_vec());
                             if let (true, Some(q)) = (old, queue_of(&k)) {
                                 let name = String::from_utf8_lossy(q).into_owned();
