@@ -7,7 +7,8 @@
 # - RabbitMQ (deploy/rabbitmq.sh): installed from Debian's packages when missing, started when
 #   not running, with its TLS listener; a machine already set up is only checked. Installing and
 #   starting need root; as another user, an already running broker is enough.
-# - Then `cargo test --workspace`; extra arguments go to it (`bash deploy/test.sh -- --nocapture`).
+# - Then `cargo test --workspace --no-fail-fast` (a failing test binary does not hide how the
+#   others fared); extra arguments go to it (`bash deploy/test.sh -- --nocapture`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,4 +59,4 @@ elif ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
   exit 1
 fi
 
-exec cargo test --workspace "$@"
+exec cargo test --workspace --no-fail-fast "$@"
