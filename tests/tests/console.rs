@@ -279,6 +279,25 @@ fn node(work: &Path, folder: &str, extra: &[&str]) -> (PathBuf, String, String) 
     (dir.join("node.toml"), api, link)
 }
 
+/// An HTTPS client that trusts the CA `ca` and follows at most `redirects` redirects.
+fn agent(ca: &Path, redirects: u32) -> ureq::Agent {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(redirects)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[
+                    ureq::tls::Certificate::from_pem(&std::fs::read(ca).unwrap())
+                        .unwrap()
+                        .to_owned(),
+                ]))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
 fn serve(config: &Path, log: PathBuf) -> Child {
     Command::new(relay_exe())
         .args(["serve", "--config"])
@@ -641,6 +660,60 @@ fn the_console_in_a_browser() {
         .to_string_lossy()
         .ends_with(".ltbak")));
 
+    // The root killed and started again: the operator's log-in still holds (no form), with
+    // its scope (the backup button); the viewer's, made with a token changed before the
+    // restart, does not.
+    let no_redirects = agent(&w.join("ca/ca.pem"), 0);
+    let resp = no_redirects
+        .post(&format!("{console}/login"))
+        .send_form([("token", viewer_token)])
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let viewer_cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("the viewer's session cookie")
+        .to_owned();
+    let old_viewer_token = viewer_token;
+    let viewer_token = "xem-chi-doc-moi-0123456789abcdef";
+    let config = std::fs::read_to_string(&root_cfg).unwrap();
+    std::fs::write(
+        &root_cfg,
+        config.replace(&sha256_hex(old_viewer_token), &sha256_hex(viewer_token)),
+    )
+    .unwrap();
+    procs.0[0].kill().unwrap();
+    procs.0[0].wait().unwrap();
+    procs.0[0] = serve(&root_cfg, w.join("root-again.log"));
+    wait_for(
+        Duration::from_secs(60),
+        "the root's console again, still logged in",
+        || {
+            browser.goto(&console);
+            (browser.has("table.nodes") && browser.has("#backup")).then_some(())
+        },
+    );
+    assert!(!browser.has("input#token"));
+    let log = std::fs::read_to_string(w.join("root-again.log")).unwrap();
+    assert!(
+        log.contains("console session taken up again from the store"),
+        "{log}"
+    );
+    let resp = no_redirects
+        .get(&console)
+        .header("Cookie", &viewer_cookie)
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let log = std::fs::read_to_string(w.join("root-again.log")).unwrap();
+    assert!(
+        log.contains("stored console session dropped")
+            && log.contains("API client viewer is no longer configured with that token"),
+        "{log}"
+    );
+
     // The province killed: its row shows the link down.
     procs.0[1].kill().unwrap();
     procs.0[1].wait().unwrap();
@@ -673,20 +746,7 @@ fn the_console_in_a_browser() {
         "a read-only client sees no backup button"
     );
     let session = browser.cookie("lt_console").expect("a session cookie");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-                    ureq::tls::Certificate::from_pem(&std::fs::read(w.join("ca/ca.pem")).unwrap())
-                        .unwrap()
-                        .to_owned(),
-                ]))
-                .build(),
-        )
-        .build()
-        .into();
+    let agent = agent(&w.join("ca/ca.pem"), 10);
     let resp = agent
         .post(&format!("{console}/backup"))
         .header("Cookie", &format!("lt_console={session}"))

@@ -5,8 +5,10 @@
 //!
 //! Log-in: an `[[api_client]]` token with the `operate` scope (may act: a backup now) or the
 //! `monitor` scope (read-only), given once in a form; the browser then holds a session cookie
-//! (HttpOnly, SameSite=Strict, Secure over HTTPS) that names a session kept in memory for
-//! [`SESSION_TTL`]. Over `[listen] api_tls`, a client certificate that names such a client
+//! (HttpOnly, SameSite=Strict, Secure over HTTPS) that names a session, alive for
+//! [`SESSION_TTL`] after its last use. A form log-in is also kept in the store, by the SHA-256
+//! of its cookie (never the cookie itself), so a restart of the node logs no one out; the
+//! client must still be configured with its scope when the session is taken up again. Over `[listen] api_tls`, a client certificate that names such a client
 //! (`certificate_cn`) logs in by itself, with no form. A node without API clients (its API on
 //! loopback only) has an open console,
 //! as its API is open. Every refusal is logged and recorded as an `api_auth` security event.
@@ -27,7 +29,7 @@ use axum::{Form, Router};
 use lienthong_common::agency::AgencyCode;
 use lienthong_common::config::{ApiClientConfig, ApiScope};
 use maud::{html, Markup, DOCTYPE};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::monitor::NodeStatus;
@@ -45,6 +47,11 @@ mod traffic;
 /// How long a console session lasts without being used.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 const COOKIE: &str = "lt_console";
+/// The store's metadata names of form log-ins: this, then the SHA-256 of the cookie, in hex.
+const STORED_SESSION: &str = "console-session/";
+/// A stored session's last use is written again once it is older than this (so a restart may
+/// end a session this much before its time).
+const STORED_TOUCH: Duration = Duration::from_secs(300);
 const LANG_COOKIE: &str = "lt_lang";
 const STYLE: &str = include_str!("console.css");
 const SCRIPT: &str = include_str!("console.js");
@@ -64,6 +71,18 @@ struct Session {
     last_used: Instant,
     /// The client certificate's common name, for a session started by one.
     certificate: Option<String>,
+    /// For a session kept in the store: when its last use was written there.
+    stored: Option<Instant>,
+}
+
+/// A form log-in as the store keeps it.
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    client: String,
+    /// The SHA-256 of the token the client logged in with (hex), as the configuration gives it:
+    /// a token changed since then ends the session.
+    token_sha256: String,
+    last_used_unix_ms: i64,
 }
 
 impl Session {
@@ -73,6 +92,7 @@ impl Session {
             client: Some(Arc::new(client.clone())),
             last_used: Instant::now(),
             certificate: certificate.map(str::to_owned),
+            stored: None,
         }
     }
 
@@ -464,15 +484,141 @@ impl Console {
                 client: None,
                 last_used: Instant::now(),
                 certificate: None,
+                stored: None,
             });
         }
         let id = cookie(headers, COOKIE)?;
         let mut sessions = lock(&self.sessions);
         let now = Instant::now();
         sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_TTL);
+        if !sessions.contains_key(id) {
+            let s = self.stored_session(id)?;
+            sessions.insert(id.to_owned(), s);
+        }
         let s = sessions.get_mut(id)?;
         s.last_used = now;
+        if s.stored
+            .is_some_and(|w| now.duration_since(w) >= STORED_TOUCH)
+        {
+            s.stored = Some(now);
+            self.store_session(id, s.name());
+        }
         Some(s.clone())
+    }
+
+    /// Keeps the form log-in `id` of `client` in the store, used now.
+    fn store_session(&self, id: &str, client: &str) {
+        let record = StoredSession {
+            client: client.to_owned(),
+            token_sha256: self
+                .node
+                .config
+                .api_clients
+                .iter()
+                .find(|cl| cl.name == client)
+                .and_then(|cl| cl.token_sha256)
+                .map(hex::encode)
+                .unwrap_or_default(),
+            last_used_unix_ms: self.node.clock.now_unix_ms(),
+        };
+        let written = serde_json::to_vec(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                self.node
+                    .store
+                    .put_meta(&stored_session_name(id), &v)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            warn!(client = %client, cause = %e, "cannot keep the console session in the store; it lasts until the node stops");
+        }
+    }
+
+    /// The form log-in `id` as the store keeps it, taken up again after a restart: only while
+    /// it is alive and its client is still configured with the operate or monitor scope.
+    fn stored_session(&self, id: &str) -> Option<Session> {
+        let name = stored_session_name(id);
+        let bytes = match self.node.store.get_meta(&name) {
+            Ok(b) => b?,
+            Err(e) => {
+                warn!(cause = %e, "cannot read the stored console sessions");
+                return None;
+            }
+        };
+        let idle = |r: &StoredSession| {
+            Duration::from_millis(
+                self.node
+                    .clock
+                    .now_unix_ms()
+                    .saturating_sub(r.last_used_unix_ms)
+                    .max(0) as u64,
+            )
+        };
+        let record = serde_json::from_slice::<StoredSession>(&bytes).ok();
+        let client = record.as_ref().and_then(|r| {
+            self.node.config.api_clients.iter().find(|cl| {
+                cl.name == r.client
+                    && cl.token_sha256.map(hex::encode).as_deref() == Some(r.token_sha256.as_str())
+                    && (cl.scopes.contains(&ApiScope::Operate)
+                        || cl.scopes.contains(&ApiScope::Monitor))
+            })
+        });
+        match (record, client) {
+            (Some(r), Some(client)) if idle(&r) < SESSION_TTL => {
+                info!(client = %client.name, "console session taken up again from the store");
+                let mut s = Session::of(client, None);
+                s.last_used = Instant::now().checked_sub(idle(&r)).unwrap_or(s.last_used);
+                s.stored = Some(Instant::now());
+                Some(s)
+            }
+            (record, _) => {
+                let why = match record {
+                    None => "unreadable".to_owned(),
+                    Some(r) if idle(&r) >= SESSION_TTL => "expired".to_owned(),
+                    Some(r) => format!(
+                        "API client {} is no longer configured with that token and the operate or monitor scope",
+                        r.client
+                    ),
+                };
+                info!(cause = %why, "stored console session dropped");
+                self.forget_stored_session(&name);
+                None
+            }
+        }
+    }
+
+    fn forget_stored_session(&self, name: &str) {
+        if let Err(e) = self.node.store.delete_meta(name) {
+            warn!(cause = %e, "cannot remove a stored console session");
+        }
+    }
+
+    /// Removes the stored form log-ins that are no longer alive.
+    fn prune_stored_sessions(&self) {
+        let names = match self.node.store.meta_names(STORED_SESSION) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(cause = %e, "cannot read the stored console sessions");
+                return;
+            }
+        };
+        let now = self.node.clock.now_unix_ms();
+        for hash in names {
+            let name = format!("{STORED_SESSION}{hash}");
+            let alive = self
+                .node
+                .store
+                .get_meta(&name)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<StoredSession>(&b).ok())
+                .is_some_and(|r| {
+                    now.saturating_sub(r.last_used_unix_ms) < SESSION_TTL.as_millis() as i64
+                });
+            if !alive {
+                self.forget_stored_session(&name);
+            }
+        }
     }
 
     fn refuse(&self, who: &str, reason: String) {
@@ -500,6 +646,12 @@ impl Console {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+}
+
+/// The store's name of the form log-in whose cookie is `id`.
+fn stored_session_name(id: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+    format!("{STORED_SESSION}{}", hex::encode(digest.as_ref()))
 }
 
 fn new_session_id() -> String {
@@ -666,7 +818,14 @@ async fn login(State(c): State<Console>, headers: HeaderMap, Form(f): Form<Login
         );
     }
     info!(client = %client.name, "console log-in");
-    lock(&c.sessions).insert(id.clone(), Session::of(client, None));
+    let mut session = Session::of(client, None);
+    session.stored = Some(Instant::now());
+    lock(&c.sessions).insert(id.clone(), session);
+    c.prune_stored_sessions();
+    c.store_session(&id, &client.name);
+    if let Err(e) = c.node.store.commit().await {
+        warn!(cause = %e, "cannot make the console session durable");
+    }
     let mut resp = Redirect::to("/console").into_response();
     c.set_session_cookie(&mut resp, &id);
     resp
@@ -675,6 +834,7 @@ async fn login(State(c): State<Console>, headers: HeaderMap, Form(f): Form<Login
 async fn logout(State(c): State<Console>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, COOKIE) {
         lock(&c.sessions).remove(id);
+        c.forget_stored_session(&stored_session_name(id));
     }
     let mut resp = Redirect::to("/console/login").into_response();
     if let Ok(v) = format!("{COOKIE}=; Path=/console; Max-Age=0").parse() {
