@@ -8,7 +8,8 @@
 //! (HttpOnly, SameSite=Strict, Secure over HTTPS) that names a session, alive for
 //! [`SESSION_TTL`] after its last use. A form log-in is also kept in the store, by the SHA-256
 //! of its cookie (never the cookie itself), so a restart of the node logs no one out; the
-//! client must still be configured with its scope when the session is taken up again. Over `[listen] api_tls`, a client certificate that names such a client
+//! client must still be configured with its token and scope when the session is taken up
+//! again. Over `[listen] api_tls`, a client certificate that names such a client
 //! (`certificate_cn`) logs in by itself, with no form. A node without API clients (its API on
 //! loopback only) has an open console,
 //! as its API is open. Every refusal is logged and recorded as an `api_auth` security event.
@@ -83,6 +84,13 @@ struct StoredSession {
     /// a token changed since then ends the session.
     token_sha256: String,
     last_used_unix_ms: i64,
+}
+
+impl StoredSession {
+    /// How long the session has not been used, at `now_unix_ms`.
+    fn idle(&self, now_unix_ms: i64) -> Duration {
+        Duration::from_millis(now_unix_ms.saturating_sub(self.last_used_unix_ms).max(0) as u64)
+    }
 }
 
 impl Session {
@@ -196,7 +204,7 @@ async fn by_certificate(
     else {
         return next.run(req).await;
     };
-    if !client.scopes.contains(&ApiScope::Operate) && !client.scopes.contains(&ApiScope::Monitor) {
+    if !may_use_console(client) {
         c.refuse(
             &client.name,
             format!(
@@ -545,22 +553,13 @@ impl Console {
                 return None;
             }
         };
-        let idle = |r: &StoredSession| {
-            Duration::from_millis(
-                self.node
-                    .clock
-                    .now_unix_ms()
-                    .saturating_sub(r.last_used_unix_ms)
-                    .max(0) as u64,
-            )
-        };
+        let idle = |r: &StoredSession| r.idle(self.node.clock.now_unix_ms());
         let record = serde_json::from_slice::<StoredSession>(&bytes).ok();
         let client = record.as_ref().and_then(|r| {
             self.node.config.api_clients.iter().find(|cl| {
                 cl.name == r.client
                     && cl.token_sha256.map(hex::encode).as_deref() == Some(r.token_sha256.as_str())
-                    && (cl.scopes.contains(&ApiScope::Operate)
-                        || cl.scopes.contains(&ApiScope::Monitor))
+                    && may_use_console(cl)
             })
         });
         match (record, client) {
@@ -612,9 +611,7 @@ impl Console {
                 .ok()
                 .flatten()
                 .and_then(|b| serde_json::from_slice::<StoredSession>(&b).ok())
-                .is_some_and(|r| {
-                    now.saturating_sub(r.last_used_unix_ms) < SESSION_TTL.as_millis() as i64
-                });
+                .is_some_and(|r| r.idle(now) < SESSION_TTL);
             if !alive {
                 self.forget_stored_session(&name);
             }
@@ -646,6 +643,11 @@ impl Console {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+}
+
+/// Whether `client` may log in to the console: with the operate or the monitor scope.
+fn may_use_console(client: &ApiClientConfig) -> bool {
+    client.scopes.contains(&ApiScope::Operate) || client.scopes.contains(&ApiScope::Monitor)
 }
 
 /// The store's name of the form log-in whose cookie is `id`.
@@ -788,9 +790,7 @@ async fn login(State(c): State<Console>, headers: HeaderMap, Form(f): Form<Login
         cl.token_sha256
             .is_some_and(|h| h.as_slice() == digest.as_ref())
     });
-    let allowed = client.filter(|cl| {
-        cl.scopes.contains(&ApiScope::Operate) || cl.scopes.contains(&ApiScope::Monitor)
-    });
+    let allowed = client.filter(|cl| may_use_console(cl));
     let Some(client) = allowed else {
         let who = client.map_or("", |cl| cl.name.as_str());
         c.refuse(
