@@ -903,6 +903,39 @@ fn minutes_ago(lang: Lang, now: i64, at: i64) -> String {
 }
 
 /// A requirement's text in `lang`: the Vietnamese one when there is one.
+/// One requirement of a self-assessment, as a row of [`requirements_table`].
+struct Requirement<'a> {
+    id: &'a str,
+    met: bool,
+    en: &'a str,
+    vi: &'a str,
+    evidence: &'a str,
+}
+
+/// A self-assessment requirement by requirement (the node page's, and this node's own on the
+/// security page), with the table's element id `id`.
+fn requirements_table<'a>(
+    lang: Lang,
+    id: &str,
+    rows: impl Iterator<Item = Requirement<'a>>,
+) -> Markup {
+    html! {
+        table id=(id) {
+            thead { tr { th { "id" } th { (t(lang, "requirement")) } th { (t(lang, "state")) } th { (t(lang, "evidence")) } } }
+            tbody {
+                @for r in rows {
+                    tr data-requirement=(r.id) class=(if r.met { "" } else { "warning" }) {
+                        td { code { (r.id) } }
+                        td { (requirement_text(lang, r.en, r.vi)) }
+                        @if r.met { td.ok { "● " (t(lang, "met")) } } @else { td.warning { "▲ " (t(lang, "unmet")) } }
+                        td { (r.evidence) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn requirement_text<'a>(lang: Lang, en: &'a str, vi: &'a str) -> &'a str {
     match lang {
         Lang::Vi if !vi.is_empty() => vi,

@@ -10,8 +10,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    error_page, health_of, lang_of, minutes_ago, page, require, requirement_text, respond, t,
-    time_text, Console,
+    error_page, health_of, lang_of, minutes_ago, page, require, requirements_table, respond, t,
+    time_text, Console, Requirement,
 };
 
 #[derive(Debug, Deserialize)]
@@ -105,19 +105,13 @@ pub(super) async fn node_page(
                 ul.unmet { @for id in &s.assessment_not_met { li { code { (id) } " — " (t(lang, "unmet")) } } }
             } @else {
                 p { (t(lang, "detail_made")) " " (time_text(s.detail_unix_ms)) }
-                table #node-requirements {
-                    thead { tr { th { "id" } th { (t(lang, "requirement")) } th { (t(lang, "state")) } th { (t(lang, "evidence")) } } }
-                    tbody {
-                        @for r in &s.requirements {
-                            tr data-requirement=(r.id) class=(if r.met { "" } else { "warning" }) {
-                                td { code { (r.id) } }
-                                td { (requirement_text(lang, &r.requirement, &r.requirement_vi)) }
-                                @if r.met { td.ok { "● " (t(lang, "met")) } } @else { td.warning { "▲ " (t(lang, "unmet")) } }
-                                td { (r.evidence) }
-                            }
-                        }
-                    }
-                }
+                (requirements_table(lang, "node-requirements", s.requirements.iter().map(|r| Requirement {
+                    id: &r.id,
+                    met: r.met,
+                    en: &r.requirement,
+                    vi: &r.requirement_vi,
+                    evidence: &r.evidence,
+                })))
             }
         }
         h2 { (t(lang, "events24")) }

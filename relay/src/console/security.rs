@@ -9,7 +9,10 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::{error_page, lang_of, page, require, requirement_text, respond, t, time_text, Console};
+use super::{
+    error_page, lang_of, page, require, requirement_text, requirements_table, respond, t,
+    time_text, Console, Requirement,
+};
 use crate::monitor::NodeStatus;
 
 #[derive(Debug, Deserialize)]
@@ -93,19 +96,13 @@ pub(super) async fn security(
                 None => p #own-assessment-none { (t(lang, "no_level")) },
                 Some(a) => {
                     p #own-assessment-summary { (t(lang, "level_word")) " " (a.level) ": " (a.met) "/" (a.total) " " (t(lang, "met")) }
-                    table #own-assessment {
-                        thead { tr { th { "id" } th { (t(lang, "requirement")) } th { (t(lang, "state")) } th { (t(lang, "evidence")) } } }
-                        tbody {
-                            @for check in &a.checks {
-                                tr data-requirement=(check.id) class=(if check.met { "" } else { "warning" }) {
-                                    td { code { (check.id) } }
-                                    td { (requirement_text(lang, &check.requirement, &check.requirement_vi)) }
-                                    @if check.met { td.ok { "● " (t(lang, "met")) } } @else { td.warning { "▲ " (t(lang, "unmet")) } }
-                                    td { (check.evidence) }
-                                }
-                            }
-                        }
-                    }
+                    (requirements_table(lang, "own-assessment", a.checks.iter().map(|c| Requirement {
+                        id: &c.id,
+                        met: c.met,
+                        en: &c.requirement,
+                        vi: &c.requirement_vi,
+                        evidence: &c.evidence,
+                    })))
                 }
             }
             h2 { (t(lang, "below_unmet")) }
